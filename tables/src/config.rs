@@ -1,0 +1,146 @@
+//! `--config FILE` (TOML). Every section and key is optional; defaults are spec.md's. Unknown
+//! keys are an error, so a typo in a threshold never silently falls back to the default.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sampler: SamplerConfig,
+    pub store: StoreConfig,
+    pub networks: NetworksConfig,
+    pub allowlist: Allowlist,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    /// Seconds between process CPU samples.
+    pub process_interval: f64,
+    /// Seconds between socket samples.
+    pub socket_interval: f64,
+    /// Seconds between the two fresh samples `query` takes in live mode.
+    pub query_window: f64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> SamplerConfig {
+        SamplerConfig {
+            process_interval: 10.0,
+            socket_interval: 5.0,
+            query_window: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Raw observations older than this are dropped.
+    pub max_age_hours: f64,
+    /// Raw observations are dropped oldest-first while the store's live pages exceed this.
+    pub max_mib: f64,
+    /// Summaries (first/last seen per destination, hourly bytes) are kept this long.
+    pub summary_days: f64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            max_age_hours: 24.0,
+            max_mib: 64.0,
+            summary_days: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworksConfig {
+    /// Extra CIDRs counted as internal (`remote_scope = private`), beyond RFC 1918/4193.
+    pub internal: Vec<String>,
+}
+
+/// What operators tune instead of editing pack SQL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Allowlist {
+    pub paths: Vec<String>,
+    pub identities: Vec<String>,
+    pub remotes: Vec<String>,
+    pub launchd_labels: Vec<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("sampler.process_interval", self.sampler.process_interval),
+            ("sampler.socket_interval", self.sampler.socket_interval),
+            ("sampler.query_window", self.sampler.query_window),
+            ("store.max_age_hours", self.store.max_age_hours),
+            ("store.max_mib", self.store.max_mib),
+            ("store.summary_days", self.store.summary_days),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be a positive number, not {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_spec_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(
+            (c.store.max_age_hours, c.store.max_mib, c.store.summary_days),
+            (24.0, 64.0, 30.0)
+        );
+        assert_eq!(
+            (c.sampler.process_interval, c.sampler.socket_interval),
+            (10.0, 5.0)
+        );
+    }
+
+    #[test]
+    fn partial_sections_override_only_their_keys() {
+        let c = Config::parse(
+            "[sampler]\nsocket_interval = 1.5\n[allowlist]\npaths = [\"/usr/bin/x\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.sampler.socket_interval, c.sampler.process_interval),
+            (1.5, 10.0)
+        );
+        assert_eq!(c.allowlist.paths, ["/usr/bin/x"]);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        assert!(Config::parse("[sampler]\nsocket_intervall = 1\n")
+            .unwrap_err()
+            .contains("unknown field"));
+        assert!(Config::parse("[store]\nmax_mib = 0\n")
+            .unwrap_err()
+            .contains("store.max_mib must be a positive"));
+        assert!(Config::parse("[store]\nmax_mib = \"big\"\n").is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! What tables run against: the store, the config, the filesystem root, "now", and the
+//! running process's own figures for `launchwatch_status`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::framework::Metrics;
+use crate::store::Store;
+
+pub struct TableEnv {
+    pub store: Store,
+    pub config: Config,
+    /// Filesystem prefix for files tables read (plists, binaries); `/` on a live host.
+    pub root: PathBuf,
+    /// Fixed "now" (`--now`, or the newest replayed observation); `None` means the clock.
+    pub fixed_now: Option<f64>,
+    pub started: Instant,
+    pub metrics: Metrics,
+    pub sampler: SamplerFigures,
+    /// Whether first-payload capture (pktap) is running; off until a capture backend exists.
+    pub capture_enabled: bool,
+}
+
+/// Written by the sampler, read by `launchwatch_status`.
+#[derive(Default)]
+pub struct SamplerFigures {
+    /// Cost of the last sample, microseconds.
+    pub last_cost_us: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl SamplerFigures {
+    pub fn record(&self, cost: std::time::Duration, ok: bool) {
+        self.last_cost_us
+            .store(cost.as_micros() as u64, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl TableEnv {
+    pub fn new(store: Store, config: Config, root: PathBuf, fixed_now: Option<f64>) -> TableEnv {
+        TableEnv {
+            store,
+            config,
+            root,
+            fixed_now,
+            started: Instant::now(),
+            metrics: Metrics::default(),
+            sampler: SamplerFigures::default(),
+            capture_enabled: false,
+        }
+    }
+
+    pub fn now(&self) -> f64 {
+        self.fixed_now.unwrap_or_else(wall_clock)
+    }
+}
+
+pub fn wall_clock() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

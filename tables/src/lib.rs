@@ -1,0 +1,13 @@
+//! launchwatch's host-independent core: observations, the store, collectors behind a platform
+//! seam, analytics and table definitions. Both hosts (osquery thrift, standalone SQLite) reach
+//! tables only through [`framework::TableSet`].
+
+pub mod config;
+pub mod docs;
+pub mod env;
+pub mod framework;
+pub mod observation;
+pub mod platform;
+pub mod sampler;
+pub mod store;
+pub mod tables;

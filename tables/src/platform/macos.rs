@@ -1,0 +1,132 @@
+//! macOS backends: libproc for processes.
+//!
+//! Only type-checked here (macos-check); what needs a Mac to prove: that `hw.tbfrequency` is
+//! read as a 64-bit value on both architectures, and that CPU seconds match `ps -o time` on
+//! Apple Silicon and under Rosetta.
+
+use std::mem::{offset_of, size_of};
+
+use super::parse::{mach_ticks_to_seconds, timebase_ticks_per_second};
+use crate::observation::ProcessObs;
+
+// Layouts from xnu bsd/sys/proc_info.h (struct proc_bsdinfo, proc_taskinfo, proc_taskallinfo),
+// as mirrored by the libc crate. A libc change that moved them would corrupt every sample.
+const _: () = assert!(size_of::<libc::proc_bsdinfo>() == 136);
+const _: () = assert!(offset_of!(libc::proc_bsdinfo, pbi_ppid) == 16);
+const _: () = assert!(offset_of!(libc::proc_bsdinfo, pbi_uid) == 20);
+const _: () = assert!(offset_of!(libc::proc_bsdinfo, pbi_comm) == 48);
+const _: () = assert!(offset_of!(libc::proc_bsdinfo, pbi_start_tvsec) == 120);
+const _: () = assert!(offset_of!(libc::proc_bsdinfo, pbi_start_tvusec) == 128);
+const _: () = assert!(size_of::<libc::proc_taskinfo>() == 96);
+const _: () = assert!(offset_of!(libc::proc_taskinfo, pti_total_user) == 16);
+const _: () = assert!(offset_of!(libc::proc_taskinfo, pti_total_system) == 24);
+const _: () = assert!(size_of::<libc::proc_taskallinfo>() == 232);
+
+/// Mach ticks per second. `hw.tbfrequency` first: it is not Rosetta-normalised, while
+/// `mach_timebase_info` reports 1/1 to an x86_64 binary under Rosetta although the kernel's
+/// task times stay in native 24 MHz ticks (collectors.md §2).
+pub fn ticks_per_second() -> u64 {
+    let mut value: u64 = 0;
+    let mut len = size_of::<u64>();
+    // SAFETY: the name is NUL-terminated; value/len describe a valid u64 buffer.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c"hw.tbfrequency".as_ptr(),
+            (&mut value as *mut u64).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc == 0 && len == size_of::<u64>() && value > 0 {
+        return value;
+    }
+    let mut tb = libc::mach_timebase_info { numer: 0, denom: 0 };
+    // SAFETY: tb is a valid out-pointer.
+    unsafe { libc::mach_timebase_info(&mut tb) };
+    timebase_ticks_per_second(tb.numer, tb.denom)
+}
+
+fn all_pids() -> Result<Vec<libc::c_int>, String> {
+    // SAFETY: a null buffer asks for the count.
+    let n = unsafe { libc::proc_listallpids(std::ptr::null_mut(), 0) };
+    if n <= 0 {
+        return Err(format!(
+            "proc_listallpids: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // Room for processes started since the count.
+    let mut pids: Vec<libc::c_int> = vec![0; n as usize + 64];
+    let bytes = (pids.len() * size_of::<libc::c_int>()) as libc::c_int;
+    // SAFETY: the buffer holds `bytes` bytes.
+    let got = unsafe { libc::proc_listallpids(pids.as_mut_ptr().cast(), bytes) };
+    if got <= 0 {
+        return Err(format!(
+            "proc_listallpids: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    pids.truncate((got as usize).min(pids.len()));
+    pids.retain(|&p| p > 0);
+    Ok(pids)
+}
+
+fn pid_path(pid: libc::c_int) -> Option<String> {
+    let mut buf = vec![0u8; libc::PROC_PIDPATHINFO_MAXSIZE as usize];
+    // SAFETY: the buffer is PROC_PIDPATHINFO_MAXSIZE bytes.
+    let n = unsafe { libc::proc_pidpath(pid, buf.as_mut_ptr().cast(), buf.len() as u32) };
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+fn c_name(raw: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = raw
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
+    let hz = ticks_per_second();
+    let mut out = Vec::new();
+    for pid in all_pids()? {
+        // SAFETY: proc_taskallinfo is plain old data; zeroed is a valid value.
+        let mut info: libc::proc_taskallinfo = unsafe { std::mem::zeroed() };
+        let size = size_of::<libc::proc_taskallinfo>() as libc::c_int;
+        // SAFETY: `info` is `size` bytes.
+        let n = unsafe {
+            libc::proc_pidinfo(
+                pid,
+                libc::PROC_PIDTASKALLINFO,
+                0,
+                (&mut info as *mut libc::proc_taskallinfo).cast(),
+                size,
+            )
+        };
+        if n != size {
+            // Exited, a zombie, or not ours to read without root: skip.
+            continue;
+        }
+        let b = &info.pbsd;
+        let name = if b.pbi_name[0] != 0 {
+            c_name(&b.pbi_name)
+        } else {
+            c_name(&b.pbi_comm)
+        };
+        out.push(ProcessObs {
+            ts: now,
+            pid: pid as i64,
+            start_time: b.pbi_start_tvsec as f64 + b.pbi_start_tvusec as f64 / 1e6,
+            ppid: Some(b.pbi_ppid as i64),
+            uid: Some(b.pbi_uid as i64),
+            path: pid_path(pid),
+            name: Some(name),
+            cpu_time: mach_ticks_to_seconds(info.ptinfo.pti_total_user, hz)
+                + mach_ticks_to_seconds(info.ptinfo.pti_total_system, hz),
+            launchd_label: None,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,33 @@
+//! The platform seam. Everything OS-specific lives below here; the rest of the crate sees only
+//! observations. Each backend reads raw kernel data and hands it to pure parsers in
+//! [`parse`], which are tested on byte and text fixtures on any host.
+
+pub mod parse;
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(target_os = "macos")]
+pub mod macos;
+
+use crate::observation::ProcessObs;
+
+/// Every process instance visible now with its cumulative CPU seconds. Processes that vanish
+/// mid-walk or cannot be read (another user's, without privileges) are skipped, not errors.
+pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::processes(now)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        macos::processes(now)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = now;
+        Err(format!(
+            "process sampling is not implemented on {}",
+            std::env::consts::OS
+        ))
+    }
+}

@@ -1,0 +1,157 @@
+//! Pure parsers of what the kernels hand back. No I/O here: tests feed fixtures.
+
+/// The fields of `/proc/<pid>/stat` the sampler needs (proc(5)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i64,
+    pub comm: String,
+    pub ppid: i64,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Process start, clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. `comm` may hold spaces and parentheses, so the fields after it are
+/// found from the *last* `)`.
+pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
+    let open = text.find('(').ok_or("no '(' before comm")?;
+    let close = text.rfind(')').ok_or("no ')' after comm")?;
+    if close < open {
+        return Err("')' before '('".into());
+    }
+    let pid = text[..open]
+        .trim()
+        .parse()
+        .map_err(|_| "pid is not a number")?;
+    let comm = text[open + 1..close].to_string();
+    // Fields after comm start at field 3 (state); index i here is field i + 3.
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Result<&str, String> {
+        rest.get(n - 3)
+            .copied()
+            .ok_or_else(|| format!("truncated: no field {n}"))
+    };
+    let num = |n: usize| -> Result<u64, String> {
+        field(n)?
+            .parse()
+            .map_err(|_| format!("field {n} is not a number"))
+    };
+    Ok(ProcStat {
+        pid,
+        comm,
+        ppid: field(4)?.parse().map_err(|_| "field 4 is not a number")?,
+        cpu_ticks: num(14)?.saturating_add(num(15)?),
+        start_ticks: num(22)?,
+    })
+}
+
+/// `btime` (boot time, epoch seconds) from `/proc/stat`.
+pub fn parse_boot_time(proc_stat: &str) -> Result<u64, String> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .ok_or("no btime line")?
+        .trim()
+        .parse()
+        .map_err(|_| "btime is not a number".to_string())
+}
+
+/// The systemd unit a process belongs to, from `/proc/<pid>/cgroup` (v2 `0::/…` or the v1
+/// `name=systemd` hierarchy): the innermost `*.service` (or `.scope`/`.timer`) component.
+pub fn systemd_unit_from_cgroup(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .or_else(|| text.lines().find(|l| l.contains(":name=systemd:")))?;
+    let path = line.splitn(3, ':').nth(2)?;
+    path.rsplit('/')
+        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))
+        .map(str::to_string)
+}
+
+/// Converts Mach absolute-time ticks to seconds given the timebase frequency in ticks per
+/// second (`hw.tbfrequency`: 24 MHz on Apple Silicon, 1 GHz on Intel).
+pub fn mach_ticks_to_seconds(ticks: u64, ticks_per_second: u64) -> f64 {
+    if ticks_per_second == 0 {
+        return 0.0;
+    }
+    let whole = ticks / ticks_per_second;
+    let frac = ticks % ticks_per_second;
+    whole as f64 + frac as f64 / ticks_per_second as f64
+}
+
+/// Ticks per second from a `mach_timebase_info` (numer/denom converts ticks to ns). Only the
+/// fallback: under Rosetta it reports 1/1 while the kernel counts native ticks.
+pub fn timebase_ticks_per_second(numer: u32, denom: u32) -> u64 {
+    if numer == 0 {
+        return 1_000_000_000;
+    }
+    (1_000_000_000u128 * denom as u128 / numer as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_with_hostile_comm() {
+        // comm holds spaces and a ')' — the field split must start after the last ')'.
+        let text = "4242 (evil) (x y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 123456 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let s = parse_proc_stat(text).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm, "evil) (x y");
+        assert_eq!((s.ppid, s.cpu_ticks, s.start_ticks), (1, 300, 123456));
+    }
+
+    #[test]
+    fn proc_stat_truncated_or_garbage_is_an_error() {
+        for bad in [
+            "",
+            "12 (a",
+            "x (a) S 1",
+            "12 (a) S 1 2 3",
+            "12 (a) S one 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5",
+        ] {
+            assert!(parse_proc_stat(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn boot_time_and_units() {
+        assert_eq!(
+            parse_boot_time("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n").unwrap(),
+            1_700_000_000
+        );
+        assert!(parse_boot_time("cpu 1\n").is_err());
+        assert_eq!(
+            systemd_unit_from_cgroup("0::/system.slice/cron.service\n").as_deref(),
+            Some("cron.service")
+        );
+        assert_eq!(
+            systemd_unit_from_cgroup("12:pids:/\n1:name=systemd:/system.slice/ssh.service\n")
+                .as_deref(),
+            Some("ssh.service")
+        );
+        assert_eq!(
+            systemd_unit_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope\n").as_deref(),
+            Some("session-2.scope")
+        );
+        assert_eq!(systemd_unit_from_cgroup("0::/\n"), None);
+    }
+
+    #[test]
+    fn mach_time_units() {
+        // Apple Silicon: 24 MHz timebase (numer/denom 125/3). 24e6 ticks are one second.
+        assert_eq!(timebase_ticks_per_second(125, 3), 24_000_000);
+        assert_eq!(timebase_ticks_per_second(1, 1), 1_000_000_000);
+        assert_eq!(mach_ticks_to_seconds(36_000_000, 24_000_000), 1.5);
+        // No overflow or precision loss for a process that ran a year on Intel ticks.
+        let year_ns = 365 * 86400 * 1_000_000_000u64;
+        assert_eq!(
+            mach_ticks_to_seconds(year_ns, 1_000_000_000),
+            (365 * 86400) as f64
+        );
+        assert_eq!(mach_ticks_to_seconds(5, 0), 0.0);
+    }
+}

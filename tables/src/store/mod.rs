@@ -1,0 +1,652 @@
+//! The bounded, persisted observation store: bundled SQLite under `--state-dir`.
+//!
+//! * WAL with `synchronous=NORMAL`: every batch is one transaction, so a kill at any moment
+//!   loses at most the batch being written, never the file (power loss may lose the last few
+//!   committed batches, which is fine for telemetry).
+//! * Retention: raw observations by age and by size, summaries by their own (longer) age.
+//! * `--replay` and `query` use an in-memory store with the same schema.
+
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::config::StoreConfig;
+use crate::observation::{DnsObs, FlowObs, Observation, PayloadObs, ProcessObs, SigningObs};
+use schema::{ALL_TABLES, MIGRATIONS, RAW_TABLES, SCHEMA_VERSION, SUMMARY_TABLES};
+
+pub const STORE_FILE: &str = "launchwatch.db";
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError(format!("store: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Counts of what a prune removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub by_age: u64,
+    pub by_size: u64,
+    pub summaries: u64,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    /// The database file when persisted; `None` for in-memory stores.
+    file: Option<PathBuf>,
+    /// Where `store_bytes` is measured: the file itself, or the history a `query` copied in.
+    size_source: Option<PathBuf>,
+    limits: StoreConfig,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, migrating an older schema.
+    pub fn open(dir: &Path, limits: StoreConfig) -> Result<Store> {
+        create_private_dir(dir)?;
+        let file = dir.join(STORE_FILE);
+        let conn = Connection::open(&file)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", file.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // auto_vacuum must be chosen before the first table exists; it lets pruning give space back.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError(format!(
+                "{}: WAL not available (journal_mode={mode})",
+                file.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&conn, &file.display().to_string())?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            size_source: Some(file.clone()),
+            file: Some(file),
+            limits,
+        })
+    }
+
+    pub fn in_memory(limits: StoreConfig) -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        migrate(&conn, "in-memory store")?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            file: None,
+            size_source: None,
+            limits,
+        })
+    }
+
+    /// Copies a running extension's history (read-only, never disturbing its writer) into this
+    /// in-memory store. Returns `Ok(false)` when there is no history at `dir`.
+    pub fn import_history(&mut self, dir: &Path) -> Result<bool> {
+        let file = dir.join(STORE_FILE);
+        if !file.exists() {
+            return Ok(false);
+        }
+        let uri = format!("file:{}?mode=ro", percent_encode_path(&file));
+        let conn = self.lock();
+        conn.execute("ATTACH DATABASE ?1 AS history", [uri])
+            .map_err(|e| StoreError(format!("cannot read history {}: {e}", file.display())))?;
+        let outcome = (|| -> Result<()> {
+            let version: i64 = conn.query_row("PRAGMA history.user_version", [], |r| r.get(0))?;
+            if version != SCHEMA_VERSION {
+                return Err(StoreError(format!(
+                    "history {} has schema version {version}, this launchwatch uses {SCHEMA_VERSION}; \
+                     run the matching launchwatch or point --state-dir elsewhere",
+                    file.display()
+                )));
+            }
+            conn.execute_batch("BEGIN")?;
+            for table in ALL_TABLES {
+                conn.execute(
+                    &format!("INSERT OR REPLACE INTO main.{table} SELECT * FROM history.{table}"),
+                    [],
+                )?;
+            }
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if outcome.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        conn.execute("DETACH DATABASE history", [])?;
+        outcome?;
+        drop(conn);
+        self.size_source = Some(file);
+        Ok(true)
+    }
+
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    pub fn limits(&self) -> &StoreConfig {
+        &self.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half transaction behind (SQLite rolls
+        // back on the next BEGIN), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the connection (for analytics and tables that read).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        Ok(f(&self.lock())?)
+    }
+
+    /// Writes one batch atomically, and counts `samples` completed sampler ticks with it.
+    pub fn write_batch(&self, observations: &[Observation], samples: u64) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for obs in observations {
+            match obs {
+                Observation::Process(p) => insert_process(&tx, p)?,
+                Observation::Flow(f) => upsert_flow(&tx, f)?,
+                Observation::Payload(p) => insert_payload(&tx, p)?,
+                Observation::Dns(d) => upsert_dns(&tx, d)?,
+                Observation::Signing(s) => upsert_signing(&tx, s, None)?,
+            }
+        }
+        if samples > 0 {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES('samples', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                [samples as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Completed sampler ticks over the store's life.
+    pub fn samples(&self) -> Result<u64> {
+        let conn = self.lock();
+        let v: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'samples'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Raw observations currently held (summaries not counted).
+    pub fn observations_stored(&self) -> Result<u64> {
+        let conn = self.lock();
+        let mut total = 0i64;
+        for (table, _) in RAW_TABLES.iter().chain([("signing", "")].iter()) {
+            total += conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+        }
+        Ok(total as u64)
+    }
+
+    /// Bytes on disk: the database file plus its WAL (and shared-memory index). For an
+    /// in-memory store with no history behind it, the pages it holds.
+    pub fn size_bytes(&self) -> Result<u64> {
+        match &self.size_source {
+            Some(file) => Ok(disk_bytes(file)),
+            None => Ok(self.live_bytes()?),
+        }
+    }
+
+    /// Bytes of pages holding data (excludes the free list): what size retention bounds.
+    pub fn live_bytes(&self) -> Result<u64> {
+        let conn = self.lock();
+        live_bytes(&conn)
+    }
+
+    /// Applies retention at `now`: raw rows by age then size, summaries by their own age.
+    pub fn prune(&self, now: f64) -> Result<Pruned> {
+        let mut out = Pruned::default();
+        let mut conn = self.lock();
+        let raw_cutoff = now - self.limits.max_age_hours * 3600.0;
+        let summary_cutoff = now - self.limits.summary_days * 86400.0;
+        let tx = conn.transaction()?;
+        for (table, col) in RAW_TABLES {
+            out.by_age += tx.execute(
+                &format!("DELETE FROM {table} WHERE {col} < ?1"),
+                [raw_cutoff],
+            )? as u64;
+        }
+        for (table, col) in SUMMARY_TABLES {
+            out.summaries += tx.execute(
+                &format!("DELETE FROM {table} WHERE {col} < ?1"),
+                [summary_cutoff],
+            )? as u64;
+        }
+        tx.commit()?;
+        // Size: drop the oldest tenth of the raw rows until the live pages fit. Bounded rounds,
+        // so a pathological store cannot keep the sampler busy forever.
+        let max_bytes = (self.limits.max_mib * 1024.0 * 1024.0) as u64;
+        for _ in 0..20 {
+            if live_bytes(&conn)? <= max_bytes {
+                break;
+            }
+            let tx = conn.transaction()?;
+            let mut removed = 0u64;
+            for (table, col) in RAW_TABLES {
+                removed += tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY {col} LIMIT
+                         (SELECT (count(*) + 9) / 10 FROM {table}))"
+                    ),
+                    [],
+                )? as u64;
+            }
+            tx.commit()?;
+            out.by_size += removed;
+            if removed == 0 {
+                break;
+            }
+        }
+        if out.by_age + out.by_size + out.summaries > 0 && self.file.is_some() {
+            conn.execute_batch("PRAGMA incremental_vacuum")?;
+            // Keep the WAL from growing past what one batch needs.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(out)
+    }
+}
+
+fn live_bytes(conn: &Connection) -> Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+/// The database file plus `-wal` and `-shm`, as `du` would count them for the state dir.
+pub fn disk_bytes(file: &Path) -> u64 {
+    let mut total = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = file.as_os_str().to_owned();
+        p.push(suffix);
+        total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    }
+    total
+}
+
+fn migrate(conn: &Connection, what: &str) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "{what} has schema version {version}, newer than this launchwatch knows ({SCHEMA_VERSION}); \
+             upgrade launchwatch or move the state directory away"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = i as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError(format!(
+                "{what}: migration to schema version {next} failed: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| {
+        StoreError(format!(
+            "cannot create state directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// SQLite URI filenames need `%`, `?` and `#` escaped.
+fn percent_encode_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+fn insert_process(tx: &Connection, p: &ProcessObs) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO process_samples(ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![p.ts, p.pid, p.start_time, p.ppid, p.uid, p.path, p.name, p.cpu_time, p.launchd_label])?;
+    Ok(())
+}
+
+/// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
+/// a connection counts once, and only its byte growth is added to the hourly totals.
+fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
+    let last_seen = f.end.unwrap_or(f.start).max(f.start);
+    let previous: Option<(i64, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0) FROM flows
+             WHERE protocol = ?1 AND ifnull(local_address, '') = ifnull(?2, '') AND ifnull(local_port, -1) = ifnull(?3, -1)
+               AND remote_address = ?4 AND remote_port = ?5 AND ifnull(pid, -1) = ifnull(?6, -1) AND start = ?7",
+        )?
+        .query_row(
+            params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (sent, received) = (f.bytes_sent.unwrap_or(0), f.bytes_received.unwrap_or(0));
+    let (new_flow, d_sent, d_received) = match previous {
+        Some((id, old_sent, old_received)) => {
+            tx.prepare_cached(
+                "UPDATE flows SET end = ?2, last_seen = max(last_seen, ?3), bytes_sent = ?4, bytes_received = ?5,
+                 state = ?6, remote_name = ifnull(?7, remote_name), launchd_label = ifnull(?8, launchd_label),
+                 path = ?9 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                f.end,
+                last_seen,
+                f.bytes_sent,
+                f.bytes_received,
+                f.state,
+                f.remote_name,
+                f.launchd_label,
+                f.path
+            ])?;
+            (
+                0,
+                (sent - old_sent).max(0),
+                (received - old_received).max(0),
+            )
+        }
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
+                 local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                f.start,
+                f.end,
+                last_seen,
+                f.pid,
+                f.process_start,
+                f.path,
+                f.launchd_label,
+                f.protocol,
+                f.local_address,
+                f.local_port,
+                f.remote_address,
+                f.remote_port,
+                f.remote_name,
+                f.bytes_sent,
+                f.bytes_received,
+                f.state
+            ])?;
+            (1, sent.max(0), received.max(0))
+        }
+    };
+    let remote = f.remote_name.as_deref().unwrap_or(&f.remote_address);
+    tx.prepare_cached(
+        "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(path, remote, remote_port, protocol) DO UPDATE SET
+           first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+           flows = flows + excluded.flows",
+    )?
+    .execute(params![f.path, remote, f.remote_port, f.protocol, f.start, last_seen, new_flow])?;
+    let hour_start = (last_seen / 3600.0).floor() as i64 * 3600;
+    tx.prepare_cached(
+        "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
+           bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
+    )?
+    .execute(params![f.path, hour_start, d_sent, d_received, new_flow])?;
+    Ok(())
+}
+
+fn insert_payload(tx: &Connection, p: &PayloadObs) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO payloads(ts, pid, path, protocol, remote_address, remote_port, direction, first_bytes,
+         payload_class, entropy, bytes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        p.ts,
+        p.pid,
+        p.path,
+        p.protocol,
+        p.remote_address,
+        p.remote_port,
+        p.direction,
+        p.first_bytes,
+        p.payload_class,
+        p.entropy,
+        p.bytes_seen
+    ])?;
+    Ok(())
+}
+
+fn upsert_dns(tx: &Connection, d: &DnsObs) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO dns(name, address, first_seen, last_seen, ttl) VALUES (lower(?1), ?2, ?3, ?3, ?4)
+         ON CONFLICT(name, address) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+           last_seen = max(last_seen, excluded.last_seen), ttl = ifnull(excluded.ttl, ttl)",
+    )?
+    .execute(params![d.name, d.address, d.ts, d.ttl])?;
+    Ok(())
+}
+
+fn upsert_signing(tx: &Connection, s: &SigningObs, observed: Option<f64>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO signing(path, signer_class, status, team_id, identifier, notarized, observed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![s.path, s.signer_class, s.status, s.team_id, s.identifier, s.notarized, observed])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::parse_line;
+    use crate::observation::Parsed;
+
+    fn obs(line: &str) -> Observation {
+        match parse_line(line).unwrap() {
+            Parsed::Observation(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn flow(start: f64, end: Option<f64>, sent: i64) -> Observation {
+        obs(&format!(
+            r#"{{"kind":"flow","start":{start},"end":{},"pid":7,"path":"/bin/agent","protocol":"tcp","local_port":5000,"remote_address":"203.0.113.9","remote_port":443,"remote_name":"api.example.com","bytes_sent":{sent},"bytes_received":10}}"#,
+            end.map(|e| e.to_string()).unwrap_or("null".into())
+        ))
+    }
+
+    #[test]
+    fn fresh_store_is_current_version_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        store.write_batch(&[flow(100.0, None, 5)], 1).unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(store.samples().unwrap(), 1);
+        assert_eq!(store.observations_stored().unwrap(), 1);
+        let v: i64 = store
+            .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(dir.path(), StoreConfig::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("schema version 99, newer than this launchwatch knows"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        // A table the v1 migration wants to create already exists: the migration must fail whole.
+        conn.execute_batch("CREATE TABLE flows(x)").unwrap();
+        drop(conn);
+        let err = Store::open(dir.path(), StoreConfig::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("migration to schema version 1 failed"),
+            "{err}"
+        );
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let meta: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((v, meta), (0, 0));
+    }
+
+    #[test]
+    fn a_connection_seen_again_counts_once_with_byte_growth_only() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        store.write_batch(&[flow(3600.0, None, 100)], 1).unwrap();
+        store
+            .write_batch(&[flow(3600.0, Some(3700.0), 250)], 1)
+            .unwrap();
+        let (flows, sent, dest_flows): (i64, i64, i64) = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT (SELECT count(*) FROM flows), (SELECT sum(bytes_sent) FROM hourly_bytes),
+                            (SELECT flows FROM destination_summary WHERE remote = 'api.example.com')",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!((flows, sent, dest_flows), (1, 250, 1));
+        assert_eq!(store.samples().unwrap(), 2);
+    }
+
+    #[test]
+    fn retention_by_age_keeps_summaries() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        store
+            .write_batch(
+                &[
+                    flow(1000.0, Some(1010.0), 1),
+                    flow(90_000.0, Some(90_010.0), 1),
+                ],
+                0,
+            )
+            .unwrap();
+        let pruned = store.prune(90_100.0).unwrap();
+        assert_eq!(pruned.by_age, 1);
+        let (flows, summaries): (i64, i64) = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT (SELECT count(*) FROM flows), (SELECT flows FROM destination_summary)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            (flows, summaries),
+            (1, 2),
+            "the summary remembers the pruned flow"
+        );
+        // 31 days later the summaries go too.
+        let pruned = store.prune(90_100.0 + 31.0 * 86400.0).unwrap();
+        assert!(pruned.summaries >= 2);
+    }
+
+    #[test]
+    fn retention_by_size_bounds_live_pages_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = StoreConfig {
+            max_mib: 0.25,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), limits).unwrap();
+        let batch: Vec<Observation> = (0..4000)
+            .map(|i| {
+                obs(&format!(
+                    r#"{{"kind":"process","ts":{i},"pid":{i},"start_time":0,"cpu_time":1,"path":"/some/long/path/to/a/binary/{i}"}}"#
+                ))
+            })
+            .collect();
+        store.write_batch(&batch, 1).unwrap();
+        assert!(store.live_bytes().unwrap() > 256 * 1024);
+        let pruned = store.prune(4000.0).unwrap();
+        assert!(pruned.by_size > 0);
+        assert!(store.live_bytes().unwrap() <= 256 * 1024);
+        // The newest rows survive: oldest go first.
+        let newest: i64 = store
+            .read(|c| c.query_row("SELECT max(pid) FROM process_samples", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(newest, 3999);
+        assert!(disk_bytes(store.file().unwrap()) < 1024 * 1024);
+    }
+
+    #[test]
+    fn query_imports_history_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        disk.write_batch(&[flow(100.0, None, 5)], 3).unwrap();
+        let mut mem = Store::in_memory(StoreConfig::default()).unwrap();
+        assert!(mem.import_history(dir.path()).unwrap());
+        assert_eq!(mem.samples().unwrap(), 3);
+        assert_eq!(mem.observations_stored().unwrap(), 1);
+        assert_eq!(mem.size_bytes().unwrap(), disk_bytes(disk.file().unwrap()));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!mem.import_history(empty.path()).unwrap());
+    }
+}

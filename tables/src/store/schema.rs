@@ -1,0 +1,99 @@
+//! The store's schema and its migrations. `PRAGMA user_version` carries the version; each entry
+//! of [`MIGRATIONS`] takes the store from version `i` to `i + 1` inside one transaction, so a
+//! kill during an upgrade leaves the old version intact.
+
+/// Version this build writes. A store with a higher version is refused, never downgraded.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Raw observation tables, oldest-first pruning applies to these (name, time column).
+pub const RAW_TABLES: &[(&str, &str)] = &[
+    ("process_samples", "ts"),
+    ("flows", "last_seen"),
+    ("payloads", "ts"),
+    ("dns", "last_seen"),
+];
+
+/// Long-lived summaries (name, time column): kept by `summary_max_age`, not by raw retention,
+/// so novelty and egress baselines outlive the raw flows.
+pub const SUMMARY_TABLES: &[(&str, &str)] = &[
+    ("destination_summary", "last_seen"),
+    ("hourly_bytes", "hour_start"),
+];
+
+/// Every table `query` copies from a running extension's store.
+pub const ALL_TABLES: &[&str] = &[
+    "meta",
+    "process_samples",
+    "flows",
+    "payloads",
+    "dns",
+    "signing",
+    "destination_summary",
+    "hourly_bytes",
+];
+
+pub const MIGRATIONS: &[&str] = &[
+    // v1: observations, summaries, counters.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+
+    -- One row per process instance per sample; cpu_time is cumulative.
+    CREATE TABLE process_samples (
+        ts REAL NOT NULL, pid INTEGER NOT NULL, start_time REAL NOT NULL,
+        ppid INTEGER, uid INTEGER, path TEXT, name TEXT, cpu_time REAL NOT NULL, launchd_label TEXT
+    );
+    CREATE INDEX process_samples_ts ON process_samples(ts);
+    CREATE INDEX process_samples_instance ON process_samples(pid, start_time, ts);
+
+    -- One row per connection; live sampling updates it in place (counters are cumulative).
+    CREATE TABLE flows (
+        id INTEGER PRIMARY KEY,
+        start REAL NOT NULL, end REAL, last_seen REAL NOT NULL,
+        pid INTEGER, process_start REAL, path TEXT NOT NULL, launchd_label TEXT,
+        protocol TEXT NOT NULL, local_address TEXT, local_port INTEGER,
+        remote_address TEXT NOT NULL, remote_port INTEGER NOT NULL, remote_name TEXT,
+        bytes_sent INTEGER, bytes_received INTEGER, state TEXT
+    );
+    CREATE UNIQUE INDEX flows_identity ON flows(
+        protocol, ifnull(local_address, ''), ifnull(local_port, -1), remote_address, remote_port,
+        ifnull(pid, -1), start);
+    CREATE INDEX flows_last_seen ON flows(last_seen);
+    CREATE INDEX flows_path ON flows(path);
+
+    CREATE TABLE payloads (
+        ts REAL NOT NULL, pid INTEGER, path TEXT, protocol TEXT NOT NULL,
+        remote_address TEXT NOT NULL, remote_port INTEGER NOT NULL, direction TEXT,
+        first_bytes TEXT, payload_class TEXT, entropy REAL, bytes_seen INTEGER
+    );
+    CREATE INDEX payloads_ts ON payloads(ts);
+
+    CREATE TABLE dns (
+        name TEXT NOT NULL, address TEXT NOT NULL, first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL, ttl INTEGER,
+        PRIMARY KEY (name, address)
+    );
+    CREATE INDEX dns_last_seen ON dns(last_seen);
+    CREATE INDEX dns_address ON dns(address);
+
+    -- Latest known signing facts per path (replayed or computed).
+    CREATE TABLE signing (
+        path TEXT PRIMARY KEY, signer_class TEXT NOT NULL, status TEXT, team_id TEXT,
+        identifier TEXT, notarized INTEGER, observed REAL
+    ) WITHOUT ROWID;
+
+    -- First/last seen per (program, destination): the 14-day novelty baseline.
+    CREATE TABLE destination_summary (
+        path TEXT NOT NULL, remote TEXT NOT NULL, remote_port INTEGER NOT NULL, protocol TEXT NOT NULL,
+        first_seen REAL NOT NULL, last_seen REAL NOT NULL, flows INTEGER NOT NULL,
+        PRIMARY KEY (path, remote, remote_port, protocol)
+    ) WITHOUT ROWID;
+    CREATE INDEX destination_summary_last_seen ON destination_summary(last_seen);
+
+    -- Bytes per program per hour: the 7-day egress baseline.
+    CREATE TABLE hourly_bytes (
+        path TEXT NOT NULL, hour_start INTEGER NOT NULL,
+        bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL, flows INTEGER NOT NULL,
+        PRIMARY KEY (path, hour_start)
+    ) WITHOUT ROWID;
+    "#,
+];

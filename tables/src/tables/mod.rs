@@ -1,0 +1,10 @@
+//! Table definitions, one file each: the schema next to the rows.
+
+pub mod status;
+
+use crate::framework::Table;
+
+/// Every table this build registers, in documentation order.
+pub fn all() -> Vec<Box<dyn Table>> {
+    vec![Box::new(status::Status)]
+}

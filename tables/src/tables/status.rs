@@ -1,0 +1,60 @@
+//! `launchwatch_status`: one row about the extension itself, so an operator can see from Fleet
+//! that it samples, what a sample costs and how big its history is.
+
+use std::sync::atomic::Ordering;
+
+use crate::env::TableEnv;
+use crate::framework::column::{bigint, double, integer, text};
+use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
+use crate::store::schema::SCHEMA_VERSION;
+
+pub struct Status;
+
+const COLUMNS: &[Column] = &[
+    text("version", "launchwatch version (the extension's registered version)"),
+    bigint("uptime_seconds", "Seconds since this launchwatch process started"),
+    bigint("samples", "Completed sampler ticks recorded in the store over its life"),
+    double("sample_cost_ms", "Wall-clock cost of the most recent sample, milliseconds (NULL before the first)"),
+    bigint("observations_stored", "Raw observations currently held (process samples, flows, payloads, DNS answers, signing facts)"),
+    bigint("store_bytes", "Bytes the store occupies on disk, database plus WAL and shared-memory files; for a replay, the in-memory pages"),
+    integer("capture_enabled", "1 when first-payload capture is running, else 0"),
+    bigint("errors", "Table calls and samples that failed since start"),
+    text("store_path", "The store's database file; NULL for an in-memory (replay) store"),
+    integer("schema_version", "Store schema version"),
+    text("platform", "Operating system this build runs on (darwin, linux)"),
+];
+
+impl Table for Status {
+    fn name(&self) -> &'static str {
+        "launchwatch_status"
+    }
+    fn description(&self) -> &'static str {
+        "Health of the launchwatch extension: version, sampling, store size and errors (one row)."
+    }
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+    fn generate(&self, env: &TableEnv, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+        let store = &env.store;
+        let cost_us = env.sampler.last_cost_us.load(Ordering::Relaxed);
+        let errors = env.metrics.table_errors.load(Ordering::Relaxed)
+            + env.sampler.errors.load(Ordering::Relaxed);
+        Ok(vec![vec![
+            Value::from(env!("CARGO_PKG_VERSION")),
+            Value::from(env.started.elapsed().as_secs()),
+            Value::from(store.samples()?),
+            if cost_us == 0 {
+                Value::Null
+            } else {
+                Value::Double(cost_us as f64 / 1000.0)
+            },
+            Value::from(store.observations_stored()?),
+            Value::from(store.size_bytes()?),
+            Value::from(env.capture_enabled),
+            Value::from(errors),
+            Value::from(store.file().map(|p| p.display().to_string())),
+            Value::from(SCHEMA_VERSION),
+            Value::from(std::env::consts::OS.replace("macos", "darwin")),
+        ]])
+    }
+}
