@@ -1,0 +1,540 @@
+//! The osquery host: registers every table with osqueryd's extension manager and serves
+//! `Extension.ping/call/shutdown` on `<socket>.<uuid>`.
+//!
+//! Own code on the `thrift` crate rather than osquery-rust-ng 2.0.0, whose defects
+//! (osquery-protocol.md §6) break required behaviour: it ignores a refused registration and
+//! serves on `<socket>.0`, fixes the version at "1.0", ignores `--timeout` and `--interval`,
+//! caps the server at 10 connection threads (so slow calls starve osqueryd's pre-call ping),
+//! never stops its listener thread, loses error text on `generate`, and does not parse
+//! constraints.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use launchwatch_tables::framework::{QueryContext, TableSet};
+use thrift::protocol::TType;
+
+use wire::{
+    ExtensionInfo, ExtensionResponse, ExtensionStatus, PluginResponse, Request, StringMap,
+    EXT_FAILED, EXT_SUCCESS,
+};
+
+/// The name osqueryd lists in `osquery_extensions`.
+pub const EXTENSION_NAME: &str = "launchwatch";
+/// We speak the osquery 5.x extension protocol; the core only checks `sdk_version >= 1.7.7`.
+const SDK_VERSION: &str = "5.0.0";
+const MIN_SDK_VERSION: &str = "1.7.7";
+/// osqueryd opens a connection per call; this many may be served at once before new ones are
+/// refused. Far above osqueryd's needs; it bounds what a misbehaving local client can hold.
+const MAX_CONNECTIONS: usize = 256;
+/// A connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct HostOptions {
+    pub socket: PathBuf,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub verbose: bool,
+}
+
+/// Why the host stopped; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Running = 0,
+    Signal = 1,
+    ShutdownRequest = 2,
+    ManagerGone = 3,
+    Dropped = 4,
+}
+
+struct Shared {
+    tables: Arc<TableSet>,
+    uuid: i64,
+    verbose: bool,
+    exit: AtomicI32,
+    active: AtomicUsize,
+}
+
+impl Shared {
+    fn stop(&self, why: Exit) {
+        let _ = self.exit.compare_exchange(
+            Exit::Running as i32,
+            why as i32,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+    fn stopping(&self) -> bool {
+        self.exit.load(Ordering::SeqCst) != Exit::Running as i32
+    }
+}
+
+fn log(verbose: bool, msg: impl AsRef<str>) {
+    if verbose {
+        eprintln!("launchwatch: {}", msg.as_ref());
+    }
+}
+
+/// Runs until osqueryd or a signal stops us. Returns the process exit code.
+pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> i32 {
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, signalled.clone()) {
+            eprintln!("launchwatch: cannot install signal handler: {e}");
+            return 1;
+        }
+    }
+    let deadline = Instant::now() + opts.timeout;
+    let uuid = match register(&tables, &opts, deadline, &signalled) {
+        Ok(uuid) => uuid,
+        Err(e) => {
+            eprintln!("launchwatch: {e}");
+            on_stop();
+            return 1;
+        }
+    };
+    let own_socket = PathBuf::from(format!("{}.{uuid}", opts.socket.display()));
+    let listener = match listen(&own_socket) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "launchwatch: cannot listen on {}: {e}",
+                own_socket.display()
+            );
+            let _ = deregister(&opts.socket, uuid);
+            on_stop();
+            return 1;
+        }
+    };
+    log(
+        opts.verbose,
+        format!(
+            "registered as uuid {uuid}, serving {}",
+            own_socket.display()
+        ),
+    );
+    let shared = Arc::new(Shared {
+        tables,
+        uuid,
+        verbose: opts.verbose,
+        exit: AtomicI32::new(Exit::Running as i32),
+        active: AtomicUsize::new(0),
+    });
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || accept_loop(listener, shared))
+            .expect("spawn accept thread");
+    }
+    {
+        let shared = shared.clone();
+        let manager = opts.socket.clone();
+        let interval = opts.interval;
+        std::thread::Builder::new()
+            .name("manager-watch".into())
+            .spawn(move || watch_manager(&manager, interval, &shared))
+            .expect("spawn watcher thread");
+    }
+    while !shared.stopping() {
+        if signalled.load(Ordering::SeqCst) {
+            shared.stop(Exit::Signal);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let why = shared.exit.load(Ordering::SeqCst);
+    log(opts.verbose, format!("stopping ({})", describe_exit(why)));
+    // The socket goes first so osqueryd stops routing calls to us; then deregister (unless the
+    // manager is gone or already dropped us).
+    let _ = std::fs::remove_file(&own_socket);
+    if why != Exit::ManagerGone as i32 && why != Exit::Dropped as i32 {
+        if let Err(e) = deregister(&opts.socket, uuid) {
+            log(opts.verbose, format!("deregister: {e}"));
+        }
+    }
+    on_stop();
+    if why == Exit::Dropped as i32 {
+        1
+    } else {
+        0
+    }
+}
+
+fn describe_exit(code: i32) -> &'static str {
+    match code {
+        c if c == Exit::Signal as i32 => "signal",
+        c if c == Exit::ShutdownRequest as i32 => "shutdown requested by osqueryd",
+        c if c == Exit::ManagerGone as i32 => "extension manager is gone",
+        c if c == Exit::Dropped as i32 => "osqueryd no longer lists this extension",
+        _ => "running",
+    }
+}
+
+/// One short-lived connection to the manager, as osqueryd's own clients do.
+fn manager_call<T>(
+    socket: &Path,
+    io_timeout: Duration,
+    method: &str,
+    write_args: impl FnOnce(&mut dyn thrift::protocol::TOutputProtocol) -> thrift::Result<()>,
+    mut read_success: impl FnMut(
+        &mut dyn thrift::protocol::TInputProtocol,
+        TType,
+    ) -> thrift::Result<Option<T>>,
+) -> Result<T, String> {
+    let stream = UnixStream::connect(socket)
+        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    stream.set_read_timeout(Some(io_timeout)).ok();
+    stream.set_write_timeout(Some(io_timeout)).ok();
+    let reader = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut o = wire::output(BufWriter::new(stream));
+    let mut i = wire::input(BufReader::new(reader));
+    let mut result = None;
+    (|| -> thrift::Result<()> {
+        wire::begin_call(&mut o, method, 1)?;
+        write_args(&mut o)?;
+        wire::end_call(&mut o)?;
+        wire::read_reply(&mut i, method, |i, ty| {
+            result = read_success(i, ty)?;
+            Ok(result.is_some())
+        })
+    })()
+    .map_err(|e| format!("{method}: {e}"))?;
+    result.ok_or_else(|| format!("{method}: reply has no result"))
+}
+
+fn routes(tables: &TableSet) -> BTreeMap<String, BTreeMap<String, PluginResponse>> {
+    let mut items = BTreeMap::new();
+    for t in tables.tables() {
+        items.insert(t.name().to_string(), column_routes(t));
+    }
+    BTreeMap::from([("table".to_string(), items)])
+}
+
+fn column_routes(t: &dyn launchwatch_tables::framework::Table) -> PluginResponse {
+    t.columns()
+        .iter()
+        .map(|c| {
+            StringMap::from([
+                ("id".into(), "column".into()),
+                ("name".into(), c.name.into()),
+                ("type".into(), c.ty.sql_name().into()),
+                ("op".into(), c.options.0.to_string()),
+            ])
+        })
+        .collect()
+}
+
+/// Waits up to `--timeout` for the manager socket, then registers. A refusal is final.
+fn register(
+    tables: &TableSet,
+    opts: &HostOptions,
+    deadline: Instant,
+    signalled: &AtomicBool,
+) -> Result<i64, String> {
+    let info = ExtensionInfo {
+        name: EXTENSION_NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        sdk_version: SDK_VERSION.into(),
+        min_sdk_version: MIN_SDK_VERSION.into(),
+    };
+    let registry = routes(tables);
+    loop {
+        if signalled.load(Ordering::SeqCst) {
+            return Err("stopped by a signal before registering".into());
+        }
+        if opts.socket.exists() {
+            let outcome = manager_call(
+                &opts.socket,
+                Duration::from_secs(10),
+                "registerExtension",
+                |o| wire::write_register_args(o, &info, &registry),
+                read_status_result,
+            );
+            match outcome {
+                Ok(s) if s.code == EXT_SUCCESS && s.uuid > 0 => return Ok(s.uuid),
+                Ok(s) => {
+                    return Err(format!(
+                        "osqueryd refused registration (code {}): {}",
+                        s.code,
+                        if s.message.is_empty() {
+                            "no reason given"
+                        } else {
+                            &s.message
+                        }
+                    ))
+                }
+                // The socket file exists but nobody accepts yet (osqueryd starting): retry.
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("registration failed: {e}"))
+                }
+                Err(_) => {}
+            }
+        } else if Instant::now() >= deadline {
+            return Err(format!(
+                "extension manager socket {} did not appear within {:?} (--timeout)",
+                opts.socket.display(),
+                opts.timeout
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_status_result(
+    i: &mut dyn thrift::protocol::TInputProtocol,
+    ty: TType,
+) -> thrift::Result<Option<ExtensionStatus>> {
+    if ty == TType::Struct {
+        wire::read_status(i).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn deregister(socket: &Path, uuid: i64) -> Result<(), String> {
+    let s = manager_call(
+        socket,
+        Duration::from_millis(400),
+        "deregisterExtension",
+        |o| wire::write_i64_field(o, "uuid", 1, uuid),
+        read_status_result,
+    )?;
+    if s.code == EXT_SUCCESS {
+        Ok(())
+    } else {
+        Err(s.message)
+    }
+}
+
+/// Like the C++ SDK's watcher: every `--interval`, ask the manager which extensions it lists;
+/// stop when it is gone or no longer lists us.
+fn watch_manager(socket: &Path, interval: Duration, shared: &Shared) {
+    let io_timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
+    loop {
+        let started = Instant::now();
+        while started.elapsed() < interval {
+            if shared.stopping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(interval));
+        }
+        let outcome = manager_call(
+            socket,
+            io_timeout,
+            "extensions",
+            |_| Ok(()),
+            |i, ty| {
+                if ty == TType::Map {
+                    wire::read_extension_uuids(i).map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+        );
+        match outcome {
+            Ok(list) if list.contains(&shared.uuid) => {}
+            Ok(_) => {
+                eprintln!(
+                    "launchwatch: osqueryd no longer lists uuid {}; exiting",
+                    shared.uuid
+                );
+                shared.stop(Exit::Dropped);
+                return;
+            }
+            Err(e) => {
+                log(shared.verbose, format!("manager check failed: {e}"));
+                shared.stop(Exit::ManagerGone);
+                return;
+            }
+        }
+    }
+}
+
+fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    // A stale socket from a killed predecessor would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
+    let fd = listener.as_raw_fd();
+    while !shared.stopping() {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. The timeout lets the loop notice a stop.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if ready <= 0 {
+            continue;
+        }
+        let Ok((stream, _)) = listener.accept() else {
+            continue;
+        };
+        if shared.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            log(shared.verbose, "too many connections; refusing one");
+            continue;
+        }
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("conn".into())
+            .spawn(move || {
+                serve_connection(stream, &shared);
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            // Thread limit reached: the connection was dropped with the closure.
+            log(true, "cannot spawn a connection thread");
+        }
+    }
+}
+
+fn serve_connection(stream: UnixStream, shared: &Shared) {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT)).ok();
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let mut i = wire::input(BufReader::new(reader));
+    let mut o = wire::output(BufWriter::new(stream));
+    loop {
+        let (request, seq) = match wire::read_request(&mut i) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                log(shared.verbose, format!("dropping a connection: {e}"));
+                return;
+            }
+        };
+        let written = match request {
+            Request::Ping => {
+                let s = ExtensionStatus {
+                    code: EXT_SUCCESS,
+                    message: "pong".into(),
+                    uuid: shared.uuid,
+                };
+                let field = wire::status_field(&s);
+                wire::write_reply(&mut o, "ping", seq, Some(&field))
+            }
+            Request::Shutdown => {
+                let r = wire::write_reply(&mut o, "shutdown", seq, None);
+                shared.stop(Exit::ShutdownRequest);
+                r
+            }
+            Request::Call {
+                registry,
+                item,
+                request,
+            } => {
+                let response = handle_call(shared, &registry, &item, &request);
+                let field = wire::response_field(&response);
+                wire::write_reply(&mut o, "call", seq, Some(&field))
+            }
+            Request::Unknown(method) => {
+                let e = thrift::ApplicationError::new(
+                    thrift::ApplicationErrorKind::UnknownMethod,
+                    format!("unknown method {method}"),
+                );
+                wire::write_exception(&mut o, &method, seq, &e)
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+fn failure(uuid: i64, message: String) -> ExtensionResponse {
+    ExtensionResponse {
+        status: ExtensionStatus {
+            code: EXT_FAILED,
+            message,
+            uuid,
+        },
+        response: vec![],
+    }
+}
+
+/// `Extension.call`: columns, generate, and a polite refusal of writes.
+fn handle_call(
+    shared: &Shared,
+    registry: &str,
+    item: &str,
+    request: &StringMap,
+) -> ExtensionResponse {
+    let uuid = shared.uuid;
+    if registry != "table" {
+        return failure(uuid, format!("launchwatch has no {registry:?} registry"));
+    }
+    let Some(table) = shared.tables.get(item) else {
+        return failure(uuid, format!("launchwatch has no table {item:?}"));
+    };
+    let ok = |response| ExtensionResponse {
+        status: ExtensionStatus {
+            code: EXT_SUCCESS,
+            message: "OK".into(),
+            uuid,
+        },
+        response,
+    };
+    match request.get("action").map(String::as_str) {
+        Some("columns") => ok(column_routes(table)),
+        Some("generate") => {
+            let started = Instant::now();
+            let ctx = match QueryContext::parse_json(
+                request.get("context").map(String::as_str).unwrap_or(""),
+            ) {
+                Ok(c) => c,
+                Err(e) => return failure(uuid, format!("{item}: {e}")),
+            };
+            match shared.tables.generate(item, &ctx) {
+                Ok(rows) => {
+                    let columns = table.columns();
+                    let response: PluginResponse = rows
+                        .iter()
+                        .map(|row| {
+                            columns
+                                .iter()
+                                .zip(row)
+                                .filter_map(|(c, v)| v.to_wire().map(|s| (c.name.to_string(), s)))
+                                .collect()
+                        })
+                        .collect();
+                    log(
+                        shared.verbose,
+                        format!(
+                            "{item}: {} rows in {:.1} ms",
+                            response.len(),
+                            started.elapsed().as_secs_f64() * 1000.0
+                        ),
+                    );
+                    ok(response)
+                }
+                Err(e) => {
+                    log(shared.verbose, format!("{item}: error: {e}"));
+                    failure(uuid, e)
+                }
+            }
+        }
+        // osqueryd reads response[0]["status"] for writes and ignores status.code.
+        Some("insert" | "update" | "delete") => ok(vec![StringMap::from([(
+            "status".into(),
+            "readonly".into(),
+        )])]),
+        Some(other) => failure(uuid, format!("{item}: unsupported action {other:?}")),
+        None => failure(uuid, format!("{item}: request has no action")),
+    }
+}

@@ -1,0 +1,388 @@
+//! The standalone host: every table as an eponymous SQLite virtual table in an in-process
+//! SQLite, so `launchwatch query SQL` needs no osqueryd. Constraints reach tables the same way
+//! osqueryd passes them: every usable constraint (any op, LIMIT/OFFSET included) becomes part of
+//! the [`QueryContext`], and none is omitted, so SQLite re-checks them all.
+
+use std::fmt::Write as _;
+use std::os::raw::c_int;
+use std::sync::Arc;
+
+use launchwatch_tables::framework::{Op, QueryContext, Row, TableSet, Value};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::vtab::{
+    eponymous_only_module, Context, Filters, IndexConstraintOp, IndexInfo, VTab, VTabConnection,
+    VTabCursor,
+};
+use rusqlite::{ffi, Connection};
+
+/// What each module instance needs: the table set and which table it is.
+struct Aux {
+    tables: Arc<TableSet>,
+    name: &'static str,
+}
+
+#[repr(C)]
+struct Tab {
+    /// Must be first: SQLite sees this struct as an `sqlite3_vtab`.
+    base: ffi::sqlite3_vtab,
+    tables: Arc<TableSet>,
+    name: &'static str,
+}
+
+fn op_code(op: IndexConstraintOp) -> Option<i64> {
+    use IndexConstraintOp::*;
+    Some(match op {
+        SQLITE_INDEX_CONSTRAINT_EQ => 2,
+        SQLITE_INDEX_CONSTRAINT_GT => 4,
+        SQLITE_INDEX_CONSTRAINT_LE => 8,
+        SQLITE_INDEX_CONSTRAINT_LT => 16,
+        SQLITE_INDEX_CONSTRAINT_GE => 32,
+        SQLITE_INDEX_CONSTRAINT_MATCH => 64,
+        SQLITE_INDEX_CONSTRAINT_LIKE => 65,
+        SQLITE_INDEX_CONSTRAINT_GLOB => 66,
+        SQLITE_INDEX_CONSTRAINT_REGEXP => 67,
+        SQLITE_INDEX_CONSTRAINT_NE => 68,
+        SQLITE_INDEX_CONSTRAINT_ISNOT => 69,
+        SQLITE_INDEX_CONSTRAINT_ISNOTNULL => 70,
+        SQLITE_INDEX_CONSTRAINT_ISNULL => 71,
+        SQLITE_INDEX_CONSTRAINT_IS => 72,
+        SQLITE_INDEX_CONSTRAINT_LIMIT => 73,
+        SQLITE_INDEX_CONSTRAINT_OFFSET => 74,
+        _ => return None,
+    })
+}
+
+unsafe impl<'vtab> VTab<'vtab> for Tab {
+    type Aux = Aux;
+    type Cursor = Cursor<'vtab>;
+
+    fn connect(
+        _db: &mut VTabConnection,
+        aux: Option<&Aux>,
+        _args: &[&[u8]],
+    ) -> rusqlite::Result<(String, Self)> {
+        let aux = aux.ok_or_else(|| rusqlite::Error::ModuleError("no table".into()))?;
+        let table = aux
+            .tables
+            .get(aux.name)
+            .ok_or_else(|| rusqlite::Error::ModuleError(format!("unknown table {}", aux.name)))?;
+        let mut schema = String::from("CREATE TABLE x(");
+        for (i, c) in table.columns().iter().enumerate() {
+            let hidden = if c
+                .options
+                .contains(launchwatch_tables::framework::ColumnOptions::HIDDEN)
+            {
+                " HIDDEN"
+            } else {
+                ""
+            };
+            let _ = write!(
+                schema,
+                "{}\"{}\" {}{hidden}",
+                if i > 0 { ", " } else { "" },
+                c.name,
+                c.ty.sql_name()
+            );
+        }
+        schema.push(')');
+        Ok((
+            schema,
+            Tab {
+                base: ffi::sqlite3_vtab::default(),
+                tables: aux.tables.clone(),
+                name: aux.name,
+            },
+        ))
+    }
+
+    fn best_index(&self, info: &mut IndexInfo) -> rusqlite::Result<()> {
+        // Pass every usable constraint down, recorded as "column:op" in idx_str in argv order.
+        let mut plan = Vec::new();
+        let mut equality = false;
+        let usable: Vec<(usize, c_int, i64)> = info
+            .constraints()
+            .enumerate()
+            .filter(|(_, c)| c.is_usable())
+            .filter_map(|(i, c)| op_code(c.operator()).map(|op| (i, c.column(), op)))
+            .collect();
+        for (argv, (i, column, op)) in usable.into_iter().enumerate() {
+            info.constraint_usage(i).set_argv_index(argv as c_int + 1);
+            plan.push(format!("{column}:{op}"));
+            equality |= op == 2;
+        }
+        let used = info.col_used();
+        info.set_idx_str(&format!("{used:x};{}", plan.join(",")));
+        // Prefer plans that push equality (joins feed the inner table one key at a time).
+        info.set_estimated_cost(if equality { 10.0 } else { 100_000.0 });
+        info.set_estimated_rows(if equality { 10 } else { 100_000 });
+        Ok(())
+    }
+
+    fn open(&'vtab mut self) -> rusqlite::Result<Cursor<'vtab>> {
+        Ok(Cursor {
+            base: ffi::sqlite3_vtab_cursor::default(),
+            tab: self,
+            rows: Vec::new(),
+            at: 0,
+        })
+    }
+}
+
+#[repr(C)]
+struct Cursor<'vtab> {
+    /// Must be first.
+    base: ffi::sqlite3_vtab_cursor,
+    tab: &'vtab Tab,
+    rows: Vec<Row>,
+    at: usize,
+}
+
+fn value_text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        // osqueryd never passes NULL; blobs have no text form worth constraining on.
+        ValueRef::Null | ValueRef::Blob(_) => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+unsafe impl VTabCursor for Cursor<'_> {
+    fn filter(
+        &mut self,
+        _idx_num: c_int,
+        idx_str: Option<&str>,
+        args: &Filters<'_>,
+    ) -> rusqlite::Result<()> {
+        let table = self
+            .tab
+            .tables
+            .get(self.tab.name)
+            .expect("table exists while its module does");
+        let columns = table.columns();
+        let mut ctx = QueryContext::all();
+        let (used, plan) = idx_str.unwrap_or("").split_once(';').unwrap_or(("", ""));
+        if let Ok(mask) = u64::from_str_radix(used, 16) {
+            // Bit 63 stands for "column 63 or later" in SQLite's colUsed.
+            ctx.set_cols_used(
+                columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1u64 << (*i).min(63)) != 0)
+                    .map(|(_, c)| c.name),
+            );
+        }
+        for (argv, entry) in plan.split(',').filter(|s| !s.is_empty()).enumerate() {
+            let Some((col, op)) = entry.split_once(':') else {
+                continue;
+            };
+            let (Ok(col), Ok(op)) = (col.parse::<usize>(), op.parse::<i64>()) else {
+                continue;
+            };
+            let op = Op::from_code(op);
+            // LIMIT/OFFSET name no real column; keep them on column 0 as osqueryd does.
+            let name = columns
+                .get(col)
+                .or(columns.first())
+                .map(|c| c.name)
+                .unwrap_or("");
+            if let Some(text) = args
+                .get::<SqlValue>(argv)
+                .ok()
+                .and_then(|v| value_text(ValueRef::from(&v)))
+            {
+                ctx.push(name, op, text);
+            }
+        }
+        self.rows = self
+            .tab
+            .tables
+            .generate(self.tab.name, &ctx)
+            .map_err(rusqlite::Error::ModuleError)?;
+        self.at = 0;
+        Ok(())
+    }
+
+    fn next(&mut self) -> rusqlite::Result<()> {
+        self.at += 1;
+        Ok(())
+    }
+
+    fn eof(&self) -> bool {
+        self.at >= self.rows.len()
+    }
+
+    fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
+        match self.rows.get(self.at).and_then(|r| r.get(i as usize)) {
+            Some(Value::Int(v)) => ctx.set_result(v),
+            Some(Value::Double(v)) if v.is_finite() => ctx.set_result(v),
+            Some(Value::Text(s)) => ctx.set_result(s),
+            _ => ctx.set_result(&SqlValue::Null),
+        }
+    }
+
+    fn rowid(&self) -> rusqlite::Result<i64> {
+        Ok(self.at as i64)
+    }
+}
+
+/// An in-memory SQLite with every table registered.
+pub fn connection(tables: &Arc<TableSet>) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    for t in tables.tables() {
+        conn.create_module(
+            t.name(),
+            eponymous_only_module::<Tab>(),
+            Some(Aux {
+                tables: tables.clone(),
+                name: t.name(),
+            }),
+        )?;
+    }
+    Ok(conn)
+}
+
+/// A query's result: column names and rows of optional text (NULL is `None`).
+pub struct ResultSet {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+pub fn run_sql(conn: &Connection, sql: &str) -> Result<ResultSet, String> {
+    let mut stmt = conn.prepare(sql).map_err(|e| sql_error(&e))?;
+    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let n = columns.len();
+    let mut rows = Vec::new();
+    let mut cursor = stmt.query([]).map_err(|e| sql_error(&e))?;
+    while let Some(row) = cursor.next().map_err(|e| sql_error(&e))? {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            out.push(match row.get_ref(i).map_err(|e| sql_error(&e))? {
+                ValueRef::Null => None,
+                ValueRef::Integer(v) => Some(v.to_string()),
+                ValueRef::Real(v) => Some(v.to_string()),
+                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            });
+        }
+        rows.push(out);
+    }
+    Ok(ResultSet { columns, rows })
+}
+
+fn sql_error(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// osqueryi's `--json` shape: one object per line inside the array, every value a string,
+/// NULL as "".
+pub fn to_json(rs: &ResultSet) -> String {
+    let mut out = String::from("[\n");
+    for (r, row) in rs.rows.iter().enumerate() {
+        out.push_str("  {");
+        for (i, (name, v)) in rs.columns.iter().zip(row).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{}:{}",
+                serde_json::to_string(name).expect("string"),
+                serde_json::to_string(v.as_deref().unwrap_or("")).expect("string")
+            );
+        }
+        out.push('}');
+        if r + 1 < rs.rows.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str("]\n");
+    out
+}
+
+/// osqueryi's pretty table: `+---+` rules, `| a |` cells, widths by character count.
+pub fn to_text(rs: &ResultSet) -> String {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_default().replace(['\n', '\r'], " ");
+    let mut widths: Vec<usize> = rs.columns.iter().map(|c| c.chars().count()).collect();
+    for row in &rs.rows {
+        for (w, v) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell(v).chars().count());
+        }
+    }
+    let rule = {
+        let mut s = String::from("+");
+        for w in &widths {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let line = |cells: Vec<String>| {
+        let mut s = String::from("|");
+        for (c, w) in cells.iter().zip(&widths) {
+            let pad = w - c.chars().count();
+            let _ = write!(s, " {c}{} |", " ".repeat(pad));
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = rule.clone();
+    out.push_str(&line(rs.columns.clone()));
+    out.push_str(&rule);
+    for row in &rs.rows {
+        out.push_str(&line(row.iter().map(cell).collect()));
+    }
+    if !rs.rows.is_empty() {
+        out.push_str(&rule);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs() -> ResultSet {
+        ResultSet {
+            columns: vec!["a".into(), "bee".into()],
+            rows: vec![
+                vec![Some("1".into()), None],
+                vec![Some("x\"y".into()), Some("çé".into())],
+            ],
+        }
+    }
+
+    #[test]
+    fn json_is_osqueryi_shaped() {
+        assert_eq!(
+            to_json(&rs()),
+            "[\n  {\"a\":\"1\",\"bee\":\"\"},\n  {\"a\":\"x\\\"y\",\"bee\":\"çé\"}\n]\n"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&to_json(&rs())).unwrap();
+        assert_eq!(parsed[1]["a"], "x\"y");
+        let empty = ResultSet {
+            columns: vec!["a".into()],
+            rows: vec![],
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&to_json(&empty)).unwrap(),
+            serde_json::json!([])
+        );
+    }
+
+    #[test]
+    fn text_table_aligns_by_characters() {
+        let t = to_text(&rs());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "+-----+-----+");
+        assert_eq!(lines[1], "| a   | bee |");
+        assert_eq!(lines[4], "| x\"y | çé  |");
+        assert!(lines.iter().all(|l| l.chars().count() == 13));
+    }
+}
