@@ -88,6 +88,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One line per panic: the table door turns a table's panic into an error for that call, and
+    // osqueryd's log is no place for a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("launchwatch: panic: {info}")));
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Query { json, ref replay, ref sql }) => query(&cli.global, json, replay, sql),

@@ -147,6 +147,7 @@ impl Observation {
 
 /// What one line turned out to be.
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, one per line read
 pub enum Parsed {
     Observation(Observation),
     /// A kind this build does not know: skipped with one warning per kind.

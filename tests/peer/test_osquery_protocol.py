@@ -294,3 +294,47 @@ class FakeInfo:
         self.version = "9.9"
         self.sdk_version = "5.0.0"
         self.min_sdk_version = "1.7.7"
+
+
+def run_query(state, sql, *extra):
+    import subprocess
+    from conftest import BIN
+
+    out = subprocess.run([BIN, "query", "--json", "--state-dir", state, *extra, sql], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_query_reads_a_running_extensions_history(osqueryd, spawn, workdir):
+    config = write_config(workdir, "[sampler]\nprocess_interval = 0.3\n")
+    state = os.path.join(workdir, "state")
+    spawn(osqueryd, config=config, state_dir=state)
+    uuid = osqueryd.wait_registered("launchwatch")
+    time.sleep(1.0)
+    live = int(rows_of(osqueryd.generate(uuid, "launchwatch_status"))[0]["samples"])
+    row = run_query(state, "SELECT samples, store_path FROM launchwatch_status")[0]
+    # The extension's ticks plus the query's own two fresh samples.
+    assert int(row["samples"]) >= live + 2, (live, row)
+    assert row["store_path"] == "", "query works on an in-memory copy; the extension's store is untouched"
+
+
+def test_store_survives_kill_9_at_any_moment(osqueryd, spawn, workdir):
+    import sqlite3
+
+    config = write_config(workdir, "[sampler]\nprocess_interval = 0.05\n")
+    state = os.path.join(workdir, "state")
+    for delay in (0.35, 0.5, 0.65, 0.8, 1.1):
+        ext = spawn(osqueryd, config=config, state_dir=state)
+        osqueryd.wait_registered("launchwatch")
+        time.sleep(delay)
+        ext.kill()  # SIGKILL mid-sampling: no chance to clean up
+        uuid = osqueryd.uuid_of("launchwatch")
+        if uuid is not None:
+            osqueryd.handler.deregisterExtension(uuid)  # as osqueryd's watcher would
+    db = sqlite3.connect(os.path.join(state, "launchwatch.db"))
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    samples = db.execute("SELECT value FROM meta WHERE key = 'samples'").fetchone()[0]
+    db.close()
+    assert samples >= 5, samples
+    row = run_query(state, "SELECT samples FROM launchwatch_status")[0]
+    assert int(row["samples"]) >= samples

@@ -382,12 +382,15 @@ pub fn read_request(i: &mut dyn TInputProtocol) -> R<Option<(Request, i32)>> {
     Ok(Some((request, seq)))
 }
 
+/// Writes a result's field 0.
+pub type WriteField<'a> = dyn Fn(&mut dyn TOutputProtocol) -> R<()> + 'a;
+
 /// Writes a reply whose field 0 is written by `success` (None for a void method).
 pub fn write_reply(
     o: &mut dyn TOutputProtocol,
     method: &str,
     seq: i32,
-    success: Option<&dyn Fn(&mut dyn TOutputProtocol) -> R<()>>,
+    success: Option<&WriteField<'_>>,
 ) -> R<()> {
     o.write_message_begin(&TMessageIdentifier::new(method, TMessageType::Reply, seq))?;
     o.write_struct_begin(&TStructIdentifier::new(format!("{method}_result")))?;

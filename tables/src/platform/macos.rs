@@ -22,6 +22,20 @@ const _: () = assert!(offset_of!(libc::proc_taskinfo, pti_total_user) == 16);
 const _: () = assert!(offset_of!(libc::proc_taskinfo, pti_total_system) == 24);
 const _: () = assert!(size_of::<libc::proc_taskallinfo>() == 232);
 
+/// `struct mach_timebase_info { uint32_t numer; uint32_t denom; }` (xnu osfmk/mach/mach_time.h).
+/// Declared here because libc deprecates its copy in favour of another crate.
+#[repr(C)]
+struct MachTimebaseInfo {
+    numer: u32,
+    denom: u32,
+}
+const _: () = assert!(size_of::<MachTimebaseInfo>() == 8);
+const _: () = assert!(offset_of!(MachTimebaseInfo, denom) == 4);
+
+extern "C" {
+    fn mach_timebase_info(info: *mut MachTimebaseInfo) -> libc::c_int;
+}
+
 /// Mach ticks per second. `hw.tbfrequency` first: it is not Rosetta-normalised, while
 /// `mach_timebase_info` reports 1/1 to an x86_64 binary under Rosetta although the kernel's
 /// task times stay in native 24 MHz ticks (collectors.md §2).
@@ -41,9 +55,9 @@ pub fn ticks_per_second() -> u64 {
     if rc == 0 && len == size_of::<u64>() && value > 0 {
         return value;
     }
-    let mut tb = libc::mach_timebase_info { numer: 0, denom: 0 };
-    // SAFETY: tb is a valid out-pointer.
-    unsafe { libc::mach_timebase_info(&mut tb) };
+    let mut tb = MachTimebaseInfo { numer: 0, denom: 0 };
+    // SAFETY: tb is a valid out-pointer of the declared layout.
+    unsafe { mach_timebase_info(&mut tb) };
     timebase_ticks_per_second(tb.numer, tb.denom)
 }
 

@@ -1,0 +1,202 @@
+//! `launchwatch query` end to end: output formats, errors, replay and constraint pushdown
+//! through the embedded SQLite host.
+
+use std::io::Write;
+
+use launchwatch_e2e::{json_rows, launchwatch, stderr, stdout};
+
+#[test]
+fn status_prints_one_row_of_strings() {
+    let state = tempfile::tempdir().unwrap();
+    let out = launchwatch(
+        &["query", "--json", "SELECT * FROM launchwatch_status"],
+        state.path(),
+    );
+    let rows = json_rows(&out);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    for col in [
+        "version",
+        "uptime_seconds",
+        "samples",
+        "sample_cost_ms",
+        "observations_stored",
+        "store_bytes",
+        "capture_enabled",
+        "errors",
+    ] {
+        assert!(row[col].is_string(), "{col} is a string: {row:?}");
+    }
+    assert_eq!(row["version"], env!("CARGO_PKG_VERSION"));
+    // Live mode takes two fresh samples so rates are real.
+    assert_eq!(row["samples"], "2");
+    assert!(
+        row["observations_stored"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(row["store_path"], "", "NULL prints as \"\"");
+    // osqueryi's shape: one object per line.
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("[\n  {") && text.ends_with("}\n]\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn text_output_is_an_aligned_table() {
+    let state = tempfile::tempdir().unwrap();
+    let out = launchwatch(
+        &[
+            "query",
+            "SELECT version, capture_enabled FROM launchwatch_status",
+        ],
+        state.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[1].starts_with("| version") && lines[1].contains("| capture_enabled |"));
+    assert!(lines.iter().all(|l| l.len() == lines[0].len()));
+}
+
+#[test]
+fn bad_sql_and_unknown_tables_are_one_clear_line() {
+    let state = tempfile::tempdir().unwrap();
+    for (sql, needle) in [
+        ("SELEC 1", "syntax error"),
+        ("SELECT * FROM launchd", "no such table: launchd"),
+    ] {
+        let out = launchwatch(&["query", sql], state.path());
+        assert!(!out.status.success());
+        assert!(stdout(&out).is_empty(), "nothing half-written");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn replay_loads_observations_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "obs.jsonl",
+        r#"{"kind":"process","ts":1700000000,"pid":5,"start_time":1699999000,"cpu_time":3.5,"path":"/usr/libexec/agent"}
+{"kind":"flow","start":1700000001,"end":1700000100,"path":"/usr/libexec/agent","protocol":"tcp","remote_address":"203.0.113.9","remote_port":443,"bytes_sent":10}
+{"kind":"dns","ts":1700000000,"name":"example.com","address":"203.0.113.9"}
+{"kind":"future-kind","x":1}
+"#,
+    );
+    let out = launchwatch(
+        &[
+            "query",
+            "--json",
+            "--replay",
+            &file,
+            "SELECT samples, observations_stored, store_path FROM launchwatch_status",
+        ],
+        dir.path(),
+    );
+    let rows = json_rows(&out);
+    assert_eq!(rows[0]["observations_stored"], "3");
+    assert_eq!(rows[0]["samples"], "0", "a replay takes no live samples");
+    assert!(
+        stderr(&out).contains("obs.jsonl:4: unknown kind \"future-kind\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn malformed_replay_names_file_and_line_and_loads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.jsonl",
+        "{\"kind\":\"dns\",\"ts\":1,\"name\":\"a\",\"address\":\"b\"}\n",
+    );
+    let bad = write(dir.path(), "bad.jsonl", "{\"kind\":\"dns\",\"ts\":1,\"name\":\"a\",\"address\":\"b\"}\n{\"kind\":\"flow\",\"start\":1}\n");
+    let out = launchwatch(
+        &[
+            "query",
+            "--json",
+            "--replay",
+            &good,
+            "--replay",
+            &bad,
+            "SELECT * FROM launchwatch_status",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(err.contains("bad.jsonl:2: flow: missing field"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    let missing = launchwatch(
+        &["query", "--replay", "/nonexistent/x.jsonl", "SELECT 1"],
+        dir.path(),
+    );
+    assert!(!missing.status.success() && stderr(&missing).contains("/nonexistent/x.jsonl"));
+}
+
+#[test]
+fn bad_config_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.toml", "[sampler]\nprocess_intreval = 3\n");
+    let out = launchwatch(&["query", "--config", &config, "SELECT 1"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("process_intreval"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn standalone_host_pushes_constraints_like_osqueryd() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(launchwatch_e2e::bin())
+        .args([
+            "query",
+            "--json",
+            "SELECT constraints FROM launchwatch_test_fault WHERE mode = 'ok' AND sleep_ms > 3 AND sleep_ms != 9 LIMIT 1 OFFSET 0",
+        ])
+        .env("LAUNCHWATCH_TEST_TABLES", "1")
+        .env("XDG_STATE_HOME", dir.path())
+        .output()
+        .unwrap();
+    let rows = json_rows(&out);
+    // sleep_ms is 0 in the row, so SQLite's own re-check filters it out: constraints are
+    // advisory, exactly as in osqueryd. Ask again without the numeric filter to see them.
+    assert!(
+        rows.is_empty(),
+        "SQLite re-checks every constraint: {rows:?}"
+    );
+    let out = std::process::Command::new(launchwatch_e2e::bin())
+        .args(["query", "--json", "SELECT constraints FROM launchwatch_test_fault WHERE mode = 'ok' AND sleep_ms != 9 LIMIT 1 OFFSET 0"])
+        .env("LAUNCHWATCH_TEST_TABLES", "1")
+        .env("XDG_STATE_HOME", dir.path())
+        .output()
+        .unwrap();
+    let rows = json_rows(&out);
+    let seen: Vec<String> = serde_json::from_str(rows[0]["constraints"].as_str().unwrap()).unwrap();
+    assert!(seen.contains(&"mode:2:ok".to_string()), "{seen:?}");
+    assert!(seen.contains(&"sleep_ms:68:9".to_string()), "{seen:?}");
+    assert!(seen.contains(&"limit:1".to_string()), "{seen:?}");
+}
