@@ -6,6 +6,7 @@ pub mod config;
 pub mod docs;
 pub mod env;
 pub mod framework;
+pub mod launchd;
 pub mod observation;
 pub mod platform;
 pub mod sampler;

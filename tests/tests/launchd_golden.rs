@@ -47,17 +47,32 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path, bool)) {
 
 fn set_mtime(path: &Path, epoch: i64) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let t = libc::timespec { tv_sec: epoch as libc::time_t, tv_nsec: 0 };
+    let t = libc::timespec {
+        tv_sec: epoch as libc::time_t,
+        tv_nsec: 0,
+    };
     let times = [t, t];
     // SAFETY: valid path and two timespecs; AT_SYMLINK_NOFOLLOW so links are not followed.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     assert_eq!(rc, 0, "utimensat {}", path.display());
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: valid NUL-terminated path.
-    assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, gid) }, 0, "chown {}", path.display());
+    assert_eq!(
+        unsafe { libc::lchown(c.as_ptr(), uid, gid) },
+        0,
+        "chown {}",
+        path.display()
+    );
 }
 
 fn is_root() -> bool {
@@ -79,7 +94,11 @@ fn build_tree(root: &Path) {
         if p.is_symlink() {
             return;
         }
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(if is_dir { 0o755 } else { 0o644 })).unwrap();
+        std::fs::set_permissions(
+            p,
+            std::fs::Permissions::from_mode(if is_dir { 0o755 } else { 0o644 }),
+        )
+        .unwrap();
         if is_root() {
             chown(p, 0, 0);
         }
@@ -87,7 +106,11 @@ fn build_tree(root: &Path) {
             set_mtime(p, MTIME);
         }
     });
-    std::fs::set_permissions(daemons.join("com.example.hourly.plist"), std::fs::Permissions::from_mode(0o646)).unwrap();
+    std::fs::set_permissions(
+        daemons.join("com.example.hourly.plist"),
+        std::fs::Permissions::from_mode(0o646),
+    )
+    .unwrap();
     std::fs::set_permissions(root.join("bin/sh"), std::fs::Permissions::from_mode(0o777)).unwrap();
     if is_root() {
         for (user, uid) in [("alice", 501), ("bob", 502)] {
@@ -100,7 +123,13 @@ fn build_tree(root: &Path) {
 
 fn sha256sum(path: &Path) -> Option<String> {
     let out = Command::new("sha256sum").arg(path).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
 }
 
 fn query(root: &Path, sql: &str) -> std::process::Output {
@@ -117,14 +146,22 @@ fn query(root: &Path, sql: &str) -> std::process::Output {
 }
 
 /// Structured columns are compared as JSON so key order does not matter.
-const JSON_COLUMNS: &[&str] = &["program_arguments", "calendar", "keep_alive", "watch_paths", "queue_directories", "launch_events"];
+const JSON_COLUMNS: &[&str] = &[
+    "program_arguments",
+    "calendar",
+    "keep_alive",
+    "watch_paths",
+    "queue_directories",
+    "launch_events",
+];
 
 fn same(column: &str, expected: &str, actual: &str) -> bool {
     if column == "parse_error" && !expected.is_empty() {
         return actual.contains(expected);
     }
     if JSON_COLUMNS.contains(&column) && expected.starts_with(['[', '{']) {
-        let (e, a): (Result<Value, _>, Result<Value, _>) = (serde_json::from_str(expected), serde_json::from_str(actual));
+        let (e, a): (Result<Value, _>, Result<Value, _>) =
+            (serde_json::from_str(expected), serde_json::from_str(actual));
         return matches!((e, a), (Ok(e), Ok(a)) if e == a);
     }
     expected == actual
@@ -135,7 +172,9 @@ fn every_row_matches_the_golden_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     build_tree(&root);
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+            .unwrap();
     assert_eq!(golden["now"], NOW);
     let out = query(&root, "SELECT * FROM launchwatch_launchd");
     let rows = json_rows(&out);
@@ -143,7 +182,9 @@ fn every_row_matches_the_golden_file() {
     let expected_rows = golden["rows"].as_array().unwrap();
     assert!(expected_rows.len() >= 25);
     // Ownership-dependent values need the test to run as root (CI does).
-    let owner_dependent = |path: &str, col: &str| !is_root() && (col == "user_writable" || (col == "disabled" && path.starts_with("/Users/")));
+    let owner_dependent = |path: &str, col: &str| {
+        !is_root() && (col == "user_writable" || (col == "disabled" && path.starts_with("/Users/")))
+    };
     for exp in expected_rows {
         let path = exp["path"].as_str().unwrap();
         let Some(actual) = rows.iter().find(|r| r["path"] == path) else {
@@ -155,18 +196,27 @@ fn every_row_matches_the_golden_file() {
                 continue;
             }
             let want = want.as_str().unwrap();
-            let got = actual.get(col).and_then(Value::as_str).unwrap_or("<missing column>");
+            let got = actual
+                .get(col)
+                .and_then(Value::as_str)
+                .unwrap_or("<missing column>");
             if !same(col, want, got) {
                 failures.push(format!("{path}: {col}: expected {want:?}, got {got:?}"));
             }
         }
         let error = actual["parse_error"].as_str().unwrap_or("");
-        assert!(!error.contains("SECRET"), "a parse_error never carries file content: {error}");
+        assert!(
+            !error.contains("SECRET"),
+            "a parse_error never carries file content: {error}"
+        );
         if actual["plist_mtime"] != "" {
             let on_disk = root.join(path.trim_start_matches('/'));
             if let Some(sum) = sha256sum(&on_disk) {
                 if actual["plist_sha256"] != sum.as_str() {
-                    failures.push(format!("{path}: plist_sha256 {} != sha256sum {sum}", actual["plist_sha256"]));
+                    failures.push(format!(
+                        "{path}: plist_sha256 {} != sha256sum {sum}",
+                        actual["plist_sha256"]
+                    ));
                 }
             }
         }
@@ -176,7 +226,12 @@ fn every_row_matches_the_golden_file() {
             failures.push(format!("unexpected row {}", r["path"]));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -190,10 +245,19 @@ fn path_and_label_constraints_select_one_plist() {
     ));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["label"], "com.example.monthly");
-    let rows = json_rows(&query(&root, "SELECT path FROM launchwatch_launchd WHERE label IN ('com.bob.cal', 'com.example.hidden')"));
+    let rows = json_rows(&query(
+        &root,
+        "SELECT path FROM launchwatch_launchd WHERE label IN ('com.bob.cal', 'com.example.hidden')",
+    ));
     let mut paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
     paths.sort_unstable();
-    assert_eq!(paths, ["/Library/LaunchDaemons/.hidden.plist", "/Users/bob/Library/LaunchAgents/com.bob.cal.plist"]);
+    assert_eq!(
+        paths,
+        [
+            "/Library/LaunchDaemons/.hidden.plist",
+            "/Users/bob/Library/LaunchAgents/com.bob.cal.plist"
+        ]
+    );
     // A path outside the launchd directories is not a job, even if it is a plist.
     let rows = json_rows(&query(&root, "SELECT path FROM launchwatch_launchd WHERE path = '/var/db/com.apple.xpc.launchd/disabled.plist'"));
     assert!(rows.is_empty());
@@ -202,7 +266,10 @@ fn path_and_label_constraints_select_one_plist() {
 #[test]
 fn a_missing_root_is_a_clear_error_not_an_empty_table() {
     let dir = tempfile::tempdir().unwrap();
-    let out = query(&dir.path().join("nope"), "SELECT * FROM launchwatch_launchd");
+    let out = query(
+        &dir.path().join("nope"),
+        "SELECT * FROM launchwatch_launchd",
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--root"), "{}", stderr(&out));
 }

@@ -9,7 +9,30 @@ pub mod linux;
 #[cfg(target_os = "macos")]
 pub mod macos;
 
+use std::collections::BTreeMap;
+
 use crate::observation::ProcessObs;
+pub use parse::LaunchctlJob;
+
+/// What launchd itself says is loaded: the system domain and each asked-for user's domain.
+#[derive(Debug, Default)]
+pub struct LaunchdLive {
+    pub system: Option<BTreeMap<String, LaunchctlJob>>,
+    pub per_uid: BTreeMap<u32, BTreeMap<String, LaunchctlJob>>,
+}
+
+/// Live launchd state on macOS (`launchctl list`, per domain); `None` where there is no launchd.
+pub fn launchd_live(uids: &[u32]) -> Option<LaunchdLive> {
+    #[cfg(target_os = "macos")]
+    {
+        Some(macos::launchd_live(uids))
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        let _ = uids;
+        None
+    }
+}
 
 /// Every process instance visible now with its cumulative CPU seconds. Processes that vanish
 /// mid-walk or cannot be read (another user's, without privileges) are skipped, not errors.

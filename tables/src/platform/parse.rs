@@ -155,3 +155,85 @@ mod tests {
         assert_eq!(mach_ticks_to_seconds(5, 0), 0.0);
     }
 }
+
+/// One job in `launchctl list` output: pid when running, last exit status (negative: killed by
+/// that signal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchctlJob {
+    pub pid: Option<i64>,
+    pub last_exit_status: Option<i64>,
+}
+
+/// Parses `launchctl list`: a `PID\tStatus\tLabel` header, then one tab-separated line per
+/// loaded job, `-` for "none". launchctl(1) says its output is not API, so anything that does
+/// not fit is skipped rather than guessed at. Written from the documented format; unverified
+/// against a real Mac.
+pub fn parse_launchctl_list(text: &str) -> std::collections::BTreeMap<String, LaunchctlJob> {
+    let mut jobs = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [pid, status, label] = fields[..] else {
+            continue;
+        };
+        if pid == "PID" && label == "Label" {
+            continue;
+        }
+        let num = |s: &str| -> Result<Option<i64>, ()> {
+            match s.trim() {
+                "-" => Ok(None),
+                n => n.parse().map(Some).map_err(|_| ()),
+            }
+        };
+        let (Ok(pid), Ok(last_exit_status)) = (num(pid), num(status)) else {
+            continue;
+        };
+        if label.is_empty() {
+            continue;
+        }
+        jobs.insert(
+            label.to_string(),
+            LaunchctlJob {
+                pid,
+                last_exit_status,
+            },
+        );
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod launchctl_tests {
+    use super::*;
+
+    #[test]
+    fn launchctl_list_fixture() {
+        // Shape per launchctl(1) `list`: PID (or -), last exit status, label; tab-separated.
+        let text = "PID\tStatus\tLabel\n\
+                    -\t0\tcom.apple.SafariHistoryServiceAgent\n\
+                    412\t0\tcom.apple.Finder\n\
+                    -\t-9\tcom.example.killed\n\
+                    -\t78\tcom.example.failed\n\
+                    garbage line\n\
+                    x\t0\tcom.example.badpid\n\
+                    501\t-\tcom.example.running\n";
+        let jobs = parse_launchctl_list(text);
+        assert_eq!(jobs.len(), 5);
+        assert_eq!(
+            jobs["com.apple.Finder"],
+            LaunchctlJob {
+                pid: Some(412),
+                last_exit_status: Some(0)
+            }
+        );
+        assert_eq!(
+            jobs["com.example.killed"],
+            LaunchctlJob {
+                pid: None,
+                last_exit_status: Some(-9)
+            }
+        );
+        assert_eq!(jobs["com.example.running"].last_exit_status, None);
+        assert!(!jobs.contains_key("com.example.badpid"));
+        assert!(parse_launchctl_list("").is_empty());
+    }
+}

@@ -1,0 +1,506 @@
+//! launchd job discovery under `--root`: which plists exist, in which domain, and the file
+//! facts about each. Interpretation of a plist's keys is in [`job`], calendar maths in
+//! [`calendar`].
+
+pub mod calendar;
+pub mod job;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Plists larger than this are not read: a job plist is a few KiB.
+pub const MAX_PLIST_BYTES: u64 = 1 << 20;
+
+/// Where job plists live, relative to the root, with their domain (spec.md value list).
+pub const SYSTEM_DIRS: &[(&str, &str)] = &[
+    ("System/Library/LaunchDaemons", "apple_daemon"),
+    ("System/Library/LaunchAgents", "apple_agent"),
+    ("Library/Apple/System/Library/LaunchDaemons", "apple_daemon"),
+    ("Library/Apple/System/Library/LaunchAgents", "apple_agent"),
+    ("Library/LaunchDaemons", "system_daemon"),
+    ("Library/LaunchAgents", "system_agent"),
+];
+
+/// Directories holding home directories (macOS, then Linux).
+const HOME_PARENTS: &[&str] = &["Users", "home"];
+
+/// The launchd override databases, relative to the root.
+pub const OVERRIDE_DIR: &str = "var/db/com.apple.xpc.launchd";
+
+/// A directory scanned for plists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDir {
+    /// Host path (as it appears in rows), e.g. `/Users/alice/Library/LaunchAgents`.
+    pub path: String,
+    pub domain: &'static str,
+    /// For user agents: the home's user name and owner uid.
+    pub user: Option<(String, u32)>,
+}
+
+/// One plist file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: String,
+    pub dir: usize,
+}
+
+/// Joins a host path onto the root.
+pub fn under_root(root: &Path, host_path: &str) -> PathBuf {
+    root.join(host_path.trim_start_matches('/'))
+}
+
+/// Every job directory that exists under `root`.
+pub fn job_dirs(root: &Path) -> Vec<JobDir> {
+    let mut dirs: Vec<JobDir> = SYSTEM_DIRS
+        .iter()
+        .filter(|(rel, _)| root.join(rel).is_dir())
+        .map(|(rel, domain)| JobDir {
+            path: format!("/{rel}"),
+            domain,
+            user: None,
+        })
+        .collect();
+    for parent in HOME_PARENTS {
+        let Ok(homes) = std::fs::read_dir(root.join(parent)) else {
+            continue;
+        };
+        let mut homes: Vec<_> = homes.flatten().collect();
+        homes.sort_by_key(|e| e.file_name());
+        for home in homes {
+            let agents = home.path().join("Library/LaunchAgents");
+            let Ok(meta) = std::fs::metadata(home.path()) else {
+                continue;
+            };
+            if !meta.is_dir() || !agents.is_dir() {
+                continue;
+            }
+            let name = home.file_name().to_string_lossy().into_owned();
+            dirs.push(JobDir {
+                path: format!("/{parent}/{name}/Library/LaunchAgents"),
+                domain: "user_agent",
+                user: Some((name, meta.uid())),
+            });
+        }
+    }
+    dirs
+}
+
+/// The plists to read. With `paths`, only those (and only when they lie directly in a job
+/// directory and end in `.plist`); otherwise every `*.plist` entry, hidden ones included.
+pub fn candidates(root: &Path, dirs: &[JobDir], paths: &[&str]) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    if !paths.is_empty() {
+        for p in paths {
+            let Some((parent, name)) = p.rsplit_once('/') else {
+                continue;
+            };
+            if !name.ends_with(".plist") {
+                continue;
+            }
+            if let Some(dir) = dirs.iter().position(|d| d.path == parent) {
+                if std::fs::symlink_metadata(under_root(root, p)).is_ok()
+                    && !out.iter().any(|c: &Candidate| c.path == *p)
+                {
+                    out.push(Candidate {
+                        path: p.to_string(),
+                        dir,
+                    });
+                }
+            }
+        }
+        return out;
+    }
+    for (i, d) in dirs.iter().enumerate() {
+        let Ok(entries) = std::fs::read_dir(under_root(root, &d.path)) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".plist"))
+            .collect();
+        names.sort();
+        out.extend(names.into_iter().map(|n| Candidate {
+            path: format!("{}/{n}", d.path),
+            dir: i,
+        }));
+    }
+    out
+}
+
+/// A plist file as read: its bytes and the facts about the file itself.
+#[derive(Debug)]
+pub struct PlistFile {
+    pub bytes: Vec<u8>,
+    pub mtime: i64,
+    pub uid: u32,
+    pub sha256: String,
+}
+
+/// Reads one plist safely: it must resolve inside the root, be a regular file and be at most
+/// [`MAX_PLIST_BYTES`]. The error is a short reason, never the file's content.
+pub fn read_plist(root: &Path, host_path: &str) -> Result<PlistFile, String> {
+    let path = under_root(root, host_path);
+    let link = std::fs::symlink_metadata(&path).map_err(|e| short_io(&e))?;
+    if link.file_type().is_symlink() {
+        let target =
+            std::fs::canonicalize(&path).map_err(|e| format!("symlink: {}", short_io(&e)))?;
+        let root = std::fs::canonicalize(root).map_err(|e| short_io(&e))?;
+        if !target.starts_with(&root) {
+            return Err("symlink target is outside --root".into());
+        }
+    }
+    let meta = std::fs::metadata(&path).map_err(|e| short_io(&e))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_PLIST_BYTES {
+        return Err(format!("plist larger than {MAX_PLIST_BYTES} bytes"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_PLIST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| short_io(&e))?;
+    if bytes.len() as u64 > MAX_PLIST_BYTES {
+        return Err(format!("plist larger than {MAX_PLIST_BYTES} bytes"));
+    }
+    let sha256 = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(PlistFile {
+        bytes,
+        mtime: meta.mtime(),
+        uid: meta.uid(),
+        sha256,
+    })
+}
+
+fn short_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        std::io::ErrorKind::PermissionDenied => "unreadable: permission denied".into(),
+        _ => format!("unreadable: {}", e.kind()),
+    }
+}
+
+/// Deeper nesting than this is refused before building a value: the plist crate builds values
+/// recursively, and a 1 MiB file can nest a few hundred thousand levels.
+pub const MAX_PLIST_DEPTH: usize = 64;
+
+/// Parses plist bytes (XML, binary or ASCII). The error names the format, not the content.
+pub fn parse_plist(bytes: &[u8]) -> Result<plist::Value, String> {
+    let format = if bytes.starts_with(b"bplist") {
+        "binary"
+    } else {
+        "XML"
+    };
+    let invalid = |e: plist::Error| {
+        let why = if e.is_eof() { "truncated" } else { "malformed" };
+        format!("invalid plist ({format}): {why}")
+    };
+    // The event reader keeps its own stack, so this pass is safe at any depth.
+    let mut depth = 0usize;
+    for event in plist::stream::Reader::new(std::io::Cursor::new(bytes)) {
+        match event.map_err(invalid)? {
+            plist::stream::Event::StartArray(_) | plist::stream::Event::StartDictionary(_) => {
+                depth += 1;
+                if depth > MAX_PLIST_DEPTH {
+                    return Err(format!(
+                        "invalid plist ({format}): nested deeper than {MAX_PLIST_DEPTH} levels"
+                    ));
+                }
+            }
+            plist::stream::Event::EndCollection => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    plist::Value::from_reader(std::io::Cursor::new(bytes)).map_err(invalid)
+}
+
+/// SHA-256 of a file, streamed (for plists too large to parse), up to `max` bytes.
+pub fn file_sha256(path: &Path, max: u64) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > max {
+        return None;
+    }
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `{label: disabled}` from one override database; missing or unreadable means no overrides.
+pub fn read_overrides(path: &Path) -> BTreeMap<String, bool> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return BTreeMap::new();
+    };
+    if !meta.is_file() || meta.len() > MAX_PLIST_BYTES {
+        return BTreeMap::new();
+    }
+    let Ok(bytes) = std::fs::read(path) else {
+        return BTreeMap::new();
+    };
+    parse_overrides(&bytes)
+}
+
+pub fn parse_overrides(bytes: &[u8]) -> BTreeMap<String, bool> {
+    let Ok(value) = parse_plist(bytes) else {
+        return BTreeMap::new();
+    };
+    value
+        .as_dictionary()
+        .map(|d| {
+            d.iter()
+                .filter_map(|(k, v)| v.as_boolean().map(|b| (k.clone(), b)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The override databases under the root: the system one and one per uid.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub system: BTreeMap<String, bool>,
+    pub per_uid: BTreeMap<u32, BTreeMap<String, bool>>,
+}
+
+impl Overrides {
+    pub fn load(root: &Path) -> Overrides {
+        let dir = root.join(OVERRIDE_DIR);
+        let mut o = Overrides {
+            system: read_overrides(&dir.join("disabled.plist")),
+            per_uid: BTreeMap::new(),
+        };
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let uid = name
+                    .strip_prefix("disabled.")
+                    .and_then(|r| r.strip_suffix(".plist"))
+                    .and_then(|u| u.parse().ok());
+                if let Some(uid) = uid {
+                    o.per_uid.insert(uid, read_overrides(&e.path()));
+                }
+            }
+        }
+        o
+    }
+
+    /// The override for a job in `domain`: daemons use the system database, a user's agents
+    /// that user's; agents installed for everyone count as overridden only when every user
+    /// database that names them agrees.
+    pub fn lookup(&self, domain: &str, uid: Option<u32>, label: &str) -> Option<bool> {
+        match domain {
+            "system_daemon" | "apple_daemon" => self.system.get(label).copied(),
+            "user_agent" => uid
+                .and_then(|u| self.per_uid.get(&u))
+                .and_then(|m| m.get(label))
+                .copied(),
+            _ => {
+                let votes: Vec<bool> = self
+                    .per_uid
+                    .values()
+                    .filter_map(|m| m.get(label).copied())
+                    .collect();
+                match votes.first() {
+                    Some(first) if votes.iter().all(|v| v == first) => Some(*first),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// True when someone other than root could change `path` (under the root): a non-root owner
+/// with write permission, a non-root group with write permission, or world-writable. The
+/// parent directory counts too, since whoever can write it can replace the file.
+pub fn writable_by_non_root(root: &Path, host_path: &str) -> Option<bool> {
+    let path = under_root(root, host_path);
+    let meta = std::fs::metadata(&path).ok()?;
+    let check = |m: &std::fs::Metadata| {
+        let mode = m.mode();
+        (m.uid() != 0 && mode & 0o200 != 0)
+            || (m.gid() != 0 && mode & 0o020 != 0)
+            || mode & 0o002 != 0
+    };
+    let parent_writable = path
+        .parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| {
+            // A sticky directory only lets owners replace their own files.
+            check(&m) && m.mode() & 0o1000 == 0
+        });
+    Some(check(&meta) || parent_writable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for d in [
+            "Library/LaunchDaemons",
+            "Users/alice/Library/LaunchAgents",
+            "Users/empty",
+        ] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        for f in [
+            "Library/LaunchDaemons/a.plist",
+            "Library/LaunchDaemons/.h.plist",
+            "Library/LaunchDaemons/notes.txt",
+            "Users/alice/Library/LaunchAgents/b.plist",
+        ] {
+            std::fs::write(t.path().join(f), b"<plist/>").unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn discovery_finds_system_and_user_dirs_and_hidden_plists() {
+        let t = tree();
+        let dirs = job_dirs(t.path());
+        let names: Vec<_> = dirs.iter().map(|d| (d.path.as_str(), d.domain)).collect();
+        assert_eq!(
+            names,
+            [
+                ("/Library/LaunchDaemons", "system_daemon"),
+                ("/Users/alice/Library/LaunchAgents", "user_agent")
+            ]
+        );
+        assert_eq!(dirs[1].user.as_ref().unwrap().0, "alice");
+        let all: Vec<_> = candidates(t.path(), &dirs, &[])
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        assert_eq!(
+            all,
+            [
+                "/Library/LaunchDaemons/.h.plist",
+                "/Library/LaunchDaemons/a.plist",
+                "/Users/alice/Library/LaunchAgents/b.plist"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_constraint_reads_exactly_one_plist() {
+        let t = tree();
+        let dirs = job_dirs(t.path());
+        let one = candidates(t.path(), &dirs, &["/Library/LaunchDaemons/a.plist"]);
+        assert_eq!(
+            one,
+            [Candidate {
+                path: "/Library/LaunchDaemons/a.plist".into(),
+                dir: 0
+            }]
+        );
+        // Outside a job directory, not a plist, or absent: nothing is read.
+        for p in [
+            "/etc/passwd",
+            "/Library/LaunchDaemons/notes.txt",
+            "/Library/LaunchDaemons/zz.plist",
+            "/Library/LaunchDaemons/../LaunchDaemons/a.plist",
+            "relative.plist",
+        ] {
+            assert!(candidates(t.path(), &dirs, &[p]).is_empty(), "{p}");
+        }
+    }
+
+    #[test]
+    fn reading_refuses_escapes_directories_and_huge_files() {
+        let t = tree();
+        let d = t.path().join("Library/LaunchDaemons");
+        std::os::unix::fs::symlink("/etc/hostname", d.join("out.plist")).unwrap();
+        std::os::unix::fs::symlink("a.plist", d.join("in.plist")).unwrap();
+        std::fs::create_dir(d.join("dir.plist")).unwrap();
+        std::fs::write(
+            d.join("big.plist"),
+            vec![b' '; MAX_PLIST_BYTES as usize + 1],
+        )
+        .unwrap();
+        assert!(read_plist(t.path(), "/Library/LaunchDaemons/out.plist")
+            .unwrap_err()
+            .contains("outside --root"));
+        assert!(
+            read_plist(t.path(), "/Library/LaunchDaemons/in.plist").is_ok(),
+            "a link inside the root is fine"
+        );
+        assert_eq!(
+            read_plist(t.path(), "/Library/LaunchDaemons/dir.plist").unwrap_err(),
+            "not a regular file"
+        );
+        assert!(read_plist(t.path(), "/Library/LaunchDaemons/big.plist")
+            .unwrap_err()
+            .contains("larger than"));
+        assert_eq!(
+            read_plist(t.path(), "/Library/LaunchDaemons/gone.plist").unwrap_err(),
+            "not found"
+        );
+    }
+
+    #[test]
+    fn hostile_plists_are_errors_not_crashes() {
+        for bytes in [
+            &b"bplist00"[..],
+            b"bplist00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"<?xml version=\"1.0\"?><plist><dict><key>a</key>",
+            b"\x00\x01\x02",
+        ] {
+            assert!(parse_plist(bytes).is_err());
+        }
+        // Deep nesting within the size cap must not overflow the stack.
+        let deep = format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(50_000),
+            "</array>".repeat(50_000)
+        );
+        assert!(parse_plist(deep.as_bytes())
+            .unwrap_err()
+            .contains("nested deeper than 64"));
+        let ok = format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(64),
+            "</array>".repeat(64)
+        );
+        assert!(parse_plist(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn overrides_follow_the_domain() {
+        let mut o = Overrides::default();
+        o.system.insert("d".into(), true);
+        o.per_uid.insert(501, [("a".to_string(), true)].into());
+        o.per_uid.insert(
+            502,
+            [("a".to_string(), true), ("b".to_string(), false)].into(),
+        );
+        o.per_uid.insert(503, [("b".to_string(), true)].into());
+        assert_eq!(o.lookup("system_daemon", None, "d"), Some(true));
+        assert_eq!(o.lookup("user_agent", Some(502), "b"), Some(false));
+        assert_eq!(o.lookup("user_agent", Some(501), "b"), None);
+        assert_eq!(
+            o.lookup("system_agent", None, "a"),
+            Some(true),
+            "every user that names it agrees"
+        );
+        assert_eq!(
+            o.lookup("system_agent", None, "b"),
+            None,
+            "users disagree: the plist decides"
+        );
+    }
+}
