@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use launchwatch_tables::config::Config;
-use launchwatch_tables::env::{wall_clock, TableEnv};
+use launchwatch_tables::env::TableEnv;
 use launchwatch_tables::framework::TableSet;
 use launchwatch_tables::observation::{read_jsonl, Loaded, Observation};
-use launchwatch_tables::sampler::{self, StopSignal};
+use launchwatch_tables::sampler::{self, Due, Sampler, StopSignal};
 use launchwatch_tables::store::Store;
 
 #[derive(Parser)]
@@ -71,6 +71,9 @@ enum Command {
         /// Load observations from JSON Lines instead of sampling this host (repeatable).
         #[arg(long, value_name = "FILE")]
         replay: Vec<PathBuf>,
+        /// Live mode without fresh samples: only the history in --state-dir.
+        #[arg(long, conflicts_with = "replay")]
+        no_sample: bool,
         /// The SQL statement.
         sql: String,
     },
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| eprintln!("launchwatch: panic: {info}")));
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Query { json, ref replay, ref sql }) => query(&cli.global, json, replay, sql),
+        Some(Command::Query { json, ref replay, no_sample, ref sql }) => query(&cli.global, json, replay, no_sample, sql),
         Some(Command::Record { ref out, duration }) => record(&cli.global, out, duration),
         Some(Command::GenDocs { ref dir }) => launchwatch_tables::docs::write_all(dir, &launchwatch_tables::tables::all())
             .map(|_| ExitCode::SUCCESS)
@@ -196,7 +199,13 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     Ok(ExitCode::from(code as u8))
 }
 
-fn query(global: &Global, json: bool, replay: &[PathBuf], sql: &str) -> Result<ExitCode, String> {
+fn query(
+    global: &Global,
+    json: bool,
+    replay: &[PathBuf],
+    no_sample: bool,
+    sql: &str,
+) -> Result<ExitCode, String> {
     let config = load_config(global)?;
     let mut store = Store::in_memory(config.store.clone()).map_err(|e| e.to_string())?;
     let fixed_now;
@@ -229,15 +238,16 @@ fn query(global: &Global, json: bool, replay: &[PathBuf], sql: &str) -> Result<E
     }
     let env = TableEnv::new(store, config, global.root.clone(), fixed_now);
     let tables = table_set(env);
-    if live {
+    if live && !no_sample {
         // Two fresh samples a short window apart, so rates and CPU percentages are real.
         let window = Duration::from_secs_f64(tables.env.config.sampler.query_window);
+        let mut sampler = Sampler::new();
         let started = Instant::now();
-        if let Err(e) = sampler::tick(&tables.env) {
+        if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
             eprintln!("launchwatch: warning: sample: {e}");
         }
         std::thread::sleep(window.saturating_sub(started.elapsed()));
-        if let Err(e) = sampler::tick(&tables.env) {
+        if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
             eprintln!("launchwatch: warning: sample: {e}");
         }
     }
@@ -256,42 +266,52 @@ fn query(global: &Global, json: bool, replay: &[PathBuf], sql: &str) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Samples like the extension for a while, then writes everything observed as JSON Lines.
+/// With an explicit `--state-dir` the samples also persist there (as a running extension's
+/// would); otherwise they live in memory only.
 fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode, String> {
     let config = load_config(global)?;
     let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, signalled.clone()).map_err(|e| e.to_string())?;
     }
-    // Written beside the target and renamed at the end: a reader never sees half a file.
+    let store = match &global.state_dir {
+        Some(dir) => Store::open(dir, config.store.clone()),
+        None => Store::in_memory(config.store.clone()),
+    }
+    .map_err(|e| e.to_string())?;
+    // Fail on an unwritable target now, not after the recording.
     let tmp = out.with_extension("partial");
     let mut file = std::io::BufWriter::new(
         std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?,
     );
-    let interval = Duration::from_secs_f64(config.sampler.process_interval);
-    let started = Instant::now();
-    let until = duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
-    let mut lines = 0usize;
-    loop {
-        let now = wall_clock();
-        let procs = launchwatch_tables::platform::processes(now)?;
-        for p in procs {
-            writeln!(file, "{}", Observation::Process(p).to_json_line())
-                .map_err(|e| e.to_string())?;
-            lines += 1;
-        }
-        let next = Instant::now() + interval;
-        let stop_at = until.map_or(next, |u| u.min(next));
-        while Instant::now() < stop_at && !signalled.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let done = signalled.load(std::sync::atomic::Ordering::SeqCst)
-            || until.is_some_and(|u| Instant::now() >= u);
-        if done {
-            break;
-        }
+    let env = Arc::new(TableEnv::new(store, config, global.root.clone(), None));
+    let stop = Arc::new(StopSignal::default());
+    let sampler_thread = {
+        let (env, stop) = (env.clone(), stop.clone());
+        let verbose = global.verbose;
+        std::thread::spawn(move || {
+            sampler::run(&env, &stop, &|e| {
+                if verbose {
+                    eprintln!("launchwatch: sample: {e}")
+                }
+            })
+        })
+    };
+    let until = duration.map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
+    while !signalled.load(std::sync::atomic::Ordering::SeqCst)
+        && until.is_none_or(|u| Instant::now() < u)
+    {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    stop.stop();
+    sampler_thread
+        .join()
+        .map_err(|_| "the sampler panicked".to_string())?;
+    let lines = env.store.export(&mut file).map_err(|e| e.to_string())?;
     file.flush().map_err(|e| e.to_string())?;
     drop(file);
+    // Renamed only when complete: a reader never sees half a file.
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
     if global.verbose {
         eprintln!(

@@ -11,7 +11,29 @@ pub struct Config {
     pub sampler: SamplerConfig,
     pub store: StoreConfig,
     pub networks: NetworksConfig,
+    pub cpu: CpuConfig,
     pub allowlist: Allowlist,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuConfig {
+    /// Percent of one core above which a sampling interval counts towards `high_cpu_seconds`.
+    pub high_pct: f64,
+    /// `launchwatch_process_cpu` lists instances seen within this many seconds.
+    pub recent_seconds: f64,
+    /// Cores for `cpu_pct_1m_normalized`; default: this host's.
+    pub cores: Option<f64>,
+}
+
+impl Default for CpuConfig {
+    fn default() -> CpuConfig {
+        CpuConfig {
+            high_pct: 50.0,
+            recent_seconds: 900.0,
+            cores: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,13 +115,29 @@ impl Config {
             ("store.max_age_hours", self.store.max_age_hours),
             ("store.max_mib", self.store.max_mib),
             ("store.summary_days", self.store.summary_days),
+            ("cpu.high_pct", self.cpu.high_pct),
+            ("cpu.recent_seconds", self.cpu.recent_seconds),
+            ("cpu.cores", self.cpu.cores.unwrap_or(1.0)),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name} must be a positive number, not {v}"));
             }
         }
+        for c in &self.networks.internal {
+            c.parse::<crate::net::Cidr>()
+                .map_err(|e| format!("networks.internal: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// The configured internal networks (validated at load).
+    pub fn internal_networks(&self) -> Vec<crate::net::Cidr> {
+        self.networks
+            .internal
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect()
     }
 }
 
@@ -142,5 +180,8 @@ mod tests {
             .unwrap_err()
             .contains("store.max_mib must be a positive"));
         assert!(Config::parse("[store]\nmax_mib = \"big\"\n").is_err());
+        assert!(Config::parse("[networks]\ninternal = [\"10.0.0.0/40\"]\n")
+            .unwrap_err()
+            .contains("networks.internal"));
     }
 }

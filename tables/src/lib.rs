@@ -7,6 +7,7 @@ pub mod docs;
 pub mod env;
 pub mod framework;
 pub mod launchd;
+pub mod net;
 pub mod observation;
 pub mod platform;
 pub mod sampler;

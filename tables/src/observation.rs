@@ -70,6 +70,26 @@ pub struct FlowObs {
     pub bytes_received: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Extension to the spec'd format: when the counters were last read (defaults to `end`,
+    /// else `start`), and the reading before it, so rates survive a record/replay round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_seen: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_bytes_sent: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_bytes_received: Option<i64>,
+}
+
+impl FlowObs {
+    /// When the counters were last read.
+    pub fn seen(&self) -> f64 {
+        self.last_seen
+            .or(self.end)
+            .unwrap_or(self.start)
+            .max(self.start)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +143,7 @@ impl Observation {
     pub fn time(&self) -> Option<f64> {
         match self {
             Observation::Process(p) => Some(p.ts),
-            Observation::Flow(f) => Some(f.end.unwrap_or(f.start).max(f.start)),
+            Observation::Flow(f) => Some(f.seen()),
             Observation::Payload(p) => Some(p.ts),
             Observation::Dns(d) => Some(d.ts),
             Observation::Signing(_) => None,
@@ -199,6 +219,8 @@ fn validate(obs: &Observation) -> Result<(), String> {
         Observation::Flow(f) => {
             let mut t = vec![("start", f.start)];
             t.extend(f.end.map(|e| ("end", e)));
+            t.extend(f.last_seen.map(|e| ("last_seen", e)));
+            t.extend(f.prev_seen.map(|e| ("prev_seen", e)));
             t
         }
         Observation::Payload(p) => vec![("ts", p.ts)],

@@ -1,13 +1,21 @@
 //! The sampler: takes live observations from the platform collectors and writes them to the
 //! store, one transaction per tick. The extension runs it on its own thread; `query` takes two
-//! ticks a short window apart so rates are real.
+//! ticks a short window apart so rates are real; `record` runs it for a while and exports.
+//!
+//! Sockets become flows here: a flow is one connection (5-tuple plus the kernel's socket id)
+//! from first sight to disappearance. Its counters are re-read every socket tick; when it
+//! vanishes it is written once more as `CLOSED` with its last counters, so a connection that
+//! closed between queries still has its bytes. Linux TIME_WAIT sockets have no inode and no
+//! `tcp_info`: they are matched to the flow by 5-tuple and keep its owner and bytes.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::env::{wall_clock, TableEnv};
-use crate::observation::Observation;
-use crate::platform;
+use crate::observation::{FlowObs, Observation, ProcessObs};
+use crate::platform::{self, SocketCollector, SocketSample};
 
 /// Prune at most this often: deleting is cheap but not free.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -16,31 +24,276 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TickReport {
     pub processes: usize,
+    pub sockets: usize,
+    pub closed: usize,
     pub cost: Duration,
 }
 
-/// Takes one sample and stores it. A collector error is counted and reported, and the tick
-/// still counts what the other collectors saw.
-pub fn tick(env: &TableEnv) -> Result<TickReport, String> {
-    let started = Instant::now();
-    let now = wall_clock();
-    let mut observations = Vec::new();
-    let mut errors = Vec::new();
-    match platform::processes(now) {
-        Ok(procs) => observations.extend(procs.into_iter().map(Observation::Process)),
-        Err(e) => errors.push(format!("processes: {e}")),
+type FlowKey = (&'static str, IpAddr, u16, IpAddr, u16);
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    socket_id: u64,
+    flow: FlowObs,
+}
+
+/// Who a pid is: path, start time and launchd label (or systemd unit).
+#[derive(Debug, Clone, Default)]
+struct Owner {
+    path: Option<String>,
+    start: Option<f64>,
+    label: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Sampler {
+    sockets: SocketCollector,
+    flows: HashMap<FlowKey, Tracked>,
+    owners: HashMap<i64, Owner>,
+    resumed: bool,
+}
+
+/// Which collectors a tick runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Due {
+    pub processes: bool,
+    pub sockets: bool,
+}
+
+impl Due {
+    pub const ALL: Due = Due {
+        processes: true,
+        sockets: true,
+    };
+}
+
+impl Sampler {
+    pub fn new() -> Sampler {
+        Sampler::default()
     }
-    let processes = observations.len();
-    if let Err(e) = env.store.write_batch(&observations, 1) {
-        errors.push(e.to_string());
+
+    /// Picks up flows the store still has open (a restarted extension, or history a `query`
+    /// imported), so they keep their start time, and close the ones that are gone.
+    fn resume(&mut self, env: &TableEnv) {
+        self.resumed = true;
+        let open: Vec<FlowObs> = env
+            .store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT start, pid, process_start, path, launchd_label, protocol, local_address, local_port,
+                            remote_address, remote_port, bytes_sent, bytes_received, state, last_seen
+                     FROM flows WHERE end IS NULL",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(FlowObs {
+                        start: r.get(0)?,
+                        end: None,
+                        pid: r.get(1)?,
+                        process_start: r.get(2)?,
+                        path: r.get(3)?,
+                        launchd_label: r.get(4)?,
+                        protocol: r.get(5)?,
+                        local_address: r.get(6)?,
+                        local_port: r.get(7)?,
+                        remote_address: r.get(8)?,
+                        remote_port: r.get(9)?,
+                        remote_name: None,
+                        bytes_sent: r.get(10)?,
+                        bytes_received: r.get(11)?,
+                        state: r.get(12)?,
+                        last_seen: r.get(13)?,
+                        prev_seen: None,
+                        prev_bytes_sent: None,
+                        prev_bytes_received: None,
+                    })
+                })?;
+                rows.collect()
+            })
+            .unwrap_or_default();
+        for f in open {
+            let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
+            let (Ok(local), Ok(remote)) = (
+                f.local_address.as_deref().unwrap_or("").parse(),
+                f.remote_address.parse(),
+            ) else {
+                continue;
+            };
+            let key = (
+                protocol,
+                local,
+                f.local_port.unwrap_or(0),
+                remote,
+                f.remote_port,
+            );
+            self.flows.insert(
+                key,
+                Tracked {
+                    socket_id: 0,
+                    flow: f,
+                },
+            );
+        }
     }
-    let cost = started.elapsed();
-    env.sampler.record(cost, errors.is_empty());
-    if errors.is_empty() {
-        Ok(TickReport { processes, cost })
-    } else {
-        Err(errors.join("; "))
+
+    fn owner(&mut self, pid: i64) -> Owner {
+        if let Some(o) = self.owners.get(&pid) {
+            return o.clone();
+        }
+        let o = platform::process_identity(pid)
+            .map(|(path, start)| Owner {
+                path,
+                start: Some(start),
+                label: None,
+            })
+            .unwrap_or_default();
+        self.owners.insert(pid, o.clone());
+        o
     }
+
+    /// Takes one sample of what is due and stores it. A collector error is counted and
+    /// reported; the tick still stores what the other collectors saw.
+    pub fn tick(&mut self, env: &TableEnv, due: Due) -> Result<TickReport, String> {
+        let started = Instant::now();
+        let now = wall_clock();
+        let mut report = TickReport::default();
+        let mut observations = Vec::new();
+        let mut errors = Vec::new();
+        if due.processes {
+            match platform::processes(now) {
+                Ok(procs) => {
+                    self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
+                    report.processes = procs.len();
+                    observations.extend(procs.into_iter().map(Observation::Process));
+                }
+                Err(e) => errors.push(format!("processes: {e}")),
+            }
+        }
+        if due.sockets {
+            if !self.resumed {
+                self.resume(env);
+            }
+            match self.sockets.sample() {
+                Ok(sample) => {
+                    let (flows, open, closed) = self.track(sample, now);
+                    report.sockets = open;
+                    report.closed = closed;
+                    observations.extend(flows.into_iter().map(Observation::Flow));
+                }
+                Err(e) => errors.push(format!("sockets: {e}")),
+            }
+        }
+        if let Err(e) = env.store.write_batch(&observations, 1) {
+            errors.push(e.to_string());
+        }
+        report.cost = started.elapsed();
+        env.sampler.record(report.cost, errors.is_empty());
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Turns a socket sample into flow observations: every open flow with its current counters,
+    /// and every flow that vanished (or whose 5-tuple now belongs to a new socket) as CLOSED.
+    fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowObs>, usize, usize) {
+        let mut out = Vec::new();
+        let mut seen: HashMap<FlowKey, Tracked> = HashMap::new();
+        let mut closed = 0;
+        for s in sample {
+            // Listeners and unconnected UDP sockets have no destination: not flows.
+            if s.listening || s.remote_port == 0 || s.remote.is_unspecified() {
+                continue;
+            }
+            let key = (s.protocol, s.local, s.local_port, s.remote, s.remote_port);
+            let previous = self.flows.remove(&key).or_else(|| seen.remove(&key));
+            let continues = previous.as_ref().is_some_and(|t| {
+                t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id
+            });
+            let mut tracked = match previous {
+                Some(t) if continues => t,
+                other => {
+                    if let Some(old) = other {
+                        out.push(close(old.flow));
+                        closed += 1;
+                    }
+                    let owner = s.pid.map(|p| self.owner(p)).unwrap_or_default();
+                    Tracked {
+                        socket_id: s.socket_id,
+                        flow: FlowObs {
+                            start: now,
+                            end: None,
+                            pid: s.pid,
+                            process_start: owner.start,
+                            path: owner.path.unwrap_or_default(),
+                            launchd_label: owner.label,
+                            protocol: s.protocol.to_string(),
+                            local_address: Some(s.local.to_string()),
+                            local_port: Some(s.local_port),
+                            remote_address: s.remote.to_string(),
+                            remote_port: s.remote_port,
+                            remote_name: None,
+                            bytes_sent: None,
+                            bytes_received: None,
+                            state: None,
+                            last_seen: None,
+                            prev_seen: None,
+                            prev_bytes_sent: None,
+                            prev_bytes_received: None,
+                        },
+                    }
+                }
+            };
+            if tracked.socket_id == 0 {
+                tracked.socket_id = s.socket_id;
+            }
+            let f = &mut tracked.flow;
+            // A socket that lost its owner (TIME_WAIT) keeps the one history knew.
+            if let (None, Some(pid)) = (f.pid, s.pid) {
+                let owner = self.owner(pid);
+                f.pid = Some(pid);
+                f.path = owner.path.unwrap_or_default();
+                f.process_start = owner.start;
+                f.launchd_label = owner.label;
+            }
+            // Counters only grow; a socket that no longer reports them keeps its last values.
+            f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
+            f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
+            f.state = s.state.clone();
+            f.last_seen = Some(now);
+            out.push(f.clone());
+            seen.insert(key, tracked);
+        }
+        for (_, gone) in self.flows.drain() {
+            out.push(close(gone.flow));
+            closed += 1;
+        }
+        let open = seen.len();
+        self.flows = seen;
+        (out, open, closed)
+    }
+}
+
+fn owner_of(p: &ProcessObs) -> Owner {
+    Owner {
+        path: p.path.clone(),
+        start: Some(p.start_time),
+        label: p.launchd_label.clone(),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A flow that is gone: it ended when it was last seen.
+fn close(mut f: FlowObs) -> FlowObs {
+    f.end = Some(f.seen());
+    f.state = Some("CLOSED".into());
+    f
 }
 
 /// A stop signal the sampler thread waits on between ticks, so shutdown never waits a full
@@ -72,13 +325,27 @@ impl StopSignal {
     }
 }
 
-/// Samples every `process_interval` until stopped. `on_error` hears each failed tick.
+/// Samples processes every `process_interval` and sockets every `socket_interval` until
+/// stopped. `on_error` hears each failed tick.
 pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
-    let interval = Duration::from_secs_f64(env.config.sampler.process_interval);
+    let process_every = Duration::from_secs_f64(env.config.sampler.process_interval);
+    let socket_every = Duration::from_secs_f64(env.config.sampler.socket_interval);
+    let mut sampler = Sampler::new();
     let mut last_prune = Instant::now();
+    let (mut next_process, mut next_socket) = (Instant::now(), Instant::now());
     loop {
-        let started = Instant::now();
-        if let Err(e) = tick(env) {
+        let now = Instant::now();
+        let due = Due {
+            processes: now >= next_process,
+            sockets: now >= next_socket,
+        };
+        if due.processes {
+            next_process = now + process_every;
+        }
+        if due.sockets {
+            next_socket = now + socket_every;
+        }
+        if let Err(e) = sampler.tick(env, due) {
             on_error(&e);
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
@@ -87,7 +354,8 @@ pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
                 on_error(&e.to_string());
             }
         }
-        if stop.wait(interval.saturating_sub(started.elapsed())) {
+        let wake = next_process.min(next_socket);
+        if stop.wait(wake.saturating_duration_since(Instant::now())) {
             return;
         }
     }
@@ -99,25 +367,102 @@ mod tests {
     use crate::config::{Config, StoreConfig};
     use crate::store::Store;
 
-    #[test]
-    fn ticks_count_and_store_processes() {
-        let env = TableEnv::new(
+    fn env() -> TableEnv {
+        TableEnv::new(
             Store::in_memory(StoreConfig::default()).unwrap(),
             Config::default(),
             "/".into(),
             None,
-        );
-        let report = tick(&env).unwrap();
-        tick(&env).unwrap();
+        )
+    }
+
+    fn sock(id: u64, lport: u16, sent: Option<i64>, pid: Option<i64>, state: &str) -> SocketSample {
+        SocketSample {
+            protocol: "tcp",
+            local: "127.0.0.1".parse().unwrap(),
+            local_port: lport,
+            remote: "127.0.0.1".parse().unwrap(),
+            remote_port: 9000,
+            state: Some(state.into()),
+            listening: false,
+            pid,
+            socket_id: id,
+            bytes_sent: sent,
+            bytes_received: sent,
+        }
+    }
+
+    #[test]
+    fn ticks_count_and_store_processes() {
+        let env = env();
+        let mut s = Sampler::new();
+        let report = s.tick(&env, Due::ALL).unwrap();
+        s.tick(&env, Due::ALL).unwrap();
         assert!(report.processes >= 1);
         assert_eq!(env.store.samples().unwrap(), 2);
-        assert!(env.store.observations_stored().unwrap() as usize >= 2 * report.processes.min(1));
         assert!(
             env.sampler
                 .last_cost_us
                 .load(std::sync::atomic::Ordering::Relaxed)
                 > 0
         );
+    }
+
+    #[test]
+    fn a_connection_is_one_flow_until_it_closes_and_time_wait_keeps_its_owner() {
+        let me = std::process::id() as i64;
+        let mut s = Sampler::new();
+        let (f, open, closed) = s.track(
+            vec![sock(7, 5000, Some(10), Some(me), "ESTABLISHED")],
+            100.0,
+        );
+        assert_eq!((f.len(), open, closed), (1, 1, 0));
+        assert_eq!(f[0].pid, Some(me));
+        assert!(!f[0].path.is_empty(), "owner resolved from the pid");
+        let (f, _, _) = s.track(
+            vec![sock(7, 5000, Some(50), Some(me), "ESTABLISHED")],
+            105.0,
+        );
+        assert_eq!(
+            (f[0].start, f[0].bytes_sent, f[0].last_seen),
+            (100.0, Some(50), Some(105.0))
+        );
+        // TIME_WAIT: no inode, no counters, no pid.
+        let (f, _, _) = s.track(vec![sock(0, 5000, None, None, "TIME_WAIT")], 110.0);
+        assert_eq!(
+            (f[0].pid, f[0].bytes_sent, f[0].state.as_deref()),
+            (Some(me), Some(50), Some("TIME_WAIT"))
+        );
+        // Gone: closed at its last sighting, with its bytes.
+        let (f, open, closed) = s.track(vec![], 115.0);
+        assert_eq!((open, closed), (0, 1));
+        assert_eq!(
+            (f[0].end, f[0].state.as_deref(), f[0].bytes_sent, f[0].start),
+            (Some(110.0), Some("CLOSED"), Some(50), 100.0)
+        );
+    }
+
+    #[test]
+    fn a_reused_tuple_with_a_new_socket_is_a_new_flow() {
+        let mut s = Sampler::new();
+        s.track(vec![sock(7, 5000, Some(10), None, "ESTABLISHED")], 100.0);
+        let (f, open, closed) = s.track(vec![sock(8, 5000, Some(1), None, "ESTABLISHED")], 105.0);
+        assert_eq!((open, closed), (1, 1));
+        let old = f.iter().find(|f| f.end.is_some()).unwrap();
+        let new = f.iter().find(|f| f.end.is_none()).unwrap();
+        assert_eq!((old.start, old.bytes_sent), (100.0, Some(10)));
+        assert_eq!((new.start, new.bytes_sent), (105.0, Some(1)));
+    }
+
+    #[test]
+    fn listeners_and_unconnected_sockets_are_not_flows() {
+        let mut s = Sampler::new();
+        let mut l = sock(1, 80, None, None, "LISTEN");
+        l.listening = true;
+        let mut u = sock(2, 53, None, None, "");
+        u.remote = "0.0.0.0".parse().unwrap();
+        u.remote_port = 0;
+        assert_eq!(s.track(vec![l, u], 1.0).1, 0);
     }
 
     #[test]

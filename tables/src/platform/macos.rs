@@ -185,3 +185,147 @@ pub fn launchd_live(uids: &[u32]) -> super::LaunchdLive {
     }
     live
 }
+
+/// Path and start time of one pid.
+pub fn process_identity(pid: i64) -> Option<(Option<String>, f64)> {
+    let pid = libc::c_int::try_from(pid).ok()?;
+    // SAFETY: plain data, zeroed is valid.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: `info` is `size` bytes.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    if n != size {
+        return None;
+    }
+    Some((
+        pid_path(pid),
+        info.pbi_start_tvsec as f64 + info.pbi_start_tvusec as f64 / 1e6,
+    ))
+}
+
+/// Sockets from `net.inet.{tcp,udp}.pcblist_n`: no privilege needed, every user's sockets,
+/// byte counters included. The owner is the delegated pid when set, else the last pid that
+/// used the socket. Only type-checked here: proving the counters needs a Mac.
+pub mod sockets {
+    use super::super::pcblist;
+    use super::super::SocketSample;
+
+    fn sysctl_bytes(name: &std::ffi::CStr) -> Result<Vec<u8>, String> {
+        for _ in 0..5 {
+            let mut len: libc::size_t = 0;
+            // SAFETY: a null buffer asks for the size.
+            if unsafe {
+                libc::sysctlbyname(
+                    name.as_ptr(),
+                    std::ptr::null_mut(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            } != 0
+            {
+                return Err(format!(
+                    "{}: {}",
+                    name.to_string_lossy(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // Room for sockets created between the two calls.
+            let mut buf = vec![0u8; len + len / 8 + 4096];
+            let mut got = buf.len();
+            // SAFETY: buf holds `got` bytes.
+            let rc = unsafe {
+                libc::sysctlbyname(
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    &mut got,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            if rc == 0 {
+                buf.truncate(got);
+                return Ok(buf);
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOMEM) {
+                return Err(format!(
+                    "{}: {}",
+                    name.to_string_lossy(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        Err(format!("{}: the list kept growing", name.to_string_lossy()))
+    }
+
+    /// Darwin major version from `kern.osrelease` ("24.1.0" → 24).
+    fn darwin_major() -> u32 {
+        let mut buf = [0u8; 64];
+        let mut len = buf.len();
+        // SAFETY: buf holds len bytes.
+        let rc = unsafe {
+            libc::sysctlbyname(
+                c"kern.osrelease".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return 0;
+        }
+        String::from_utf8_lossy(&buf[..len.min(buf.len())])
+            .trim_end_matches('\0')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[derive(Default)]
+    pub struct Collector {
+        darwin: Option<u32>,
+    }
+
+    impl Collector {
+        pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
+            let darwin = *self.darwin.get_or_insert_with(darwin_major);
+            let mut out = Vec::new();
+            for (tcp, name) in [
+                (true, c"net.inet.tcp.pcblist_n"),
+                (false, c"net.inet.udp.pcblist_n"),
+            ] {
+                let buf = sysctl_bytes(name)?;
+                for s in pcblist::parse(&buf, tcp, darwin)? {
+                    let pid = if s.e_pid > 0 { s.e_pid } else { s.last_pid };
+                    out.push(SocketSample {
+                        protocol: if tcp { "tcp" } else { "udp" },
+                        local: s.local,
+                        local_port: s.local_port,
+                        remote: s.remote,
+                        remote_port: s.remote_port,
+                        state: s
+                            .tcp_state
+                            .and_then(pcblist::tcp_state_name)
+                            .map(str::to_string),
+                        listening: s.tcp_state == Some(1),
+                        pid: (pid > 0).then_some(pid as i64),
+                        socket_id: s.so_gencnt.unwrap_or(s.so_handle),
+                        bytes_sent: i64::try_from(s.tx_bytes).ok(),
+                        bytes_received: i64::try_from(s.rx_bytes).ok(),
+                    });
+                }
+            }
+            Ok(out)
+        }
+    }
+}

@@ -3,6 +3,8 @@
 //! [`parse`], which are tested on byte and text fixtures on any host.
 
 pub mod parse;
+pub mod pcblist;
+pub mod sockdiag;
 
 #[cfg(target_os = "linux")]
 pub mod linux;
@@ -30,6 +32,62 @@ pub fn launchd_live(uids: &[u32]) -> Option<LaunchdLive> {
     #[cfg(not(target_os = "macos"))]
     {
         let _ = uids;
+        None
+    }
+}
+
+/// One socket as a platform backend sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketSample {
+    pub protocol: &'static str,
+    pub local: std::net::IpAddr,
+    pub local_port: u16,
+    pub remote: std::net::IpAddr,
+    pub remote_port: u16,
+    /// TCP state in osquery's spelling; `None` for UDP.
+    pub state: Option<String>,
+    pub listening: bool,
+    pub pid: Option<i64>,
+    /// The kernel's identity for the socket (Linux inode, macOS so_gencnt or socket hash); 0
+    /// when it has none (Linux TIME_WAIT), then the 5-tuple matches it to history.
+    pub socket_id: u64,
+    pub bytes_sent: Option<i64>,
+    pub bytes_received: Option<i64>,
+}
+
+/// The socket collector of this platform (keeps caches between samples).
+#[cfg(target_os = "linux")]
+pub use linux::sockets::Collector as SocketCollector;
+#[cfg(target_os = "macos")]
+pub use macos::sockets::Collector as SocketCollector;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[derive(Default)]
+pub struct SocketCollector;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+impl SocketCollector {
+    pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
+        Err(format!(
+            "socket sampling is not implemented on {}",
+            std::env::consts::OS
+        ))
+    }
+}
+
+/// Executable path and start time of one process, for socket owners the last process sample
+/// did not include.
+pub fn process_identity(pid: i64) -> Option<(Option<String>, f64)> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::process_identity(pid)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        macos::process_identity(pid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = pid;
         None
     }
 }

@@ -176,6 +176,120 @@ impl Store {
         Ok(())
     }
 
+    /// Writes every raw observation as JSON Lines (what `record` produces): process samples in
+    /// time order, one line per flow, DNS answers, payloads and signing facts.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<usize> {
+        let conn = self.lock();
+        let mut n = 0usize;
+        let mut emit = |o: Observation| -> rusqlite::Result<()> {
+            writeln!(out, "{}", o.to_json_line())
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            n += 1;
+            Ok(())
+        };
+        let mut stmt = conn.prepare(
+            "SELECT ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label FROM process_samples ORDER BY ts, pid",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            emit(Observation::Process(ProcessObs {
+                ts: r.get(0)?,
+                pid: r.get(1)?,
+                start_time: r.get(2)?,
+                ppid: r.get(3)?,
+                uid: r.get(4)?,
+                path: r.get(5)?,
+                name: r.get(6)?,
+                cpu_time: r.get(7)?,
+                launchd_label: r.get(8)?,
+            }))?;
+        }
+        let mut stmt = conn.prepare(
+            "SELECT start, end, pid, process_start, path, launchd_label, protocol, local_address, local_port,
+                    remote_address, remote_port, remote_name, bytes_sent, bytes_received, state, last_seen,
+                    prev_seen, prev_bytes_sent, prev_bytes_received FROM flows ORDER BY start, id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            emit(Observation::Flow(FlowObs {
+                start: r.get(0)?,
+                end: r.get(1)?,
+                pid: r.get(2)?,
+                process_start: r.get(3)?,
+                path: r.get(4)?,
+                launchd_label: r.get(5)?,
+                protocol: r.get(6)?,
+                local_address: r.get(7)?,
+                local_port: r.get(8)?,
+                remote_address: r.get(9)?,
+                remote_port: r.get(10)?,
+                remote_name: r.get(11)?,
+                bytes_sent: r.get(12)?,
+                bytes_received: r.get(13)?,
+                state: r.get(14)?,
+                last_seen: r.get(15)?,
+                prev_seen: r.get(16)?,
+                prev_bytes_sent: r.get(17)?,
+                prev_bytes_received: r.get(18)?,
+            }))?;
+        }
+        let mut stmt = conn.prepare(
+            "SELECT name, address, first_seen, last_seen, ttl FROM dns ORDER BY first_seen",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (name, address, first, last, ttl): (String, String, f64, f64, Option<i64>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            emit(Observation::Dns(DnsObs {
+                ts: first,
+                name: name.clone(),
+                address: address.clone(),
+                ttl,
+            }))?;
+            if last > first {
+                emit(Observation::Dns(DnsObs {
+                    ts: last,
+                    name,
+                    address,
+                    ttl,
+                }))?;
+            }
+        }
+        let mut stmt = conn.prepare(
+            "SELECT ts, pid, path, protocol, remote_address, remote_port, direction, first_bytes, payload_class, entropy,
+                    bytes_seen FROM payloads ORDER BY ts",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            emit(Observation::Payload(PayloadObs {
+                ts: r.get(0)?,
+                pid: r.get(1)?,
+                path: r.get(2)?,
+                protocol: r.get(3)?,
+                remote_address: r.get(4)?,
+                remote_port: r.get(5)?,
+                direction: r.get(6)?,
+                first_bytes: r.get(7)?,
+                payload_class: r.get(8)?,
+                entropy: r.get(9)?,
+                bytes_seen: r.get(10)?,
+            }))?;
+        }
+        let mut stmt = conn.prepare("SELECT path, signer_class, status, team_id, identifier, notarized FROM signing ORDER BY path")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            emit(Observation::Signing(SigningObs {
+                path: r.get(0)?,
+                signer_class: r.get(1)?,
+                status: r.get(2)?,
+                team_id: r.get(3)?,
+                identifier: r.get(4)?,
+                notarized: r.get(5)?,
+            }))?;
+        }
+        Ok(n)
+    }
+
     /// Completed sampler ticks over the store's life.
     pub fn samples(&self) -> Result<u64> {
         let conn = self.lock();
@@ -351,25 +465,34 @@ fn insert_process(tx: &Connection, p: &ProcessObs) -> rusqlite::Result<()> {
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
 fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
-    let last_seen = f.end.unwrap_or(f.start).max(f.start);
-    let previous: Option<(i64, i64, i64)> = tx
+    let last_seen = f.seen();
+    let previous: Option<(i64, i64, i64, f64)> = tx
         .prepare_cached(
-            "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0) FROM flows
+            "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0), last_seen FROM flows
              WHERE protocol = ?1 AND ifnull(local_address, '') = ifnull(?2, '') AND ifnull(local_port, -1) = ifnull(?3, -1)
                AND remote_address = ?4 AND remote_port = ?5 AND ifnull(pid, -1) = ifnull(?6, -1) AND start = ?7",
         )?
         .query_row(
             params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
     let (sent, received) = (f.bytes_sent.unwrap_or(0), f.bytes_received.unwrap_or(0));
     let (new_flow, d_sent, d_received) = match previous {
-        Some((id, old_sent, old_received)) => {
+        Some((id, old_sent, old_received, old_seen)) => {
+            // The reading being replaced becomes the previous one (unless the observation says).
+            let (prev_seen, prev_sent, prev_received) = if f.prev_seen.is_some() {
+                (f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received)
+            } else if last_seen > old_seen {
+                (Some(old_seen), Some(old_sent), Some(old_received))
+            } else {
+                (None, None, None)
+            };
             tx.prepare_cached(
                 "UPDATE flows SET end = ?2, last_seen = max(last_seen, ?3), bytes_sent = ?4, bytes_received = ?5,
                  state = ?6, remote_name = ifnull(?7, remote_name), launchd_label = ifnull(?8, launchd_label),
-                 path = ?9 WHERE id = ?1",
+                 path = ?9, prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
+                 prev_bytes_received = ifnull(?12, prev_bytes_received) WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -380,7 +503,10 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 f.state,
                 f.remote_name,
                 f.launchd_label,
-                f.path
+                f.path,
+                prev_seen,
+                prev_sent,
+                prev_received
             ])?;
             (
                 0,
@@ -391,8 +517,9 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
         None => {
             tx.prepare_cached(
                 "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
-                 local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
+                 prev_seen, prev_bytes_sent, prev_bytes_received)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?
             .execute(params![
                 f.start,
@@ -410,7 +537,10 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 f.remote_name,
                 f.bytes_sent,
                 f.bytes_received,
-                f.state
+                f.state,
+                f.prev_seen,
+                f.prev_bytes_sent,
+                f.prev_bytes_received
             ])?;
             (1, sent.max(0), received.max(0))
         }
@@ -523,6 +653,59 @@ mod tests {
             err.contains("schema version 99, newer than this launchwatch knows"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_v1_store_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = 1; COMMIT;",
+            MIGRATIONS[0]
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flows(start, last_seen, path, protocol, remote_address, remote_port, bytes_sent)
+             VALUES (1, 2, '/bin/x', 'tcp', '192.0.2.1', 443, 99)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let (version, sent, prev): (i64, i64, Option<f64>) = store
+            .read(|c| {
+                c.query_row("SELECT (SELECT user_version FROM pragma_user_version), bytes_sent, prev_seen FROM flows", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+            })
+            .unwrap();
+        assert_eq!((version, sent, prev), (SCHEMA_VERSION, 99, None));
+    }
+
+    #[test]
+    fn the_previous_reading_is_kept_for_rates() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        let mut f = match flow(100.0, None, 10) {
+            Observation::Flow(f) => f,
+            _ => unreachable!(),
+        };
+        f.last_seen = Some(105.0);
+        store
+            .write_batch(&[Observation::Flow(f.clone())], 0)
+            .unwrap();
+        f.last_seen = Some(110.0);
+        f.bytes_sent = Some(60);
+        store.write_batch(&[Observation::Flow(f)], 0).unwrap();
+        let row: (f64, f64, i64, i64) = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT last_seen, prev_seen, bytes_sent, prev_bytes_sent FROM flows",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(row, (110.0, 105.0, 60, 10));
     }
 
     #[test]

@@ -96,4 +96,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (path, hour_start)
     ) WITHOUT ROWID;
     "#,
+    // v2: the counter reading before the last one, for per-interval rates.
+    r#"
+    ALTER TABLE flows ADD COLUMN prev_seen REAL;
+    ALTER TABLE flows ADD COLUMN prev_bytes_sent INTEGER;
+    ALTER TABLE flows ADD COLUMN prev_bytes_received INTEGER;
+    "#,
 ];

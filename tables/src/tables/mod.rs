@@ -1,11 +1,18 @@
 //! Table definitions, one file each: the schema next to the rows.
 
 pub mod launchd;
+pub mod process_cpu;
+pub mod sockets;
 pub mod status;
 
 use crate::framework::Table;
 
 /// Every table this build registers, in documentation order.
 pub fn all() -> Vec<Box<dyn Table>> {
-    vec![Box::new(launchd::Launchd), Box::new(status::Status)]
+    vec![
+        Box::new(launchd::Launchd),
+        Box::new(process_cpu::ProcessCpu),
+        Box::new(sockets::Sockets),
+        Box::new(status::Status),
+    ]
 }

@@ -1,0 +1,369 @@
+//! Linux `NETLINK_SOCK_DIAG` messages, built and parsed from bytes (no I/O here).
+//!
+//! Layouts from linux/netlink.h, linux/sock_diag.h and linux/inet_diag.h:
+//! * `nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid }` — 16 bytes, host order;
+//! * `inet_diag_req_v2 { u8 family, protocol, ext, pad; u32 states; inet_diag_sockid id }` — 56;
+//! * `inet_diag_sockid { be16 sport, dport; be32 src[4], dst[4]; u32 if; u32 cookie[2] }` — 48;
+//! * `inet_diag_msg { u8 family, state, timer, retrans; sockid id; u32 expires, rqueue, wqueue,
+//!   uid, inode }` — 72, followed by `rtattr { u16 len; u16 type }` attributes, 4-aligned.
+//!
+//! `INET_DIAG_INFO` (type 2) carries `struct tcp_info`, read with length checks so old kernels
+//! with a shorter struct still work: `tcpi_bytes_acked` u64 @120 and `tcpi_bytes_received`
+//! u64 @128 (Linux ≥ 4.1/4.2).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const NLMSG_HDR_LEN: usize = 16;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_DUMP: u16 = 0x300;
+pub const INET_DIAG_INFO: u16 = 2;
+const INET_DIAG_MSG_LEN: usize = 72;
+const REQ_LEN: usize = 56;
+const TCPI_BYTES_ACKED: usize = 120;
+const TCPI_BYTES_RECEIVED: usize = 128;
+
+/// One socket from a dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagSocket {
+    pub family: u8,
+    /// Kernel TCP state (1 ESTABLISHED … 10 LISTEN; 7 CLOSE for unconnected UDP).
+    pub state: u8,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub uid: u32,
+    /// 0 for sockets no file refers to any more (TIME_WAIT, orphans).
+    pub inode: u32,
+    pub bytes_acked: Option<u64>,
+    pub bytes_received: Option<u64>,
+}
+
+/// The dump request for one family and protocol, all states, asking for `tcp_info`.
+pub fn dump_request(family: u8, protocol: u8, seq: u32) -> Vec<u8> {
+    let len = NLMSG_HDR_LEN + REQ_LEN;
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_ne_bytes());
+    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&[family, protocol, 1 << (INET_DIAG_INFO - 1), 0]);
+    b.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    b.resize(len, 0); // a zero sockid: no filter
+    b
+}
+
+fn u16_ne(b: &[u8], o: usize) -> u16 {
+    u16::from_ne_bytes([b[o], b[o + 1]])
+}
+fn u32_ne(b: &[u8], o: usize) -> u32 {
+    u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+}
+fn u64_ne(b: &[u8], o: usize) -> u64 {
+    u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+}
+
+fn addr(family: u8, raw: &[u8]) -> Result<IpAddr, String> {
+    match family {
+        2 => Ok(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
+        10 => {
+            let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(&raw[..16]).expect("16 bytes"));
+            // Dual-stack sockets talking IPv4 show as ::ffff:a.b.c.d: report the IPv4 address.
+            Ok(v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)))
+        }
+        f => Err(format!("unknown address family {f}")),
+    }
+}
+
+/// What one receive buffer held.
+#[derive(Debug, Default)]
+pub struct DumpPart {
+    pub sockets: Vec<DiagSocket>,
+    /// NLMSG_DONE seen: the dump is complete.
+    pub done: bool,
+}
+
+/// Parses one buffer of netlink messages. Truncated or inconsistent input is an error, never
+/// a panic; a kernel error message becomes its errno text.
+pub fn parse_dump(buf: &[u8]) -> Result<DumpPart, String> {
+    let mut out = DumpPart::default();
+    let mut off = 0;
+    while off < buf.len() {
+        if buf.len() - off < NLMSG_HDR_LEN {
+            return Err("truncated netlink header".into());
+        }
+        let len = u32_ne(buf, off) as usize;
+        let kind = u16_ne(buf, off + 4);
+        if len < NLMSG_HDR_LEN || off + len > buf.len() {
+            return Err(format!(
+                "netlink message length {len} does not fit the buffer"
+            ));
+        }
+        let body = &buf[off + NLMSG_HDR_LEN..off + len];
+        match kind {
+            NLMSG_DONE => {
+                out.done = true;
+                return Ok(out);
+            }
+            NLMSG_ERROR => {
+                let errno = if body.len() >= 4 {
+                    -(u32_ne(body, 0) as i32)
+                } else {
+                    0
+                };
+                if errno == 0 {
+                    // An acknowledgement, not an error.
+                    out.done = true;
+                    return Ok(out);
+                }
+                return Err(format!(
+                    "sock_diag: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                ));
+            }
+            SOCK_DIAG_BY_FAMILY => out.sockets.push(parse_inet_diag_msg(body)?),
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(out)
+}
+
+pub fn parse_inet_diag_msg(body: &[u8]) -> Result<DiagSocket, String> {
+    if body.len() < INET_DIAG_MSG_LEN {
+        return Err(format!(
+            "inet_diag_msg of {} bytes (needs {INET_DIAG_MSG_LEN})",
+            body.len()
+        ));
+    }
+    let family = body[0];
+    let mut s = DiagSocket {
+        family,
+        state: body[1],
+        local_port: u16::from_be_bytes([body[4], body[5]]),
+        remote_port: u16::from_be_bytes([body[6], body[7]]),
+        local: addr(family, &body[8..24])?,
+        remote: addr(family, &body[24..40])?,
+        uid: u32_ne(body, 64),
+        inode: u32_ne(body, 68),
+        bytes_acked: None,
+        bytes_received: None,
+    };
+    let mut off = INET_DIAG_MSG_LEN;
+    while off + 4 <= body.len() {
+        let len = u16_ne(body, off) as usize;
+        let kind = u16_ne(body, off + 2);
+        if len < 4 || off + len > body.len() {
+            return Err(format!("rtattr length {len} does not fit"));
+        }
+        if kind == INET_DIAG_INFO {
+            let info = &body[off + 4..off + len];
+            if info.len() >= TCPI_BYTES_ACKED + 8 {
+                s.bytes_acked = Some(u64_ne(info, TCPI_BYTES_ACKED));
+            }
+            if info.len() >= TCPI_BYTES_RECEIVED + 8 {
+                s.bytes_received = Some(u64_ne(info, TCPI_BYTES_RECEIVED));
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(s)
+}
+
+/// osquery's spelling of Linux TCP states (`process_open_sockets`).
+pub fn tcp_state_name(state: u8) -> Option<&'static str> {
+    Some(match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+pub mod fixtures {
+    /// Builds an `inet_diag_msg` netlink message as the kernel would.
+    #[allow(clippy::too_many_arguments)]
+    pub fn diag_msg(
+        family: u8,
+        state: u8,
+        src: &[u8],
+        sport: u16,
+        dst: &[u8],
+        dport: u16,
+        inode: u32,
+        tcp_info: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let mut body = vec![family, state, 0, 0];
+        body.extend_from_slice(&sport.to_be_bytes());
+        body.extend_from_slice(&dport.to_be_bytes());
+        let mut a = [0u8; 16];
+        a[..src.len()].copy_from_slice(src);
+        body.extend_from_slice(&a);
+        let mut a = [0u8; 16];
+        a[..dst.len()].copy_from_slice(dst);
+        body.extend_from_slice(&a);
+        body.extend_from_slice(&[0u8; 12]); // if, cookie
+        body.extend_from_slice(&[0u8; 12]); // expires, rqueue, wqueue
+        body.extend_from_slice(&1000u32.to_ne_bytes());
+        body.extend_from_slice(&inode.to_ne_bytes());
+        if let Some(info) = tcp_info {
+            body.extend_from_slice(&((info.len() + 4) as u16).to_ne_bytes());
+            body.extend_from_slice(&super::INET_DIAG_INFO.to_ne_bytes());
+            body.extend_from_slice(info);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        nlmsg(super::SOCK_DIAG_BY_FAMILY, &body)
+    }
+
+    pub fn nlmsg(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((body.len() + 16) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&2u16.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 8]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// A `tcp_info` of `len` bytes with the two byte counters set.
+    pub fn tcp_info(len: usize, acked: u64, received: u64) -> Vec<u8> {
+        let mut info = vec![0u8; len];
+        if len >= 128 {
+            info[120..128].copy_from_slice(&acked.to_ne_bytes());
+        }
+        if len >= 136 {
+            info[128..136].copy_from_slice(&received.to_ne_bytes());
+        }
+        info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn request_is_well_formed() {
+        let r = dump_request(2, 6, 7);
+        assert_eq!(r.len(), 72);
+        assert_eq!(u32_ne(&r, 0), 72);
+        assert_eq!(u16_ne(&r, 4), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(u16_ne(&r, 6), NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(&r[16..20], &[2, 6, 2, 0]);
+        assert_eq!(u32_ne(&r, 20), u32::MAX);
+    }
+
+    #[test]
+    fn parses_v4_v6_mapped_and_old_kernels() {
+        let mut buf = diag_msg(
+            2,
+            1,
+            &[127, 0, 0, 1],
+            50000,
+            &[127, 0, 0, 1],
+            8080,
+            42,
+            Some(&tcp_info(280, 1001, 2000)),
+        );
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[192, 0, 2, 1]);
+        buf.extend(diag_msg(
+            10,
+            6,
+            &mapped,
+            443,
+            &[0x20, 1, 0x0d, 0xb8],
+            1234,
+            0,
+            None,
+        ));
+        // A 4.0-era kernel: tcp_info stops before the byte counters.
+        buf.extend(diag_msg(
+            2,
+            1,
+            &[10, 0, 0, 1],
+            1,
+            &[10, 0, 0, 2],
+            2,
+            7,
+            Some(&tcp_info(104, 5, 5)),
+        ));
+        buf.extend(nlmsg(NLMSG_DONE, &[0, 0, 0, 0]));
+        let part = parse_dump(&buf).unwrap();
+        assert!(part.done);
+        let s = &part.sockets;
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            (s[0].local_port, s[0].remote_port, s[0].inode),
+            (50000, 8080, 42)
+        );
+        assert_eq!(
+            (s[0].bytes_acked, s[0].bytes_received),
+            (Some(1001), Some(2000))
+        );
+        assert_eq!(
+            s[1].local,
+            "192.0.2.1".parse::<IpAddr>().unwrap(),
+            "v4-mapped shown as v4"
+        );
+        assert_eq!(s[1].remote, "2001:db8::".parse::<IpAddr>().unwrap());
+        assert_eq!((s[1].state, s[1].inode, s[1].bytes_acked), (6, 0, None));
+        assert_eq!((s[2].bytes_acked, s[2].bytes_received), (None, None));
+    }
+
+    #[test]
+    fn truncated_and_corrupt_buffers_are_errors() {
+        let good = diag_msg(
+            2,
+            1,
+            &[127, 0, 0, 1],
+            1,
+            &[127, 0, 0, 1],
+            2,
+            3,
+            Some(&tcp_info(232, 1, 1)),
+        );
+        for cut in [1, 15, 17, 40, good.len() - 1] {
+            assert!(parse_dump(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut lying = good.clone();
+        lying[0..4].copy_from_slice(&10_000u32.to_ne_bytes());
+        assert!(parse_dump(&lying).is_err());
+        let mut zero = good.clone();
+        zero[0..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert!(
+            parse_dump(&zero).is_err(),
+            "a zero length must not loop forever"
+        );
+        let mut bad_attr = good.clone();
+        let attr = 16 + 72;
+        bad_attr[attr..attr + 2].copy_from_slice(&2u16.to_ne_bytes());
+        assert!(parse_dump(&bad_attr).is_err());
+        let mut bad_family = good;
+        bad_family[16] = 99;
+        assert!(parse_dump(&bad_family).unwrap_err().contains("family"));
+        let err = parse_dump(&nlmsg(NLMSG_ERROR, &(-13i32).to_ne_bytes())).unwrap_err();
+        assert!(err.contains("denied"), "{err}");
+    }
+}
