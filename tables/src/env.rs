@@ -21,6 +21,8 @@ pub struct TableEnv {
     pub sampler: SamplerFigures,
     /// Whether first-payload capture (pktap) is running; off until a capture backend exists.
     pub capture_enabled: bool,
+    /// Parsed executables, shared by the signing and crypto-import tables.
+    pub binaries: crate::executables::BinaryCache,
 }
 
 /// Written by the sampler, read by `launchwatch_status`.
@@ -52,6 +54,7 @@ impl TableEnv {
             metrics: Metrics::default(),
             sampler: SamplerFigures::default(),
             capture_enabled: false,
+            binaries: Default::default(),
         }
     }
 

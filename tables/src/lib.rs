@@ -2,9 +2,11 @@
 //! seam, analytics and table definitions. Both hosts (osquery thrift, standalone SQLite) reach
 //! tables only through [`framework::TableSet`].
 
+pub mod binary;
 pub mod config;
 pub mod docs;
 pub mod env;
+pub mod executables;
 pub mod framework;
 pub mod launchd;
 pub mod net;

@@ -102,7 +102,52 @@ fn c_name(raw: &[libc::c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// pid → launchd label, from `launchctl list` of the system domain and of every user domain
+/// that owns a running process; refreshed at most once a minute (each refresh forks launchctl
+/// once per domain).
+fn pid_labels(uids: &[u32]) -> std::collections::HashMap<i64, String> {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static CACHE: Mutex<Option<(Instant, std::collections::HashMap<i64, String>)>> =
+        Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, map)) = cache.as_ref() {
+        if at.elapsed() < Duration::from_secs(60) {
+            return map.clone();
+        }
+    }
+    let live = launchd_live(uids);
+    let mut map = std::collections::HashMap::new();
+    for list in live.system.iter().chain(live.per_uid.values()) {
+        for (label, job) in list {
+            if let Some(pid) = job.pid {
+                map.entry(pid).or_insert_with(|| label.clone());
+            }
+        }
+    }
+    *cache = Some((Instant::now(), map.clone()));
+    map
+}
+
 pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
+    let mut out = raw_processes(now)?;
+    // User domains: the uids of logged-in users (501+) that run something.
+    let mut uids: Vec<u32> = out
+        .iter()
+        .filter_map(|p| p.uid)
+        .filter(|u| *u >= 500)
+        .map(|u| u as u32)
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    let labels = pid_labels(&uids);
+    for p in &mut out {
+        p.launchd_label = labels.get(&p.pid).cloned();
+    }
+    Ok(out)
+}
+
+fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
     let hz = ticks_per_second();
     let mut out = Vec::new();
     for pid in all_pids()? {

@@ -10,6 +10,8 @@ pub mod sockdiag;
 pub mod linux;
 #[cfg(target_os = "macos")]
 pub mod macos;
+#[cfg(target_os = "macos")]
+pub mod macos_signing;
 
 use std::collections::BTreeMap;
 
@@ -88,6 +90,20 @@ pub fn process_identity(pid: i64) -> Option<(Option<String>, f64)> {
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = pid;
+        None
+    }
+}
+
+/// Verified code signing facts from Security.framework (macOS only; `None` elsewhere or when
+/// the framework cannot open the file, so the caller falls back to static facts).
+pub fn code_signing(path: &str, notarized: bool) -> Option<crate::tables::signing::SigningFacts> {
+    #[cfg(target_os = "macos")]
+    {
+        macos_signing::inspect(path, notarized)
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        let _ = (path, notarized);
         None
     }
 }

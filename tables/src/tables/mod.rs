@@ -1,7 +1,9 @@
 //! Table definitions, one file each: the schema next to the rows.
 
+pub mod crypto_imports;
 pub mod launchd;
 pub mod process_cpu;
+pub mod signing;
 pub mod sockets;
 pub mod status;
 
@@ -13,6 +15,8 @@ pub fn all() -> Vec<Box<dyn Table>> {
         Box::new(launchd::Launchd),
         Box::new(process_cpu::ProcessCpu),
         Box::new(sockets::Sockets),
+        Box::new(signing::Signing),
+        Box::new(crypto_imports::CryptoImports),
         Box::new(status::Status),
     ]
 }
