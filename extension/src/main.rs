@@ -85,6 +85,15 @@ enum Command {
         #[arg(long, value_name = "S")]
         duration: Option<f64>,
     },
+    /// Write seeded, labelled synthetic host-days as JSON Lines observations (for --replay).
+    Simulate {
+        #[arg(long, default_value = "1")]
+        seed: u64,
+        #[arg(long, default_value = "1")]
+        days: u64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Regenerate the table reference docs into DIR.
     #[command(hide = true)]
     GenDocs { dir: PathBuf },
@@ -98,6 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Query { json, ref replay, no_sample, ref sql }) => query(&cli.global, json, replay, no_sample, sql),
         Some(Command::Record { ref out, duration }) => record(&cli.global, out, duration),
+        Some(Command::Simulate { seed, days, ref out }) => simulate(seed, days, out),
         Some(Command::GenDocs { ref dir }) => launchwatch_tables::docs::write_all(dir, &launchwatch_tables::tables::all())
             .map(|_| ExitCode::SUCCESS)
             .map_err(|e| format!("{}: {e}", dir.display())),
@@ -319,5 +329,18 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
             out.display()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn simulate(seed: u64, days: u64, out: &Path) -> Result<ExitCode, String> {
+    use launchwatch_tables::analytics::simulate::{host_day, observations};
+    let mut text = String::new();
+    for day in 0..days {
+        for o in observations(&host_day(seed, day)) {
+            text.push_str(&o.to_json_line());
+            text.push('\n');
+        }
+    }
+    std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(ExitCode::SUCCESS)
 }

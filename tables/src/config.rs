@@ -12,7 +12,60 @@ pub struct Config {
     pub store: StoreConfig,
     pub networks: NetworksConfig,
     pub cpu: CpuConfig,
+    pub analytics: AnalyticsConfig,
+    pub beacons: crate::analytics::beacon::BeaconParams,
     pub allowlist: Allowlist,
+}
+
+/// Windows, baselines and multipliers of the analytic tables (anchors-detection.md §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Score internal (private, link-local) destinations too; loopback never.
+    pub include_internal: bool,
+    /// Beacons and fallbacks look at this much flow history.
+    pub window_hours: f64,
+    /// A destination first seen within this many days is new (`launchwatch_destinations`).
+    pub baseline_days: f64,
+    /// Novelty multipliers: first seen within `new_days` ×`new_multiplier`, known longer than
+    /// `old_days` ×`old_multiplier`.
+    pub new_days: f64,
+    pub new_multiplier: f64,
+    pub old_days: f64,
+    pub old_multiplier: f64,
+    /// Applied when the job's launchd timer explains the period (not for ad-hoc or unsigned code).
+    pub explained_multiplier: f64,
+    /// A beacon is established (a fallback can be detected for it) from this raw score.
+    pub established_score: f64,
+    /// Silence: max(silence_periods × 95th-percentile gap, min_silence_seconds).
+    pub silence_periods: f64,
+    pub min_silence_seconds: f64,
+    /// Fallback window after silence: max(window_periods × period, min_window_seconds).
+    pub window_periods: f64,
+    pub min_window_seconds: f64,
+    /// Egress: history for the bytes-per-hour baseline, days.
+    pub egress_baseline_days: f64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> AnalyticsConfig {
+        AnalyticsConfig {
+            include_internal: false,
+            window_hours: 24.0,
+            baseline_days: 14.0,
+            new_days: 7.0,
+            new_multiplier: 1.15,
+            old_days: 30.0,
+            old_multiplier: 0.85,
+            explained_multiplier: 0.6,
+            established_score: 0.7,
+            silence_periods: 3.0,
+            min_silence_seconds: 300.0,
+            window_periods: 2.0,
+            min_window_seconds: 900.0,
+            egress_baseline_days: 7.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +171,16 @@ impl Config {
             ("cpu.high_pct", self.cpu.high_pct),
             ("cpu.recent_seconds", self.cpu.recent_seconds),
             ("cpu.cores", self.cpu.cores.unwrap_or(1.0)),
+            ("analytics.window_hours", self.analytics.window_hours),
+            ("analytics.baseline_days", self.analytics.baseline_days),
+            (
+                "analytics.min_window_seconds",
+                self.analytics.min_window_seconds,
+            ),
+            (
+                "analytics.egress_baseline_days",
+                self.analytics.egress_baseline_days,
+            ),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {

@@ -2,6 +2,7 @@
 //! seam, analytics and table definitions. Both hosts (osquery thrift, standalone SQLite) reach
 //! tables only through [`framework::TableSet`].
 
+pub mod analytics;
 pub mod binary;
 pub mod config;
 pub mod docs;

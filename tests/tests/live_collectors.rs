@@ -103,7 +103,7 @@ fn a_loopback_connection_has_its_bytes_owner_and_ports() {
     let s = rows
         .iter()
         .find(|r| num(r, "local_port") == port as i64)
-        .expect("server row");
+        .unwrap_or_else(|| panic!("server row (local port {port}) in {rows:?}"));
     assert!(
         num(s, "bytes_sent") >= m as i64 && num(s, "bytes_received") >= n as i64,
         "{s:?}"

@@ -470,10 +470,11 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
         .prepare_cached(
             "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0), last_seen FROM flows
              WHERE protocol = ?1 AND ifnull(local_address, '') = ifnull(?2, '') AND ifnull(local_port, -1) = ifnull(?3, -1)
-               AND remote_address = ?4 AND remote_port = ?5 AND ifnull(pid, -1) = ifnull(?6, -1) AND start = ?7",
+               AND remote_address = ?4 AND remote_port = ?5 AND ifnull(pid, -1) = ifnull(?6, -1) AND start = ?7
+               AND path = ?8",
         )?
         .query_row(
-            params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start],
+            params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start, f.path],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
@@ -545,7 +546,11 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             (1, sent.max(0), received.max(0))
         }
     };
-    let remote = f.remote_name.as_deref().unwrap_or(&f.remote_address);
+    let remote = f
+        .remote_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&f.remote_address);
     tx.prepare_cached(
         "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)

@@ -102,4 +102,12 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE flows ADD COLUMN prev_bytes_sent INTEGER;
     ALTER TABLE flows ADD COLUMN prev_bytes_received INTEGER;
     "#,
+    // v3: the program is part of a connection's identity. Replayed flows often carry no pid or
+    // local port, and two programs reaching one server at the same second are two flows.
+    r#"
+    DROP INDEX flows_identity;
+    CREATE UNIQUE INDEX flows_identity ON flows(
+        protocol, ifnull(local_address, ''), ifnull(local_port, -1), remote_address, remote_port,
+        ifnull(pid, -1), start, path);
+    "#,
 ];

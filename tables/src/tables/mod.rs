@@ -1,6 +1,10 @@
 //! Table definitions, one file each: the schema next to the rows.
 
+pub mod beacons;
 pub mod crypto_imports;
+pub mod destinations;
+pub mod egress;
+pub mod fallbacks;
 pub mod launchd;
 pub mod process_cpu;
 pub mod signing;
@@ -17,6 +21,10 @@ pub fn all() -> Vec<Box<dyn Table>> {
         Box::new(sockets::Sockets),
         Box::new(signing::Signing),
         Box::new(crypto_imports::CryptoImports),
+        Box::new(beacons::Beacons),
+        Box::new(destinations::Destinations),
+        Box::new(fallbacks::Fallbacks),
+        Box::new(egress::Egress),
         Box::new(status::Status),
     ]
 }

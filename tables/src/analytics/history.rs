@@ -1,0 +1,196 @@
+//! Flow history as the analytic tables need it: each flow with its program identity, signer
+//! class and destination key, and the hours in which the host had any traffic.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{destination_key, program_identity};
+use crate::env::TableEnv;
+use crate::net::scope;
+use crate::tables::signing::static_facts;
+
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub path: String,
+    pub identity: String,
+    pub signer_class: String,
+    pub notarized: bool,
+    pub launchd_label: Option<String>,
+    pub protocol: String,
+    pub remote: String,
+    pub remote_address: String,
+    pub remote_port: i64,
+    pub scope: &'static str,
+    pub start: f64,
+    pub end: f64,
+    pub bytes_sent: f64,
+    pub bytes_received: f64,
+}
+
+/// Who signed a path, as best this host can tell: a replayed observation, else the file's own
+/// bytes (Security.framework on a live Mac), else unknown.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub class: String,
+    pub notarized: bool,
+    pub identity: String,
+}
+
+pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Signer> {
+    let observed: HashMap<String, (String, Option<String>, Option<String>, bool)> = env
+        .store
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT path, signer_class, team_id, identifier, ifnull(notarized, 0) FROM signing",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? != 0),
+                ))
+            })?;
+            rows.collect()
+        })
+        .unwrap_or_default();
+    let live_host = env.root == std::path::Path::new("/");
+    paths
+        .iter()
+        .map(|p| {
+            let signer = if let Some((class, team, ident, notarized)) = observed.get(p) {
+                Signer {
+                    identity: program_identity(
+                        p,
+                        Some(class),
+                        team.as_deref(),
+                        ident.as_deref(),
+                        None,
+                    ),
+                    class: class.clone(),
+                    notarized: *notarized,
+                }
+            } else {
+                let facts = env.binaries.get(&env.root, p);
+                match facts.as_ref() {
+                    Ok(b) => {
+                        let f = if live_host && b.format == crate::binary::Format::MachO {
+                            crate::platform::code_signing(p, false)
+                                .unwrap_or_else(|| static_facts(b))
+                        } else {
+                            static_facts(b)
+                        };
+                        Signer {
+                            identity: program_identity(
+                                p,
+                                Some(&f.signer_class),
+                                f.team_id.as_deref(),
+                                f.identifier.as_deref(),
+                                f.cdhash.as_deref(),
+                            ),
+                            class: f.signer_class,
+                            notarized: f.notarized.unwrap_or(false),
+                        }
+                    }
+                    Err(_) => Signer {
+                        identity: p.clone(),
+                        class: "unknown".into(),
+                        notarized: false,
+                    },
+                }
+            };
+            (p.clone(), signer)
+        })
+        .collect()
+}
+
+/// One flow row as read: path, label, protocol, address, port, name, start, end, last seen,
+/// bytes sent, bytes received.
+type RawFlow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<String>,
+    f64,
+    Option<f64>,
+    f64,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Flows that started at or after `since` (all scopes; callers filter).
+pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::StoreError> {
+    let raw: Vec<RawFlow> = env.store.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT f.path, f.launchd_label, f.protocol, f.remote_address, f.remote_port,
+                    coalesce(f.remote_name, (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
+                    f.start, f.end, f.last_seen, f.bytes_sent, f.bytes_received
+             FROM flows f WHERE f.start >= ?1 ORDER BY f.start",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
+        })?;
+        rows.collect()
+    })?;
+    let paths: BTreeSet<String> = raw.iter().map(|r| r.0.clone()).collect();
+    let signers = signers(env, &paths);
+    let internal = env.config.internal_networks();
+    Ok(raw
+        .into_iter()
+        .map(
+            |(
+                path,
+                label,
+                protocol,
+                remote_address,
+                remote_port,
+                name,
+                start,
+                end,
+                last_seen,
+                sent,
+                received,
+            )| {
+                let s = signers.get(&path).cloned().unwrap_or(Signer {
+                    class: "unknown".into(),
+                    notarized: false,
+                    identity: path.clone(),
+                });
+                Flow {
+                    identity: s.identity,
+                    signer_class: s.class,
+                    notarized: s.notarized,
+                    launchd_label: label,
+                    remote: destination_key(name.as_deref(), &remote_address),
+                    scope: scope(&remote_address, &internal),
+                    remote_address,
+                    remote_port,
+                    protocol,
+                    start,
+                    end: end.unwrap_or(last_seen).max(start),
+                    bytes_sent: sent.unwrap_or(0) as f64,
+                    bytes_received: received.unwrap_or(0) as f64,
+                    path,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Hours (epoch / 3600) in which the host started any flow: the hours it was awake and online.
+pub fn active_hours(flows: &[Flow]) -> Vec<i64> {
+    let set: BTreeSet<i64> = flows
+        .iter()
+        .map(|f| (f.start / 3600.0).floor() as i64)
+        .collect();
+    set.into_iter().collect()
+}
+
+/// Whether analytics look at this flow: external destinations, plus internal ones when the
+/// config asks for them.
+pub fn analysed(f: &Flow, include_internal: bool) -> bool {
+    match f.scope {
+        "external" => true,
+        "private" | "link_local" => include_internal,
+        _ => false,
+    }
+}

@@ -1,0 +1,209 @@
+//! `launchwatch_beacons`: which programs contact the same destination on a timer (AN1120).
+//! One row per (program identity, destination key, port, protocol) over the analysis window,
+//! scored by timing, size and presence (`raw_score`), then by context: signer class, novelty
+//! of the destination and whether the job's own launchd timer explains the period.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::analytics::beacon::{score, Conn, Presence};
+use crate::analytics::history::{active_hours, analysed, flows, Flow};
+use crate::analytics::signer_multiplier;
+use crate::env::TableEnv;
+use crate::framework::column::{bigint, double, integer, text};
+use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
+use crate::launchd::calendar::SystemLocal;
+use crate::launchd::job::{interpret, timer};
+use crate::launchd::{candidates, job_dirs, parse_plist, read_plist};
+
+pub struct Beacons;
+
+const COLUMNS: &[Column] = &[
+    text("path", "Program path (the most recent one for this identity)"),
+    text("identity", "Program identity: team_id:identifier, the identifier for Apple, else the path (#cdhash when known)").index(),
+    text("launchd_label", "launchd job (or systemd unit) the connections came from"),
+    text("signer_class", "Signer class of the program (launchwatch_signing)"),
+    text("remote", "Destination key: registrable domain when a name is known, else the IP").index(),
+    text("remote_addresses", "JSON array of the IP addresses seen under this key"),
+    integer("remote_port", "Remote port"),
+    text("protocol", "tcp or udp"),
+    bigint("sessions", "Check-ins: connection starts within 2 s merged"),
+    double("period_seconds", "Median interval between sessions"),
+    double("dispersion", "MAD / median of the intervals (0 = exact timer; Poisson ≈ 0.69)"),
+    double("jitter", "Implied one-sided jitter fraction, 4r/(1+2r)"),
+    double("timing_score", "Timing regularity T in [0, 1]"),
+    double("size_score", "Payload-size regularity S in [0, 1]"),
+    double("presence_score", "Presence over the hours the host was online H in [0, 1]"),
+    double("raw_score", "0.6·T + 0.2·S + 0.2·H: behaviour only"),
+    double("context", "Product of the context multipliers (signer class, novelty, explained schedule)"),
+    double("beacon_score", "raw_score × context, clamped to [0, 1]"),
+    text("confidence", "low (4–5 sessions) or normal"),
+    integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %)"),
+    bigint("first_seen", "First session, Unix epoch"),
+    bigint("last_seen", "Last session, Unix epoch"),
+];
+
+/// Period of every launchd job under --root, by label.
+pub fn launchd_periods(env: &TableEnv) -> HashMap<String, i64> {
+    let root = env.root.as_path();
+    let mut out = HashMap::new();
+    if !root.is_dir() {
+        return out;
+    }
+    let dirs = job_dirs(root);
+    for c in candidates(root, &dirs, &[]) {
+        let Ok(file) = read_plist(root, &c.path) else {
+            continue;
+        };
+        let Ok(job) = parse_plist(&file.bytes).and_then(|v| interpret(&v)) else {
+            continue;
+        };
+        if let (Some(label), (Some(period), _)) = (
+            job.label.clone(),
+            timer(&job, env.now() as i64, &SystemLocal),
+        ) {
+            out.insert(label, period);
+        }
+    }
+    out
+}
+
+pub type Key = (String, String, i64, String);
+
+/// Groups analysed flows by (identity, destination key, port, protocol).
+pub fn by_key(flows: &[Flow], include_internal: bool) -> BTreeMap<Key, Vec<&Flow>> {
+    let mut keys: BTreeMap<Key, Vec<&Flow>> = BTreeMap::new();
+    for f in flows.iter().filter(|f| analysed(f, include_internal)) {
+        keys.entry((
+            f.identity.clone(),
+            f.remote.clone(),
+            f.remote_port,
+            f.protocol.clone(),
+        ))
+        .or_default()
+        .push(f);
+    }
+    keys
+}
+
+/// First time each (identity, destination key) was seen, from the long-lived summaries.
+pub fn first_seen_by_destination(env: &TableEnv) -> HashMap<(String, String), f64> {
+    let rows: Vec<(String, String, f64)> = env
+        .store
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT path, remote, min(first_seen) FROM destination_summary GROUP BY path, remote")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+        .unwrap_or_default();
+    let paths: BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let signers = crate::analytics::history::signers(env, &paths);
+    let mut out: HashMap<(String, String), f64> = HashMap::new();
+    for (path, remote, first) in rows {
+        let identity = signers
+            .get(&path)
+            .map(|s| s.identity.clone())
+            .unwrap_or(path);
+        let key = crate::analytics::destination_key(
+            Some(&remote)
+                .filter(|r| r.parse::<std::net::IpAddr>().is_err())
+                .map(|s| s.as_str()),
+            &remote,
+        );
+        let e = out.entry((identity, key)).or_insert(first);
+        *e = e.min(first);
+    }
+    out
+}
+
+impl Table for Beacons {
+    fn name(&self) -> &'static str {
+        "launchwatch_beacons"
+    }
+    fn description(&self) -> &'static str {
+        "Beaconing per (program identity, destination): timing, size and presence scores with signer, novelty and launchd-schedule context."
+    }
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
+        let a = &env.config.analytics;
+        let now = env.now();
+        let all = flows(env, now - a.window_hours * 3600.0)?;
+        let hours = active_hours(&all);
+        let presence = Presence {
+            active_hours: &hours,
+        };
+        let identities = ctx.equals("identity");
+        let remotes = ctx.equals("remote");
+        let periods = launchd_periods(env);
+        let first_seen = first_seen_by_destination(env);
+        let mut rows = Vec::new();
+        for ((identity, remote, port, protocol), fl) in by_key(&all, a.include_internal) {
+            if (!identities.is_empty() && !identities.contains(&identity.as_str()))
+                || (!remotes.is_empty() && !remotes.contains(&remote.as_str()))
+            {
+                continue;
+            }
+            let conns: Vec<Conn> = fl
+                .iter()
+                .map(|f| Conn {
+                    start: f.start,
+                    bytes_out: f.bytes_sent,
+                    bytes_in: f.bytes_received,
+                })
+                .collect();
+            let Some(s) = score(&conns, &presence, &env.config.beacons) else {
+                continue;
+            };
+            let last = fl[fl.len() - 1];
+            let label = fl.iter().rev().find_map(|f| f.launchd_label.clone());
+            let explained = label.as_ref().and_then(|l| periods.get(l)).map(|p| {
+                let p = *p as f64;
+                (s.period - p).abs() <= (0.05 * p).max(2.0)
+            });
+            let mut context = signer_multiplier(&last.signer_class, last.notarized);
+            if let Some(first) = first_seen.get(&(identity.clone(), remote.clone())) {
+                let age = now - first;
+                if age <= a.new_days * 86400.0 {
+                    context *= a.new_multiplier;
+                } else if age >= a.old_days * 86400.0 {
+                    context *= a.old_multiplier;
+                }
+            }
+            // An explained timer is the benign pattern, unless the code is ad-hoc or unsigned:
+            // a new unsigned LaunchAgent on a timer is the classic persistence + beacon.
+            if explained == Some(true)
+                && !matches!(last.signer_class.as_str(), "adhoc" | "unsigned" | "invalid")
+            {
+                context *= a.explained_multiplier;
+            }
+            let addresses: BTreeSet<&str> = fl.iter().map(|f| f.remote_address.as_str()).collect();
+            rows.push(vec![
+                Value::from(last.path.as_str()),
+                Value::from(identity),
+                Value::from(label),
+                Value::from(last.signer_class.as_str()),
+                Value::from(remote),
+                Value::from(serde_json::to_string(&addresses).expect("strings")),
+                Value::from(port),
+                Value::from(protocol),
+                Value::from(s.sessions as i64),
+                Value::Double(s.period),
+                Value::Double(s.dispersion),
+                Value::Double(s.jitter),
+                Value::Double(s.timing),
+                Value::Double(s.size),
+                Value::Double(s.presence),
+                Value::Double(s.raw),
+                Value::Double(context),
+                Value::Double((s.raw * context).clamp(0.0, 1.0)),
+                Value::from(if s.low_confidence { "low" } else { "normal" }),
+                Value::from(explained),
+                Value::from(fl[0].start.floor() as i64),
+                Value::from(last.start.floor() as i64),
+            ]);
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,324 @@
+//! The analytic tables end to end through `--replay`: a generated host-day, a hand-built
+//! fallback scenario (and its benign twin), egress against an identity's own history, novelty,
+//! and the four tables answering on this live host.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use launchwatch_e2e::{bin, json_rows};
+use serde_json::{Map, Value};
+
+fn query(args: &[&str], sql: &str) -> Vec<Map<String, Value>> {
+    let out = Command::new(bin())
+        .arg("query")
+        .arg("--json")
+        .args(args)
+        .arg(sql)
+        .output()
+        .unwrap();
+    json_rows(&out)
+}
+
+fn f(row: &Map<String, Value>, col: &str) -> f64 {
+    row[col]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
+}
+
+#[allow(clippy::too_many_arguments)] // one flow line, every field named at the call
+fn flow(
+    out: &mut String,
+    path: &str,
+    start: f64,
+    dur: f64,
+    name: &str,
+    ip: &str,
+    port: u16,
+    sent: i64,
+) {
+    writeln!(
+        out,
+        r#"{{"kind":"flow","start":{start},"end":{},"path":"{path}","protocol":"tcp","remote_address":"{ip}","remote_port":{port},"remote_name":"{name}","bytes_sent":{sent},"bytes_received":400,"state":"CLOSED"}}"#,
+        start + dur
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_generated_beacon_tops_the_table_and_apple_timers_are_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim.jsonl");
+    let st = Command::new(bin())
+        .args(["simulate", "--seed", "8", "--out"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rows = query(
+        &["--replay", file.to_str().unwrap()],
+        "SELECT * FROM launchwatch_beacons ORDER BY beacon_score DESC",
+    );
+    assert!(rows.len() >= 5, "{rows:?}");
+    let top = &rows[0];
+    assert!(
+        top["identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("/Users/Shared/."),
+        "the implant ranks first: {top:?}"
+    );
+    assert!(f(top, "beacon_score") > 0.9 && top["confidence"] == "normal");
+    assert!(matches!(
+        top["signer_class"].as_str().unwrap(),
+        "adhoc" | "unsigned"
+    ));
+    let apple = rows
+        .iter()
+        .find(|r| {
+            r["identity"]
+                .as_str()
+                .unwrap()
+                .contains("launchd_exact.app")
+        })
+        .expect("apple timer row");
+    assert!(
+        f(apple, "raw_score") > 0.9,
+        "behaviour alone cannot tell a timer from a beacon"
+    );
+    assert!(f(apple, "beacon_score") < 0.3, "context does: {apple:?}");
+    for r in &rows {
+        let s = f(r, "beacon_score");
+        assert!((0.0..=1.0).contains(&s));
+    }
+}
+
+/// An unsigned agent beacons to its primary for 4 hours, then goes quiet while the host keeps
+/// talking; `second` is where it turns up next.
+fn fallback_scenario(dir: &Path, second: (&str, &str)) -> String {
+    let t0 = 1_700_000_000.0;
+    let mut s = String::from("{\"kind\":\"signing\",\"path\":\"/Users/Shared/.x/agent\",\"signer_class\":\"unsigned\"}\n");
+    for i in 0..48 {
+        flow(
+            &mut s,
+            "/Users/Shared/.x/agent",
+            t0 + i as f64 * 300.0 + (i % 3) as f64,
+            1.0,
+            "c2a.evil-one.net",
+            "198.51.100.7",
+            443,
+            500,
+        );
+    }
+    let silent_since = t0 + 47.0 * 300.0;
+    // The rest of the host stays online.
+    for i in 0..400 {
+        flow(
+            &mut s,
+            "/Applications/Mail.app/Contents/MacOS/Mail",
+            t0 + i as f64 * 60.0,
+            2.0,
+            "imap.mail.example",
+            "203.0.113.5",
+            993,
+            800,
+        );
+    }
+    // Silence threshold: max(3 × p95 gap (≈ 302 s), 300 s) ≈ 906 s. Fallback 200 s after that.
+    for i in 0..4 {
+        flow(
+            &mut s,
+            "/Users/Shared/.x/agent",
+            silent_since + 1100.0 + i as f64 * 300.0,
+            1.0,
+            second.0,
+            second.1,
+            8443,
+            500,
+        );
+    }
+    let file = dir.join("fallback.jsonl");
+    std::fs::write(&file, s).unwrap();
+    file.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_silent_beacon_then_a_new_destination_is_a_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fallback_scenario(dir.path(), ("relay.evil-two.org", "192.0.2.200"));
+    let rows = query(&["--replay", &file], "SELECT * FROM launchwatch_fallbacks");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r["primary_remote"].as_str().unwrap(),
+            r["fallback_remote"].as_str().unwrap()
+        ),
+        ("evil-one.net", "evil-two.org")
+    );
+    assert_eq!(r["fallback_protocol"], "tcp/8443");
+    assert!(
+        f(r, "score") >= 0.8,
+        "new destination, same period, soon after: {r:?}"
+    );
+    assert!((295.0..=305.0).contains(&f(r, "period_seconds")), "{r:?}");
+}
+
+#[test]
+fn a_new_ip_under_the_same_domain_is_not_a_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fallback_scenario(dir.path(), ("c2b.evil-one.net", "198.51.100.99"));
+    let rows = query(&["--replay", &file], "SELECT * FROM launchwatch_fallbacks WHERE fallback_remote = 'evil-one.net' AND fallback_protocol = 'tcp/443'");
+    assert!(rows.is_empty(), "{rows:?}");
+}
+
+#[test]
+fn heavy_unsigned_upload_scores_against_its_own_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600.0);
+    let mut s = String::new();
+    for (path, signer) in [
+        ("/tmp/uploader", "unsigned"),
+        ("/usr/libexec/apple-sync", "apple"),
+    ] {
+        writeln!(
+            s,
+            r#"{{"kind":"signing","path":"{path}","signer_class":"{signer}","identifier":"{}"}}"#,
+            path.rsplit('/').next().unwrap()
+        )
+        .unwrap();
+        // Two quiet days: 20 kB an hour.
+        for h in 0..48 {
+            flow(
+                &mut s,
+                path,
+                t0 + h as f64 * 3600.0 + 10.0,
+                5.0,
+                "files.example.com",
+                "203.0.113.40",
+                443,
+                20_000,
+            );
+        }
+        // Then 5 hours of one connection moving 600 MB out, in the current hour.
+        flow(
+            &mut s,
+            path,
+            t0 + 48.0 * 3600.0 + 60.0,
+            5.0 * 3600.0,
+            "files.example.com",
+            "203.0.113.40",
+            443,
+            600_000_000,
+        );
+    }
+    let file = dir.path().join("egress.jsonl");
+    std::fs::write(&file, s).unwrap();
+    let now = (t0 + 53.0 * 3600.0 + 120.0).to_string();
+    let rows = query(
+        &["--replay", file.to_str().unwrap(), "--now", &now],
+        "SELECT * FROM launchwatch_egress",
+    );
+    let up = rows
+        .iter()
+        .find(|r| r["identity"] == "/tmp/uploader")
+        .expect("uploader row");
+    // The big flow ended in hour 53; it is "this hour" there, against 48 quiet hours.
+    assert!(f(up, "bytes_sent_per_hour_z") > 100.0, "{up:?}");
+    assert_eq!(up["duration_band"], "1h");
+    assert!(f(up, "egress_score") >= 0.99, "{up:?}");
+    let apple = rows
+        .iter()
+        .find(|r| r["signer_class"] == "apple")
+        .expect("apple row");
+    // Apple-signed counts for a fifth (here 1.0 × 1.2 upload boost × 0.2).
+    assert!(f(apple, "egress_score") <= 0.25, "{apple:?}");
+}
+
+#[test]
+fn destinations_know_how_much_baseline_they_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = String::new();
+    let day = 86400.0;
+    let t0 = 1_700_000_000.0;
+    flow(
+        &mut s,
+        "/bin/app",
+        t0,
+        1.0,
+        "old.example.com",
+        "203.0.113.1",
+        443,
+        1,
+    );
+    flow(
+        &mut s,
+        "/bin/app",
+        t0 + 20.0 * day,
+        1.0,
+        "old.example.com",
+        "203.0.113.1",
+        443,
+        1,
+    );
+    flow(
+        &mut s,
+        "/bin/app",
+        t0 + 20.0 * day,
+        1.0,
+        "new.example.net",
+        "203.0.113.2",
+        443,
+        1,
+    );
+    flow(
+        &mut s,
+        "/bin/app",
+        t0 + 20.0 * day,
+        1.0,
+        "",
+        "127.0.0.1",
+        8080,
+        1,
+    );
+    let file = dir.path().join("d.jsonl");
+    std::fs::write(&file, s).unwrap();
+    let rows = query(&["--replay", file.to_str().unwrap()], "SELECT remote, is_new, baseline_seconds, flows FROM launchwatch_destinations ORDER BY remote");
+    assert_eq!(rows.len(), 2, "loopback is not a destination: {rows:?}");
+    assert_eq!(
+        (
+            rows[0]["remote"].as_str().unwrap(),
+            rows[0]["is_new"].as_str().unwrap(),
+            rows[0]["flows"].as_str().unwrap()
+        ),
+        ("example.com", "0", "2")
+    );
+    assert_eq!(
+        (
+            rows[1]["remote"].as_str().unwrap(),
+            rows[1]["is_new"].as_str().unwrap()
+        ),
+        ("example.net", "1")
+    );
+    assert_eq!(f(&rows[1], "baseline_seconds").round(), 20.0 * day + 1.0);
+}
+
+#[test]
+fn the_analytic_tables_answer_on_this_live_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for table in [
+        "launchwatch_beacons",
+        "launchwatch_destinations",
+        "launchwatch_fallbacks",
+        "launchwatch_egress",
+    ] {
+        let rows = query(
+            &["--state-dir", state.to_str().unwrap()],
+            &format!("SELECT count(*) AS n FROM {table}"),
+        );
+        assert_eq!(rows.len(), 1, "{table}");
+    }
+}
