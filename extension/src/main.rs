@@ -97,6 +97,9 @@ enum Command {
     /// Regenerate the table reference docs into DIR.
     #[command(hide = true)]
     GenDocs { dir: PathBuf },
+    /// Regenerate the osquery and Fleet pack files from DIR/queries/*.sql.
+    #[command(hide = true)]
+    GenPacks { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Query { json, ref replay, no_sample, ref sql }) => query(&cli.global, json, replay, no_sample, sql),
         Some(Command::Record { ref out, duration }) => record(&cli.global, out, duration),
+        Some(Command::GenPacks { ref dir }) => launchwatch_tables::pack::write_all(dir).map(|_| ExitCode::SUCCESS),
         Some(Command::Simulate { seed, days, ref out }) => simulate(seed, days, out),
         Some(Command::GenDocs { ref dir }) => launchwatch_tables::docs::write_all(dir, &launchwatch_tables::tables::all())
             .map(|_| ExitCode::SUCCESS)

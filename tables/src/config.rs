@@ -148,6 +148,22 @@ pub struct Allowlist {
     pub launchd_labels: Vec<String>,
 }
 
+impl Allowlist {
+    /// True when any field matches an entry: exact, or a prefix when the entry ends in `*`.
+    pub fn matches(&self, path: &str, identity: &str, remote: &str, label: Option<&str>) -> bool {
+        fn hit(list: &[String], value: &str) -> bool {
+            list.iter().any(|e| match e.strip_suffix('*') {
+                Some(prefix) => value.starts_with(prefix),
+                None => e == value,
+            })
+        }
+        hit(&self.paths, path)
+            || hit(&self.identities, identity)
+            || hit(&self.remotes, remote)
+            || label.is_some_and(|l| hit(&self.launchd_labels, l))
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -232,6 +248,17 @@ mod tests {
             (1.5, 10.0)
         );
         assert_eq!(c.allowlist.paths, ["/usr/bin/x"]);
+    }
+
+    #[test]
+    fn allowlist_matches_exact_and_prefix() {
+        let c = Config::parse("[allowlist]\npaths = [\"/Applications/Zoom.app/*\"]\nremotes = [\"zoom.us\"]\nlaunchd_labels = [\"com.corp.agent\"]\n").unwrap();
+        let a = &c.allowlist;
+        assert!(a.matches("/Applications/Zoom.app/Contents/MacOS/zoom", "x", "y", None));
+        assert!(a.matches("/bin/x", "x", "zoom.us", None));
+        assert!(!a.matches("/bin/x", "x", "notzoom.us", None));
+        assert!(a.matches("/bin/x", "x", "y", Some("com.corp.agent")));
+        assert!(!a.matches("/bin/x", "x", "y", Some("com.corp.agent2")));
     }
 
     #[test]

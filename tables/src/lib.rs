@@ -12,6 +12,7 @@ pub mod framework;
 pub mod launchd;
 pub mod net;
 pub mod observation;
+pub mod pack;
 pub mod platform;
 pub mod sampler;
 pub mod store;

@@ -322,3 +322,56 @@ fn the_analytic_tables_answer_on_this_live_host() {
         assert_eq!(rows.len(), 1, "{table}");
     }
 }
+
+#[test]
+fn every_pack_query_runs_and_the_allowlist_marks_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sim.jsonl");
+    assert!(Command::new(bin())
+        .args(["simulate", "--seed", "8", "--out"])
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success());
+    let queries = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packs/queries");
+    let mut n = 0;
+    for entry in std::fs::read_dir(queries).unwrap().flatten() {
+        let sql: String = std::fs::read_to_string(entry.path())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for args in [
+            vec!["--replay", file.to_str().unwrap()],
+            vec!["--state-dir", dir.path().join("s").to_str().unwrap()],
+        ] {
+            let out = Command::new(bin())
+                .arg("query")
+                .args(&args)
+                .arg(&sql)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                entry.path().display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        n += 1;
+    }
+    assert!(n >= 6);
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[allowlist]\npaths = [\"/Users/Shared/*\"]\n").unwrap();
+    let rows = query(
+        &[
+            "--replay",
+            file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        "SELECT identity, allowlisted FROM launchwatch_beacons ORDER BY beacon_score DESC LIMIT 1",
+    );
+    assert_eq!(rows[0]["allowlisted"], "1", "{rows:?}");
+}

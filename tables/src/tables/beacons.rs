@@ -40,6 +40,7 @@ const COLUMNS: &[Column] = &[
     integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %)"),
     bigint("first_seen", "First session, Unix epoch"),
     bigint("last_seen", "Last session, Unix epoch"),
+    integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label (pack queries skip these)"),
 ];
 
 /// Period of every launchd job under --root, by label.
@@ -179,6 +180,8 @@ impl Table for Beacons {
                 context *= a.explained_multiplier;
             }
             let addresses: BTreeSet<&str> = fl.iter().map(|f| f.remote_address.as_str()).collect();
+            let (identity_for_allowlist, remote_for_allowlist, label_for_allowlist) =
+                (identity.clone(), remote.clone(), label.clone());
             rows.push(vec![
                 Value::from(last.path.as_str()),
                 Value::from(identity),
@@ -202,6 +205,12 @@ impl Table for Beacons {
                 Value::from(explained),
                 Value::from(fl[0].start.floor() as i64),
                 Value::from(last.start.floor() as i64),
+                Value::from(env.config.allowlist.matches(
+                    &last.path,
+                    &identity_for_allowlist,
+                    &remote_for_allowlist,
+                    label_for_allowlist.as_deref(),
+                )),
             ]);
         }
         Ok(rows)

@@ -34,6 +34,7 @@ const COLUMNS: &[Column] = &[
     double("duration_score", "L: 0 under 1 h cumulative, 0.2→0.8 over 1–12 h"),
     double("volume_score", "V: clamp((z − 3)/5), at least 0.5 from 25 MB/h and 1 from 500 MB/h"),
     double("egress_score", "max(L, V) × 1.2 when upload_ratio ≥ 0.8, × signer context, clamped to [0, 1]"),
+    integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label"),
 ];
 
 /// RITA-style bucketing of cumulative duration (base 1 h, low 4 h, medium 8 h, high 12 h).
@@ -185,6 +186,12 @@ impl Table for Egress {
                 Value::Double(l),
                 Value::Double(v),
                 Value::Double(score),
+                Value::from(env.config.allowlist.matches(
+                    &last.path,
+                    &identity,
+                    &remote,
+                    last.launchd_label.as_deref(),
+                )),
             ]);
         }
         Ok(rows)

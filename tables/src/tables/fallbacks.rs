@@ -9,7 +9,7 @@ use crate::analytics::history::{active_hours, analysed, flows, Flow};
 use crate::analytics::signer_multiplier;
 use crate::analytics::stats::{clamp01, median};
 use crate::env::TableEnv;
-use crate::framework::column::{bigint, double, text};
+use crate::framework::column::{bigint, double, integer, text};
 use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
 use crate::tables::beacons::by_key;
 
@@ -38,6 +38,7 @@ const COLUMNS: &[Column] = &[
         "score",
         "0.4·novelty + 0.3·timing similarity + 0.3·proximity, × the signer context, in [0, 1]",
     ),
+    integer("allowlisted", "1 when the config's [allowlist] names this path, identity, either destination or the label"),
 ];
 
 impl Table for Fallbacks {
@@ -175,10 +176,14 @@ impl Table for Fallbacks {
                 (0.4 * novelty + 0.3 * timing_similarity + 0.3 * proximity)
                     * signer_multiplier(&last.signer_class, last.notarized),
             );
+            let label = fl.iter().rev().find_map(|f| f.launchd_label.clone());
+            let allow = &env.config.allowlist;
+            let allowlisted = allow.matches(&last.path, identity, remote, label.as_deref())
+                || allow.matches(&last.path, identity, fb_remote, label.as_deref());
             rows.push(vec![
                 Value::from(last.path.as_str()),
                 Value::from(identity.as_str()),
-                Value::from(fl.iter().rev().find_map(|f| f.launchd_label.clone())),
+                Value::from(label),
                 Value::from(remote.as_str()),
                 Value::from(last_checkin.floor() as i64),
                 Value::from(fb_remote.as_str()),
@@ -186,6 +191,7 @@ impl Table for Fallbacks {
                 Value::from(fb_first.floor() as i64),
                 Value::Double(s.period),
                 Value::Double(f),
+                Value::from(allowlisted),
             ]);
         }
         Ok(rows)

@@ -1,0 +1,11 @@
+-- name: launchwatch_an0082_unusual_egress
+-- mitre: AN0082
+-- description: Long-lived or heavy uploads by a program that Apple did not sign, against the program's own 7-day history (egress_score >= 0.6).
+-- platform: darwin,linux
+-- interval: 3600
+-- logging: differential
+SELECT identity, path, signer_class, remote, remote_port, protocol, duration_band
+FROM launchwatch_egress
+WHERE egress_score >= 0.6
+  AND signer_class != 'apple'
+  AND allowlisted = 0;

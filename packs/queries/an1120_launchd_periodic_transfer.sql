@@ -1,0 +1,13 @@
+-- name: launchwatch_an1120_launchd_periodic_transfer
+-- mitre: AN1120
+-- description: A launchd job (or systemd unit) contacts the same external destination on a timer: beacon_score >= 0.7 after signer, novelty and launchd-schedule context. Allowlist in /etc/launchwatch.toml [allowlist].
+-- platform: darwin,linux
+-- interval: 3600
+-- logging: differential
+SELECT b.identity, b.path, b.launchd_label, b.signer_class, b.remote, b.remote_port, b.protocol,
+       b.confidence, b.explained_by_launchd, l.path AS plist, l.schedule_kind, l.user_writable
+FROM launchwatch_beacons AS b
+LEFT JOIN launchwatch_launchd AS l ON l.label = b.launchd_label
+WHERE b.beacon_score >= 0.7
+  AND b.launchd_label IS NOT NULL
+  AND b.allowlisted = 0;
