@@ -4,7 +4,7 @@
 -- platform: darwin,linux
 -- interval: 3600
 -- logging: differential
-SELECT identity, path, signer_class, remote, remote_port, protocol, duration_band
+SELECT identity, path, signer_class, remote, remote_port, protocol
 FROM launchwatch_egress
 WHERE egress_score >= 0.6
   AND signer_class != 'apple'

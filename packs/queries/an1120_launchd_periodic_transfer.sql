@@ -5,7 +5,7 @@
 -- interval: 3600
 -- logging: differential
 SELECT b.identity, b.path, b.launchd_label, b.signer_class, b.remote, b.remote_port, b.protocol,
-       b.confidence, b.explained_by_launchd, l.path AS plist, l.schedule_kind, l.user_writable
+       b.explained_by_launchd, l.path AS plist, l.schedule_kind, l.user_writable
 FROM launchwatch_beacons AS b
 LEFT JOIN launchwatch_launchd AS l ON l.label = b.launchd_label
 WHERE b.beacon_score >= 0.7

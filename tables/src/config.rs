@@ -14,7 +14,16 @@ pub struct Config {
     pub cpu: CpuConfig,
     pub analytics: AnalyticsConfig,
     pub beacons: crate::analytics::beacon::BeaconParams,
+    pub signing: SigningConfig,
     pub allowlist: Allowlist,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Check notarization for every row, not only when a query names the `notarized` column.
+    /// Each check is an XPC round trip to syspolicyd that may go online (macOS only).
+    pub notarization: bool,
 }
 
 /// Windows, baselines and multipliers of the analytic tables (anchors-detection.md §7).
@@ -201,6 +210,28 @@ impl Config {
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{name} must be a positive number, not {v}"));
+            }
+        }
+        for (name, v, max) in [
+            (
+                "sampler.process_interval",
+                self.sampler.process_interval,
+                86_400.0,
+            ),
+            (
+                "sampler.socket_interval",
+                self.sampler.socket_interval,
+                86_400.0,
+            ),
+            ("sampler.query_window", self.sampler.query_window, 60.0),
+            (
+                "analytics.window_hours",
+                self.analytics.window_hours,
+                24.0 * 30.0,
+            ),
+        ] {
+            if v > max {
+                return Err(format!("{name} must be at most {max}, not {v}"));
             }
         }
         for c in &self.networks.internal {

@@ -42,7 +42,10 @@ fn file_id(m: &std::fs::Metadata) -> FileId {
 impl BinaryCache {
     /// Static facts for `host_path` under `root`; an `Err` is the short reason for the row.
     pub fn get(&self, root: &Path, host_path: &str) -> Arc<Result<Binary, String>> {
-        let path = under_root(root, host_path);
+        let path = match inside_root(root, host_path) {
+            Ok(p) => p,
+            Err(e) => return Arc::new(Err(e)),
+        };
         let meta = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
             Ok(_) => return Arc::new(Err("not a regular file".into())),
@@ -90,6 +93,24 @@ impl BinaryCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// `host_path` under `root`, refusing anything that resolves outside it (`..`, or a symlink
+/// pointing out) so a query against a mounted image never reads the analyst's own files.
+pub fn inside_root(root: &Path, host_path: &str) -> Result<std::path::PathBuf, String> {
+    if !host_path.starts_with('/') || host_path.split('/').any(|c| c == "..") {
+        return Err("not an absolute path inside --root".into());
+    }
+    let path = under_root(root, host_path);
+    if root == Path::new("/") {
+        return Ok(path);
+    }
+    match (std::fs::canonicalize(&path), std::fs::canonicalize(root)) {
+        (Ok(real), Ok(real_root)) if !real.starts_with(&real_root) => {
+            Err("resolves outside --root".into())
+        }
+        _ => Ok(path),
     }
 }
 
@@ -168,5 +189,15 @@ mod tests {
                 .unwrap_err(),
             "not found"
         );
+        // Nothing outside the root is read: `..`, relative paths, symlinks pointing out.
+        std::os::unix::fs::symlink(fixtures.join("plain_arm64"), dir.path().join("out")).unwrap();
+        for p in ["/../etc/hostname", "agent", "/out"] {
+            let r = cache.get(dir.path(), p);
+            assert!(
+                r.as_ref().as_ref().unwrap_err().contains("root"),
+                "{p}: {:?}",
+                r.as_ref().as_ref().err()
+            );
+        }
     }
 }

@@ -196,7 +196,16 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}"));
             assert_eq!((q.mitre.as_str(), q.logging.as_str()), (id, "differential"));
             // Stable columns only: a changing value would log a row on every run.
-            for unstable in ["last_seen", "_per_s", "raw_score", "uptime", "cpu_pct"] {
+            for unstable in [
+                "last_seen",
+                "_per_s",
+                "raw_score",
+                "uptime",
+                "cpu_pct",
+                "confidence",
+                "duration_band",
+                "sessions",
+            ] {
                 let select = q.sql.split("FROM").next().unwrap();
                 assert!(!select.contains(unstable), "{name} selects {unstable}");
             }

@@ -375,3 +375,143 @@ fn every_pack_query_runs_and_the_allowlist_marks_rows() {
     );
     assert_eq!(rows[0]["allowlisted"], "1", "{rows:?}");
 }
+
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A real TLS ClientHello, made by Python's ssl module (OpenSSL) into a memory BIO.
+fn client_hello() -> Vec<u8> {
+    let script = "import ssl,sys\nc=ssl.create_default_context()\ni,o=ssl.MemoryBIO(),ssl.MemoryBIO()\ns=c.wrap_bio(i,o,server_hostname='example.com')\ntry:\n s.do_handshake()\nexcept ssl.SSLWantReadError:\n pass\nsys.stdout.buffer.write(o.read())\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success() && out.stdout.len() > 100,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn first_payloads_are_classified_from_real_bytes() {
+    let hello = client_hello();
+    let mut random = Vec::new();
+    let mut x: u64 = 0x1234_5678;
+    for _ in 0..256 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        random.push((x >> 24) as u8);
+    }
+    let stratum = br#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"44AFF","pass":"x","agent":"XMRig/6.21.0"}}"#;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("/bin/browser", hello, 443, "tls"),
+        ("/tmp/implant", random, 8443, "random"),
+        ("/tmp/miner", stratum.to_vec(), 3333, "stratum"),
+        (
+            "/usr/bin/ssh",
+            b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
+            22,
+            "ssh",
+        ),
+        (
+            "/tmp/short",
+            vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3],
+            9000,
+            "undetermined",
+        ),
+    ];
+    let mut text = String::new();
+    for (i, (path, bytes, port, _)) in cases.iter().enumerate() {
+        writeln!(
+            text,
+            r#"{{"kind":"payload","ts":{},"pid":{},"path":"{path}","protocol":"tcp","remote_address":"203.0.113.{i}","remote_port":{port},"direction":"out","first_bytes":"{}"}}"#,
+            1_700_000_000 + i,
+            100 + i,
+            b64(bytes)
+        )
+        .unwrap();
+    }
+    text.push_str(r#"{"kind":"payload","ts":1700000100,"path":"/tmp/live","protocol":"udp","remote_address":"203.0.113.9","remote_port":4500,"payload_class":"random","entropy":7.1,"bytes_seen":256}"#);
+    text.push('\n');
+    text.push_str(r#"{"kind":"payload","ts":1700000101,"path":"/tmp/bad","protocol":"tcp","remote_address":"203.0.113.9","remote_port":1,"first_bytes":"%%% not base64"}"#);
+    text.push('\n');
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let rows = query(&["--replay", file.to_str().unwrap()], "SELECT path, payload_class, entropy, expected_entropy, bytes_seen FROM launchwatch_payloads");
+    let class = |p: &str| {
+        rows.iter()
+            .find(|r| r["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in {rows:?}"))["payload_class"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (path, _, _, want) in &cases {
+        assert_eq!(class(path), *want, "{path}");
+    }
+    assert_eq!(class("/tmp/live"), "random", "a recorded class is kept");
+    assert_eq!(class("/tmp/bad"), "undetermined");
+    let implant = rows.iter().find(|r| r["path"] == "/tmp/implant").unwrap();
+    assert!(
+        f(implant, "entropy") > 7.0 && f(implant, "expected_entropy") > 7.1,
+        "{implant:?}"
+    );
+}
+
+#[test]
+fn a_tunnel_opened_before_the_window_still_counts_as_egress() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = 1_700_100_000.0;
+    let mut s = String::from(
+        "{\"kind\":\"signing\",\"path\":\"/tmp/tunnel\",\"signer_class\":\"unsigned\"}\n",
+    );
+    // Opened 30 hours ago, still running: last seen now, no end.
+    writeln!(
+        s,
+        r#"{{"kind":"flow","start":{},"last_seen":{now},"path":"/tmp/tunnel","protocol":"tcp","remote_address":"203.0.113.77","remote_port":443,"remote_name":"relay.example.net","bytes_sent":900000,"bytes_received":100000,"state":"ESTABLISHED"}}"#,
+        now - 30.0 * 3600.0
+    )
+    .unwrap();
+    let file = dir.path().join("t.jsonl");
+    std::fs::write(&file, s).unwrap();
+    let rows = query(
+        &[
+            "--replay",
+            file.to_str().unwrap(),
+            "--now",
+            &now.to_string(),
+        ],
+        "SELECT * FROM launchwatch_egress",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r["duration_band"], "24h");
+    assert!(
+        (f(r, "total_duration_seconds") - 86400.0).abs() < 1.0,
+        "cumulative time inside the 24 h window: {r:?}"
+    );
+    assert!(f(r, "duration_score") >= 0.8 - 1e-9);
+}

@@ -389,15 +389,16 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
             continue;
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
-        let shared = shared.clone();
+        let for_thread = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("conn".into())
             .spawn(move || {
-                serve_connection(stream, &shared);
-                shared.active.fetch_sub(1, Ordering::SeqCst);
+                serve_connection(stream, &for_thread);
+                for_thread.active.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
-            // Thread limit reached: the connection was dropped with the closure.
+            // Thread limit reached: the connection went with the closure; give its slot back.
+            shared.active.fetch_sub(1, Ordering::SeqCst);
             log(true, "cannot spawn a connection thread");
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod beacon;
 pub mod history;
+pub mod payload;
 pub mod rita;
 pub mod simulate;
 pub mod stats;

@@ -192,6 +192,10 @@ fn short_io(e: &std::io::Error) -> String {
 /// recursively, and a 1 MiB file can nest a few hundred thousand levels.
 pub const MAX_PLIST_DEPTH: usize = 64;
 
+/// More values than this (after expanding shared references) is refused. A real job plist has
+/// a few dozen.
+pub const MAX_PLIST_EVENTS: usize = 100_000;
+
 /// Parses plist bytes (XML, binary or ASCII). The error names the format, not the content.
 pub fn parse_plist(bytes: &[u8]) -> Result<plist::Value, String> {
     let format = if bytes.starts_with(b"bplist") {
@@ -203,9 +207,16 @@ pub fn parse_plist(bytes: &[u8]) -> Result<plist::Value, String> {
         let why = if e.is_eof() { "truncated" } else { "malformed" };
         format!("invalid plist ({format}): {why}")
     };
-    // The event reader keeps its own stack, so this pass is safe at any depth.
+    // The event reader keeps its own stack, so this pass is safe at any depth. It also bounds
+    // the work: a binary plist can reference one object from many places, and the reader
+    // expands every reference, so 300 bytes can stand for billions of values.
     let mut depth = 0usize;
-    for event in plist::stream::Reader::new(std::io::Cursor::new(bytes)) {
+    for (events, event) in plist::stream::Reader::new(std::io::Cursor::new(bytes)).enumerate() {
+        if events > MAX_PLIST_EVENTS {
+            return Err(format!(
+                "invalid plist ({format}): more than {MAX_PLIST_EVENTS} values"
+            ));
+        }
         match event.map_err(invalid)? {
             plist::stream::Event::StartArray(_) | plist::stream::Event::StartDictionary(_) => {
                 depth += 1;
@@ -477,6 +488,19 @@ mod tests {
             "</array>".repeat(64)
         );
         assert!(parse_plist(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_binary_plist_bomb_is_refused_quickly() {
+        // 239 bytes that expand to 16^7 values (tests/fixtures/launchd/make_tree.py bomb()).
+        let bomb = include_bytes!("../../../tests/fixtures/plist-bomb.bplist");
+        let started = std::time::Instant::now();
+        let err = parse_plist(bomb).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "stopped early, not after expanding"
+        );
     }
 
     #[test]

@@ -286,7 +286,13 @@ pub fn parse(buf: &[u8], is_tcp: bool, darwin_major: u32) -> Result<Vec<PcbSocke
                 "pcblist_n: kind {kind:#x} record of {len} bytes, needs {min}"
             ));
         }
-        if which & kind == 0 {
+        // Only the exact kinds we know take a slot. A record whose kind has several bits set (or
+        // an unknown one) must not mark a slot as filled: the slot's offset would be stale.
+        let known = matches!(
+            kind,
+            XSO_SOCKET | XSO_RCVBUF | XSO_SNDBUF | XSO_STATS | XSO_INPCB | XSO_TCPCB
+        );
+        if known && which & kind == 0 {
             which |= kind;
             match kind {
                 XSO_SOCKET => so = next,
@@ -549,6 +555,16 @@ mod tests {
         let mut buf = buffer(&socks()[..1], true, true, 100);
         buf[24 + 28..24 + 36].copy_from_slice(&200u64.to_ne_bytes());
         assert!(parse(&buf, true, 23).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fuzzer_found_inputs_never_panic() {
+        // A record of kind 0x95 (several kind bits at once) once marked slots it never filled.
+        let crash = include_bytes!("../../../tests/fixtures/pcblist-fuzz-crash-1.bin");
+        for darwin in [21, 23, 24] {
+            let _ = parse(crash, true, darwin);
+            let _ = parse(crash, false, darwin);
+        }
     }
 
     #[test]

@@ -351,7 +351,8 @@ impl Store {
         // Size: drop the oldest tenth of the raw rows until the live pages fit. Bounded rounds,
         // so a pathological store cannot keep the sampler busy forever.
         let max_bytes = (self.limits.max_mib * 1024.0 * 1024.0) as u64;
-        for _ in 0..20 {
+        // A few rounds per call (it runs every minute): never most of the history at once.
+        for _ in 0..3 {
             if live_bytes(&conn)? <= max_bytes {
                 break;
             }
@@ -466,21 +467,24 @@ fn insert_process(tx: &Connection, p: &ProcessObs) -> rusqlite::Result<()> {
 /// a connection counts once, and only its byte growth is added to the hourly totals.
 fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
     let last_seen = f.seen();
-    let previous: Option<(i64, i64, i64, f64)> = tx
+    // The same connection, or the same one seen earlier without an owner (a socket first seen
+    // in TIME_WAIT, say): that row is upgraded rather than duplicated.
+    let previous: Option<(i64, i64, i64, f64, String)> = tx
         .prepare_cached(
-            "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0), last_seen FROM flows
+            "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0), last_seen, path FROM flows
              WHERE protocol = ?1 AND ifnull(local_address, '') = ifnull(?2, '') AND ifnull(local_port, -1) = ifnull(?3, -1)
-               AND remote_address = ?4 AND remote_port = ?5 AND ifnull(pid, -1) = ifnull(?6, -1) AND start = ?7
-               AND path = ?8",
+               AND remote_address = ?4 AND remote_port = ?5 AND start = ?7
+               AND ((ifnull(pid, -1) = ifnull(?6, -1) AND path = ?8) OR (pid IS NULL AND path = ''))
+             ORDER BY pid IS NULL LIMIT 1",
         )?
         .query_row(
             params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start, f.path],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
     let (sent, received) = (f.bytes_sent.unwrap_or(0), f.bytes_received.unwrap_or(0));
     let (new_flow, d_sent, d_received) = match previous {
-        Some((id, old_sent, old_received, old_seen)) => {
+        Some((id, old_sent, old_received, old_seen, old_path)) => {
             // The reading being replaced becomes the previous one (unless the observation says).
             let (prev_seen, prev_sent, prev_received) = if f.prev_seen.is_some() {
                 (f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received)
@@ -492,7 +496,7 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "UPDATE flows SET end = ?2, last_seen = max(last_seen, ?3), bytes_sent = ?4, bytes_received = ?5,
                  state = ?6, remote_name = ifnull(?7, remote_name), launchd_label = ifnull(?8, launchd_label),
-                 path = ?9, prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
+                 path = CASE WHEN ?9 != '' THEN ?9 ELSE path END, pid = ifnull(?13, pid), prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
                  prev_bytes_received = ifnull(?12, prev_bytes_received) WHERE id = ?1",
             )?
             .execute(params![
@@ -507,10 +511,13 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 f.path,
                 prev_seen,
                 prev_sent,
-                prev_received
+                prev_received,
+                f.pid
             ])?;
+            // A row that just learned its program counts as that program's flow from now on.
+            let adopted = i64::from(old_path.is_empty() && !f.path.is_empty());
             (
-                0,
+                adopted,
                 (sent - old_sent).max(0),
                 (received - old_received).max(0),
             )
@@ -546,10 +553,21 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             (1, sent.max(0), received.max(0))
         }
     };
+    // A name from DNS when the flow has none, so _destinations and _beacons agree on keys.
+    let dns_name: Option<String> = if f.remote_name.as_deref().is_none_or(str::is_empty) {
+        tx.prepare_cached(
+            "SELECT name FROM dns WHERE address = ?1 ORDER BY last_seen DESC LIMIT 1",
+        )?
+        .query_row([&f.remote_address], |r| r.get(0))
+        .optional()?
+    } else {
+        None
+    };
     let remote = f
         .remote_name
         .as_deref()
         .filter(|n| !n.is_empty())
+        .or(dns_name.as_deref())
         .unwrap_or(&f.remote_address);
     tx.prepare_cached(
         "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
@@ -688,6 +706,37 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_first_seen_without_owner_is_upgraded_not_duplicated() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        let Observation::Flow(mut f) = flow(100.0, None, 10) else {
+            unreachable!()
+        };
+        let (pid, path) = (f.pid.take(), std::mem::take(&mut f.path));
+        store
+            .write_batch(&[Observation::Flow(f.clone())], 0)
+            .unwrap();
+        f.pid = pid;
+        f.path = path;
+        f.bytes_sent = Some(30);
+        f.last_seen = Some(105.0);
+        store.write_batch(&[Observation::Flow(f)], 0).unwrap();
+        let (rows, owner, sent, agent_flows): (i64, String, i64, i64) = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*), max(path), max(bytes_sent),
+                            (SELECT flows FROM destination_summary WHERE path = '/bin/agent') FROM flows",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            (rows, owner.as_str(), sent, agent_flows),
+            (1, "/bin/agent", 30, 1)
+        );
+    }
+
+    #[test]
     fn the_previous_reading_is_kept_for_rates() {
         let store = Store::in_memory(StoreConfig::default()).unwrap();
         let mut f = match flow(100.0, None, 10) {
@@ -813,8 +862,13 @@ mod tests {
             .collect();
         store.write_batch(&batch, 1).unwrap();
         assert!(store.live_bytes().unwrap() > 256 * 1024);
+        // Each prune (the sampler runs one a minute) takes at most three tenths of the rows, so
+        // a store whose summaries grew cannot lose most of its history in one call.
         let pruned = store.prune(4000.0).unwrap();
-        assert!(pruned.by_size > 0);
+        assert!(pruned.by_size > 0 && pruned.by_size <= 1300, "{pruned:?}");
+        for _ in 0..20 {
+            store.prune(4000.0).unwrap();
+        }
         assert!(store.live_bytes().unwrap() <= 256 * 1024);
         // The newest rows survive: oldest go first.
         let newest: i64 = store

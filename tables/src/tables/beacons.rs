@@ -73,7 +73,11 @@ pub type Key = (String, String, i64, String);
 /// Groups analysed flows by (identity, destination key, port, protocol).
 pub fn by_key(flows: &[Flow], include_internal: bool) -> BTreeMap<Key, Vec<&Flow>> {
     let mut keys: BTreeMap<Key, Vec<&Flow>> = BTreeMap::new();
-    for f in flows.iter().filter(|f| analysed(f, include_internal)) {
+    // Sockets whose owner was never learned (a TIME_WAIT first seen) belong to no program.
+    for f in flows
+        .iter()
+        .filter(|f| analysed(f, include_internal) && !f.path.is_empty())
+    {
         keys.entry((
             f.identity.clone(),
             f.remote.clone(),
@@ -130,7 +134,11 @@ impl Table for Beacons {
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let a = &env.config.analytics;
         let now = env.now();
-        let all = flows(env, now - a.window_hours * 3600.0)?;
+        let since = now - a.window_hours * 3600.0;
+        let all: Vec<Flow> = flows(env, since)?
+            .into_iter()
+            .filter(|f| f.start >= since)
+            .collect();
         let hours = active_hours(&all);
         let presence = Presence {
             active_hours: &hours,

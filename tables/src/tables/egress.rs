@@ -30,9 +30,9 @@ const COLUMNS: &[Column] = &[
     bigint("bytes_sent", "Bytes out in the window (kernel counting, see launchwatch_sockets)"),
     bigint("bytes_received", "Bytes in in the window"),
     double("upload_ratio", "bytes_sent / (bytes_sent + bytes_received)"),
-    double("bytes_sent_per_hour_z", "Robust z of the latest hour's bytes out against this identity's hourly history (7 days); NULL with under 24 hours of history"),
+    double("bytes_sent_per_hour_z", "Robust z, (x − median)/max(1.4826·MAD, 256 KiB), of this hour's bytes out against the identity's hourly history (7 days); NULL with under 24 hours of history"),
     double("duration_score", "L: 0 under 1 h cumulative, 0.2→0.8 over 1–12 h"),
-    double("volume_score", "V: clamp((z − 3)/5), at least 0.5 from 25 MB/h and 1 from 500 MB/h"),
+    double("volume_score", "V: clamp((z − 3)/5), at least 0.5 from 25 MB/h and 1 from 500 MB/h; times this destination's share of the program's top destination's bytes out"),
     double("egress_score", "max(L, V) × 1.2 when upload_ratio ≥ 0.8, × signer context, clamped to [0, 1]"),
     integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label"),
 ];
@@ -62,22 +62,19 @@ pub fn volume_score(z: Option<f64>, bytes_this_hour: f64) -> f64 {
     v
 }
 
-/// Robust z of `x` against `history` (1.4826·MAD as the scale); `None` without enough history
-/// or with no spread.
+/// The smallest spread the robust z divides by: a program that usually sends nothing is not
+/// "a billion sigmas" out because it sent 2 KB (256 KiB an hour).
+pub const MIN_HOURLY_SCALE: f64 = 262_144.0;
+
+/// Robust z of `x` against `history`: (x − median) / max(1.4826·MAD, 256 KiB). `None` with
+/// under 24 hours of history.
 pub fn robust_z(x: f64, history: &[f64]) -> Option<f64> {
     if history.len() < 24 {
         return None;
     }
     let m = median(history)?;
-    let s = 1.4826 * mad(history)?;
-    if s > 0.0 {
-        Some((x - m) / s)
-    } else if x > m {
-        // A flat history and something above it: as far from normal as it gets (capped).
-        Some(1e9)
-    } else {
-        Some(0.0)
-    }
+    let s = (1.4826 * mad(history)?).max(MIN_HOURLY_SCALE);
+    Some((x - m) / s)
 }
 
 fn band(seconds: f64) -> &'static str {
@@ -106,7 +103,8 @@ impl Table for Egress {
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let a = &env.config.analytics;
         let now = env.now();
-        let all = flows(env, now - a.window_hours * 3600.0)?;
+        let since = now - a.window_hours * 3600.0;
+        let all = flows(env, since)?;
         // Hourly bytes out per identity over the baseline, from the long-lived summary.
         let hourly: Vec<(String, i64, f64)> = env.store.read(|c| {
             let mut stmt = c.prepare(
@@ -135,12 +133,25 @@ impl Table for Egress {
         let this_hour = (now / 3600.0).floor() as i64 * 3600;
         let identities = ctx.equals("identity");
         let mut rows = Vec::new();
+        let keys = by_key(&all, false);
+        // The hour's volume is the program's; a destination gets it in proportion to what it
+        // carried, so the heavy destination scores and the others do not inherit it.
+        let mut top_sent: HashMap<String, f64> = HashMap::new();
+        for ((identity, _, _, _), fl) in &keys {
+            let sent: f64 = fl.iter().map(|f| f.bytes_sent).sum();
+            let e = top_sent.entry(identity.clone()).or_insert(0.0);
+            *e = e.max(sent);
+        }
         // External only, whatever analytics.include_internal says: egress means leaving.
-        for ((identity, remote, port, protocol), fl) in by_key(&all, false) {
+        for ((identity, remote, port, protocol), fl) in keys {
             if !identities.is_empty() && !identities.contains(&identity.as_str()) {
                 continue;
             }
-            let total: f64 = fl.iter().map(|f| f.end - f.start).sum();
+            // Cumulative time inside the window; the longest flow is reported whole.
+            let total: f64 = fl
+                .iter()
+                .map(|f| (f.end.min(now) - f.start.max(since)).max(0.0))
+                .sum();
             let longest = fl.iter().map(|f| f.end - f.start).fold(0.0, f64::max);
             let sent: f64 = fl.iter().map(|f| f.bytes_sent).sum();
             let received: f64 = fl.iter().map(|f| f.bytes_received).sum();
@@ -163,7 +174,11 @@ impl Table for Egress {
                 .unwrap_or_default();
             let z = robust_z(current, &history);
             let l = duration_score(total);
-            let v = volume_score(z, current);
+            let share = top_sent
+                .get(&identity)
+                .filter(|t| **t > 0.0)
+                .map_or(0.0, |t| sent / t);
+            let v = volume_score(z, current) * share;
             let last = fl[fl.len() - 1];
             let boost = if ratio >= 0.8 { 1.2 } else { 1.0 };
             let score =
@@ -213,9 +228,11 @@ mod tests {
     #[test]
     fn volume_uses_robust_z_and_floors() {
         let history: Vec<f64> = (0..48).map(|i| 1000.0 + (i % 5) as f64 * 10.0).collect();
-        let z = robust_z(5000.0, &history).unwrap();
-        assert!(z > 8.0, "{z}");
-        assert_eq!(volume_score(Some(z), 5000.0), 1.0);
+        // A flat history: 2 KB more is nothing; 60 MB more is far out.
+        assert!(robust_z(3000.0, &history).unwrap() < 0.01);
+        let z = robust_z(60e6, &history).unwrap();
+        assert!(z > 200.0, "{z}");
+        assert_eq!(volume_score(Some(z), 60e6), 1.0);
         assert_eq!(volume_score(Some(0.5), 30e6), 0.5, "25 MB/h floor");
         assert_eq!(volume_score(None, 600e6), 1.0);
         assert_eq!(

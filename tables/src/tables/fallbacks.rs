@@ -55,7 +55,11 @@ impl Table for Fallbacks {
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let a = &env.config.analytics;
         let now = env.now();
-        let all = flows(env, now - a.window_hours * 3600.0)?;
+        let since = now - a.window_hours * 3600.0;
+        let all: Vec<Flow> = flows(env, since)?
+            .into_iter()
+            .filter(|f| f.start >= since)
+            .collect();
         let hours = active_hours(&all);
         let presence = Presence {
             active_hours: &hours,

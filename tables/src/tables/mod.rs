@@ -3,9 +3,11 @@
 pub mod beacons;
 pub mod crypto_imports;
 pub mod destinations;
+pub mod dns;
 pub mod egress;
 pub mod fallbacks;
 pub mod launchd;
+pub mod payloads;
 pub mod process_cpu;
 pub mod signing;
 pub mod sockets;
@@ -25,6 +27,8 @@ pub fn all() -> Vec<Box<dyn Table>> {
         Box::new(destinations::Destinations),
         Box::new(fallbacks::Fallbacks),
         Box::new(egress::Egress),
+        Box::new(payloads::Payloads),
+        Box::new(dns::Dns),
         Box::new(status::Status),
     ]
 }

@@ -12,7 +12,7 @@ pub struct ProcessCpu;
 
 const COLUMNS: &[Column] = &[
     bigint("pid", "Process id").index(),
-    double(
+    bigint(
         "start_time",
         "Process start, Unix epoch (with pid, the instance key: a reused pid is another row)",
     ),
@@ -171,7 +171,7 @@ impl Table for ProcessCpu {
             let s = summarize(&inst.points, cfg.high_pct);
             out.push(vec![
                 Value::from(pid),
-                Value::Double(f64::from_bits(start_bits)),
+                Value::from(f64::from_bits(start_bits).floor() as i64),
                 Value::from(inst.path),
                 Value::from(inst.name),
                 Value::from(inst.label),

@@ -20,7 +20,7 @@ const COLUMNS: &[Column] = &[
     text("team_id", "Team identifier"),
     text("authority", "JSON array of certificate common names, leaf first (macOS)"),
     text("cdhash", "Code directory hash (hex, 20 bytes) of the strongest code directory"),
-    integer("notarized", "1/0 when asked for (selecting this column asks syspolicyd, which may use the network); NULL otherwise or off macOS"),
+    integer("notarized", "1/0 when asked for: selecting this column (or [signing] notarization = true) asks syspolicyd once per file, which may use the network; NULL otherwise or off macOS"),
     integer("hardened_runtime", "Hardened runtime flag (CS_RUNTIME)"),
     integer("platform_binary", "1 for Apple platform binaries"),
     integer("linker_signed", "Ad-hoc signature made by the linker (CS_LINKER_SIGNED, arm64 default for unsigned builds)"),
@@ -146,9 +146,15 @@ impl Table for Signing {
                     r.get::<_, String>(0)?,
                     SigningFacts {
                         signer_class: r.get(1)?,
-                        status: r
-                            .get::<_, Option<String>>(2)?
-                            .unwrap_or_else(|| "valid".into()),
+                        // Without a recorded status, the class says it.
+                        status: match r.get::<_, Option<String>>(2)? {
+                            Some(s) => s,
+                            None => match r.get::<_, String>(1)?.as_str() {
+                                c @ ("unsigned" | "adhoc" | "invalid") => c.to_string(),
+                                "unknown" => "unsupported".into(),
+                                _ => "valid".into(),
+                            },
+                        },
                         team_id: r.get(3)?,
                         identifier: r.get(4)?,
                         notarized: r.get::<_, Option<i64>>(5)?.map(|n| n != 0),
@@ -160,7 +166,8 @@ impl Table for Signing {
             rows.collect()
         })?;
         let live_host = env.root == std::path::Path::new("/");
-        let want_notarized = ctx.cols_used().is_some_and(|c| c.contains("notarized"));
+        let want_notarized = env.config.signing.notarization
+            || ctx.cols_used().is_some_and(|c| c.contains("notarized"));
         let mut rows = Vec::new();
         for path in executables(env, ctx) {
             if let Some(f) = observed.get(&path) {

@@ -25,6 +25,7 @@ const COLUMNS: &[Column] = &[
     double("bytes_sent_per_s", "Send rate over the last sampling interval"),
     double("bytes_received_per_s", "Receive rate over the last sampling interval"),
     bigint("start_time", "When the flow was first seen, Unix epoch"),
+    bigint("process_start_time", "Owner's start time, Unix epoch: with pid, joins launchwatch_process_cpu (and osquery's processes) without pid-reuse mistakes"),
     bigint("last_seen", "Latest counter reading, Unix epoch"),
     double("duration_seconds", "From first sight to the end (closed) or the latest reading (open)"),
 ];
@@ -78,7 +79,7 @@ impl Table for Sockets {
                     f.remote_port, coalesce(f.remote_name,
                       (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
                     f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
-                    f.start, f.last_seen, f.end
+                    f.start, f.last_seen, f.end, f.process_start
              FROM flows f {} ORDER BY f.start, f.id",
             if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) }
         );
@@ -118,6 +119,7 @@ impl Table for Sockets {
                     rate(sent, prev_sent),
                     rate(received, prev_received),
                     Value::from(start.floor() as i64),
+                    Value::from(r.get::<_, Option<f64>>(18)?.map(|p| p.floor() as i64)),
                     Value::from(last_seen.floor() as i64),
                     Value::Double(end.unwrap_or(last_seen) - start),
                 ]);
