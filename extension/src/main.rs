@@ -175,10 +175,25 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     // Everything this process creates (store, socket) is private to its user.
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o077) };
-    let config = load_config(&cli.global)?;
+    // osqueryd restarts an extension that exits, every few seconds and forever. A bad config or
+    // an unusable state directory therefore degrades (defaults, in-memory history) and says so
+    // on stderr and in launchwatch_status, rather than crash-looping with no tables at all.
+    let mut startup_errors = Vec::new();
+    let config = load_config(&cli.global).unwrap_or_else(|e| {
+        startup_errors.push(format!("config ignored, running with defaults: {e}"));
+        Config::default()
+    });
     let dir = state_dir(&cli.global);
-    let store = Store::open(&dir, config.store.clone()).map_err(|e| e.to_string())?;
-    let env = TableEnv::new(store, config, cli.global.root.clone(), cli.global.now);
+    let store = Store::open(&dir, config.store.clone()).or_else(|e| {
+        startup_errors.push(format!("history not persisted (in memory only): {e}"));
+        Store::in_memory(config.store.clone())
+    });
+    let store = store.map_err(|e| e.to_string())?;
+    for e in &startup_errors {
+        eprintln!("launchwatch: {e}");
+    }
+    let mut env = TableEnv::new(store, config, cli.global.root.clone(), cli.global.now);
+    env.startup_errors = startup_errors;
     let tables = table_set(env);
     let stop = Arc::new(StopSignal::default());
     {
@@ -188,11 +203,20 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
         std::thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
-                sampler::run(&tables.env, &stop, &|e| {
-                    if verbose {
-                        eprintln!("launchwatch: sample: {e}")
-                    }
-                })
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    sampler::run(&tables.env, &stop, &|e| {
+                        if verbose {
+                            eprintln!("launchwatch: sample: {e}")
+                        }
+                    })
+                }));
+                if ran.is_err() {
+                    // Tables keep serving history; status says sampling stopped.
+                    tables
+                        .env
+                        .sampler
+                        .set_error("the sampler stopped after a panic; restart launchwatch");
+                }
             })
             .map_err(|e| format!("cannot start the sampler: {e}"))?;
     }

@@ -23,6 +23,9 @@ pub struct TableEnv {
     pub capture_enabled: bool,
     /// Parsed executables, shared by the signing and crypto-import tables.
     pub binaries: crate::executables::BinaryCache,
+    /// Problems found at start-up that did not stop the extension (bad config, unwritable
+    /// store): reported by `launchwatch_status` instead of a crash loop under osqueryd.
+    pub startup_errors: Vec<String>,
 }
 
 /// Written by the sampler, read by `launchwatch_status`.
@@ -31,6 +34,7 @@ pub struct SamplerFigures {
     /// Cost of the last sample, microseconds.
     pub last_cost_us: AtomicU64,
     pub errors: AtomicU64,
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl SamplerFigures {
@@ -40,6 +44,12 @@ impl SamplerFigures {
         if !ok {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Records a failure outside a tick (the sampler thread died, say).
+    pub fn set_error(&self, e: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
     }
 }
 
@@ -55,6 +65,7 @@ impl TableEnv {
             sampler: SamplerFigures::default(),
             capture_enabled: false,
             binaries: Default::default(),
+            startup_errors: Vec::new(),
         }
     }
 

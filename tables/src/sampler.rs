@@ -187,6 +187,12 @@ impl Sampler {
         }
         report.cost = started.elapsed();
         env.sampler.record(report.cost, errors.is_empty());
+        if !errors.is_empty() {
+            *env.sampler
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(errors.join("; "));
+        }
         if errors.is_empty() {
             Ok(report)
         } else {

@@ -338,3 +338,18 @@ def test_store_survives_kill_9_at_any_moment(osqueryd, spawn, workdir):
     assert samples >= 5, samples
     row = run_query(state, "SELECT samples FROM launchwatch_status")[0]
     assert int(row["samples"]) >= samples
+
+
+def test_bad_config_and_state_dir_degrade_instead_of_crash_looping(osqueryd, spawn, workdir):
+    # osqueryd restarts an exiting extension forever; launchwatch registers anyway and says why.
+    config = write_config(workdir, "[sampler]\nprocess_intreval = 1\n")
+    not_a_dir = os.path.join(workdir, "state-is-a-file")
+    with open(not_a_dir, "w") as f:
+        f.write("x")
+    ext = spawn(osqueryd, config=config, state_dir=not_a_dir)
+    uuid = osqueryd.wait_registered("launchwatch")
+    row = rows_of(osqueryd.generate(uuid, "launchwatch_status"))[0]
+    assert "history not persisted" in row["last_error"], row
+    assert int(row["errors"]) >= 2, row
+    assert "store_path" not in row, "in-memory: NULL store path"
+    assert ext.proc.poll() is None

@@ -200,3 +200,24 @@ fn standalone_host_pushes_constraints_like_osqueryd() {
     assert!(seen.contains(&"sleep_ms:68:9".to_string()), "{seen:?}");
     assert!(seen.contains(&"limit:1".to_string()), "{seen:?}");
 }
+
+#[test]
+fn or_queries_do_not_lose_rows_to_rowid_merging() {
+    // SQLite may answer `a = x OR b = y` on a virtual table with one scan per term merged by
+    // rowid; rows from different scans must not collide. Two test-fault rows differ by mode.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(launchwatch_e2e::bin())
+        .args(["query", "--json", "SELECT mode, sleep_ms FROM launchwatch_test_fault WHERE mode = 'ok' OR mode = 'null' OR sleep_ms = 5 ORDER BY mode, sleep_ms"])
+        .env("LAUNCHWATCH_TEST_TABLES", "1")
+        .env("XDG_STATE_HOME", dir.path())
+        .output()
+        .unwrap();
+    let rows = json_rows(&out);
+    // The fault table echoes the constraints it gets, so each OR term's scan yields its own
+    // row: (ok, 0) for mode = 'ok', (null, NULL) for mode = 'null', (ok, 5) for sleep_ms = 5.
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["mode"].as_str().unwrap(), r["sleep_ms"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [("null", ""), ("ok", "0"), ("ok", "5")], "{rows:?}");
+}

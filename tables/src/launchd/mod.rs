@@ -146,7 +146,9 @@ pub struct PlistFile {
 pub fn read_plist(root: &Path, host_path: &str) -> Result<PlistFile, String> {
     let path = under_root(root, host_path);
     let link = std::fs::symlink_metadata(&path).map_err(|e| short_io(&e))?;
-    if link.file_type().is_symlink() {
+    // The whole path must resolve inside the root: the file, or any directory on the way (an
+    // image's `Users/bob/Library/LaunchAgents -> /etc`), may be a link pointing out.
+    if link.file_type().is_symlink() || root != Path::new("/") {
         let target =
             std::fs::canonicalize(&path).map_err(|e| format!("symlink: {}", short_io(&e)))?;
         let root = std::fs::canonicalize(root).map_err(|e| short_io(&e))?;
@@ -449,6 +451,20 @@ mod tests {
         assert!(
             read_plist(t.path(), "/Library/LaunchDaemons/in.plist").is_ok(),
             "a link inside the root is fine"
+        );
+        // A directory on the way that links out of the root.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x.plist"), b"<plist/>").unwrap();
+        std::fs::create_dir_all(t.path().join("Users/eve/Library")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path(),
+            t.path().join("Users/eve/Library/LaunchAgents"),
+        )
+        .unwrap();
+        assert!(
+            read_plist(t.path(), "/Users/eve/Library/LaunchAgents/x.plist")
+                .unwrap_err()
+                .contains("outside --root")
         );
         assert_eq!(
             read_plist(t.path(), "/Library/LaunchDaemons/dir.plist").unwrap_err(),

@@ -22,6 +22,10 @@ const COLUMNS: &[Column] = &[
     text("store_path", "The store's database file; NULL for an in-memory (replay) store"),
     integer("schema_version", "Store schema version"),
     text("platform", "Operating system this build runs on (darwin, linux)"),
+    text(
+        "last_error",
+        "The latest problem: a start-up one (bad config, unusable state directory: the extension then runs with defaults or in memory) or the last failed sample",
+    ),
 ];
 
 impl Table for Status {
@@ -38,7 +42,8 @@ impl Table for Status {
         let store = &env.store;
         let cost_us = env.sampler.last_cost_us.load(Ordering::Relaxed);
         let errors = env.metrics.table_errors.load(Ordering::Relaxed)
-            + env.sampler.errors.load(Ordering::Relaxed);
+            + env.sampler.errors.load(Ordering::Relaxed)
+            + env.startup_errors.len() as u64;
         Ok(vec![vec![
             Value::from(env!("CARGO_PKG_VERSION")),
             Value::from(env.started.elapsed().as_secs()),
@@ -55,6 +60,14 @@ impl Table for Status {
             Value::from(store.file().map(|p| p.display().to_string())),
             Value::from(SCHEMA_VERSION),
             Value::from(std::env::consts::OS.replace("macos", "darwin")),
+            Value::from(
+                env.sampler
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .or_else(|| env.startup_errors.last().cloned()),
+            ),
         ]])
     }
 }
