@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::binary::{inspect, Binary, MAX_BINARY_BYTES};
 use crate::env::TableEnv;
 use crate::framework::QueryContext;
-use crate::launchd::{
-    candidates, job::interpret, job::resolve_program, job_dirs, parse_plist, read_plist, under_root,
-};
+use crate::launchd::{job::resolve_program, parsed_jobs, under_root};
 
 /// (device, inode, size, mtime ns, ctime ns): a replaced or rewritten file changes at least one.
 type FileId = (u64, u64, u64, i64, i64);
@@ -135,20 +133,10 @@ pub fn executables(env: &TableEnv, ctx: &QueryContext) -> Vec<String> {
         Ok(())
     });
     let root = env.root.as_path();
-    if root.is_dir() {
-        let dirs = job_dirs(root);
-        for c in candidates(root, &dirs, &[]) {
-            let Ok(file) = read_plist(root, &c.path) else {
-                continue;
-            };
-            let Ok(job) = parse_plist(&file.bytes).and_then(|v| interpret(&v)) else {
-                continue;
-            };
-            let exists = |p: &str| p.starts_with('/') && under_root(root, p).exists();
-            if let Some(p) = resolve_program(&job, &c.path, &exists).filter(|p| p.starts_with('/'))
-            {
-                paths.insert(p);
-            }
+    for (plist, job) in parsed_jobs(root) {
+        let exists = |p: &str| p.starts_with('/') && under_root(root, p).exists();
+        if let Some(p) = resolve_program(&job, &plist, &exists).filter(|p| p.starts_with('/')) {
+            paths.insert(p);
         }
     }
     paths.into_iter().collect()

@@ -132,6 +132,25 @@ pub fn candidates(root: &Path, dirs: &[JobDir], paths: &[&str]) -> Vec<Candidate
     out
 }
 
+/// Every job under `root` that reads and parses, with its plist's host path. Jobs that fail
+/// are skipped here; `launchwatch_launchd` is where their errors are reported.
+pub fn parsed_jobs(root: &Path) -> Vec<(String, job::Job)> {
+    if !root.is_dir() {
+        return Vec::new();
+    }
+    let dirs = job_dirs(root);
+    candidates(root, &dirs, &[])
+        .into_iter()
+        .filter_map(|c| {
+            let file = read_plist(root, &c.path).ok()?;
+            let job = parse_plist(&file.bytes)
+                .and_then(|v| job::interpret(&v))
+                .ok()?;
+            Some((c.path, job))
+        })
+        .collect()
+}
+
 /// A plist file as read: its bytes and the facts about the file itself.
 #[derive(Debug)]
 pub struct PlistFile {

@@ -12,8 +12,8 @@ use crate::env::TableEnv;
 use crate::framework::column::{bigint, double, integer, text};
 use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
 use crate::launchd::calendar::SystemLocal;
-use crate::launchd::job::{interpret, timer};
-use crate::launchd::{candidates, job_dirs, parse_plist, read_plist};
+use crate::launchd::job::timer;
+use crate::launchd::parsed_jobs;
 
 pub struct Beacons;
 
@@ -45,27 +45,30 @@ const COLUMNS: &[Column] = &[
 
 /// Period of every launchd job under --root, by label.
 pub fn launchd_periods(env: &TableEnv) -> HashMap<String, i64> {
-    let root = env.root.as_path();
-    let mut out = HashMap::new();
-    if !root.is_dir() {
-        return out;
-    }
-    let dirs = job_dirs(root);
-    for c in candidates(root, &dirs, &[]) {
-        let Ok(file) = read_plist(root, &c.path) else {
-            continue;
-        };
-        let Ok(job) = parse_plist(&file.bytes).and_then(|v| interpret(&v)) else {
-            continue;
-        };
-        if let (Some(label), (Some(period), _)) = (
-            job.label.clone(),
-            timer(&job, env.now() as i64, &SystemLocal),
-        ) {
-            out.insert(label, period);
-        }
-    }
-    out
+    parsed_jobs(&env.root)
+        .into_iter()
+        .filter_map(|(_, job)| {
+            match (
+                job.label.clone(),
+                timer(&job, env.now() as i64, &SystemLocal),
+            ) {
+                (Some(label), (Some(period), _)) => Some((label, period)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The sessions the beacon and fallback analyses look at: flows that started within the
+/// window, and the hours in which the host had any traffic.
+pub fn window_flows(env: &TableEnv) -> Result<(Vec<Flow>, Vec<i64>), TableError> {
+    let since = env.now() - env.config.analytics.window_hours * 3600.0;
+    let all: Vec<Flow> = flows(env, since)?
+        .into_iter()
+        .filter(|f| f.start >= since)
+        .collect();
+    let hours = active_hours(&all);
+    Ok((all, hours))
 }
 
 pub type Key = (String, String, i64, String);
@@ -134,12 +137,7 @@ impl Table for Beacons {
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let a = &env.config.analytics;
         let now = env.now();
-        let since = now - a.window_hours * 3600.0;
-        let all: Vec<Flow> = flows(env, since)?
-            .into_iter()
-            .filter(|f| f.start >= since)
-            .collect();
-        let hours = active_hours(&all);
+        let (all, hours) = window_flows(env)?;
         let presence = Presence {
             active_hours: &hours,
         };

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use crate::analytics::beacon::{score, sessionize, Conn, Presence};
-use crate::analytics::history::{active_hours, analysed, flows, Flow};
+use crate::analytics::history::{analysed, Flow};
 use crate::analytics::signer_multiplier;
 use crate::analytics::stats::{clamp01, median};
 use crate::env::TableEnv;
 use crate::framework::column::{bigint, double, integer, text};
 use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
-use crate::tables::beacons::by_key;
+use crate::tables::beacons::{by_key, window_flows};
 
 pub struct Fallbacks;
 
@@ -55,12 +55,7 @@ impl Table for Fallbacks {
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let a = &env.config.analytics;
         let now = env.now();
-        let since = now - a.window_hours * 3600.0;
-        let all: Vec<Flow> = flows(env, since)?
-            .into_iter()
-            .filter(|f| f.start >= since)
-            .collect();
-        let hours = active_hours(&all);
+        let (all, hours) = window_flows(env)?;
         let presence = Presence {
             active_hours: &hours,
         };
