@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::os::raw::c_int;
 use std::sync::Arc;
 
-use launchwatch_tables::framework::{Op, QueryContext, Row, TableSet, Value};
+use launchwatch_tables::framework::{row_id, Op, QueryContext, Row, TableSet, Value};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::vtab::{
     eponymous_only_module, Context, Filters, IndexConstraintOp, IndexInfo, VTab, VTabConnection,
@@ -221,21 +221,9 @@ unsafe impl VTabCursor for Cursor<'_> {
         }
     }
 
-    /// A rowid derived from the row's content. SQLite's OR optimization scans a virtual table
-    /// once per OR term and merges the results by rowid: a scan position would make row 0 of
-    /// the second scan a "duplicate" of row 0 of the first and silently drop it.
+    /// Content-derived (see `row_id`): OR-term scans are merged by rowid.
     fn rowid(&self) -> rusqlite::Result<i64> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for v in self.rows.get(self.at).into_iter().flatten() {
-            match v {
-                Value::Null => 0u8.hash(&mut h),
-                Value::Int(i) => (1u8, i).hash(&mut h),
-                Value::Double(d) => (2u8, d.to_bits()).hash(&mut h),
-                Value::Text(t) => (3u8, t).hash(&mut h),
-            }
-        }
-        Ok(h.finish() as i64)
+        Ok(self.rows.get(self.at).map_or(0, |r| row_id(r)))
     }
 }
 

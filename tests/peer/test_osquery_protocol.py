@@ -229,6 +229,19 @@ def test_null_is_an_omitted_key(osqueryd, spawn):
     assert "sleep_ms" not in row and row["mode"] == "null"
 
 
+def test_rowids_are_integers_derived_from_content(osqueryd, spawn):
+    # osqueryd uses a `rowid` key as the SQLite rowid (it must be an integer). Derived from the
+    # row, it is the same in every scan and differs between rows, so SQLite's per-OR-term scans
+    # merge correctly.
+    spawn(osqueryd)
+    uuid = osqueryd.wait_registered("launchwatch")
+    ok = rows_of(osqueryd.generate(uuid, "launchwatch_test_fault", [("mode", EQUALS, "ok")]))[0]
+    again = rows_of(osqueryd.generate(uuid, "launchwatch_test_fault", [("mode", EQUALS, "ok")]))[0]
+    null = rows_of(osqueryd.generate(uuid, "launchwatch_test_fault", [("mode", EQUALS, "null")]))[0]
+    assert int(ok["rowid"]) == int(again["rowid"])
+    assert int(ok["rowid"]) != int(null["rowid"])
+
+
 def test_unknown_registry_table_and_writes(osqueryd, spawn):
     spawn(osqueryd)
     uuid = osqueryd.wait_registered("launchwatch")

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use launchwatch_tables::framework::{QueryContext, TableSet};
+use launchwatch_tables::framework::{row_id, QueryContext, TableSet};
 use thrift::protocol::TType;
 
 use wire::{
@@ -507,11 +507,15 @@ fn handle_call(
                     let response: PluginResponse = rows
                         .iter()
                         .map(|row| {
-                            columns
+                            let mut m: StringMap = columns
                                 .iter()
                                 .zip(row)
                                 .filter_map(|(c, v)| v.to_wire().map(|s| (c.name.to_string(), s)))
-                                .collect()
+                                .collect();
+                            // osqueryd takes the `rowid` key as the SQLite rowid; content-derived,
+                            // so its OR-term scans cannot merge two different rows into one.
+                            m.insert("rowid".into(), row_id(row).to_string());
+                            m
                         })
                         .collect();
                     log(

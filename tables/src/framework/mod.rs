@@ -91,6 +91,23 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// One row, cells in the table's column order.
 pub type Row = Vec<Value>;
 
+/// A rowid derived from a row's content, the same in every scan. SQLite answers
+/// `a = x OR b = y` on a virtual table with one scan per OR term merged by rowid, so a scan
+/// position as rowid makes row 0 of the second scan a "duplicate" of row 0 of the first.
+pub fn row_id(row: &[Value]) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for v in row {
+        match v {
+            Value::Null => 0u8.hash(&mut h),
+            Value::Int(i) => (1u8, i).hash(&mut h),
+            Value::Double(d) => (2u8, d.to_bits()).hash(&mut h),
+            Value::Text(t) => (3u8, t).hash(&mut h),
+        }
+    }
+    h.finish() as i64
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableError(pub String);
 
