@@ -99,6 +99,40 @@ fn evaluate(
     (bad, good, days)
 }
 
+impl Tally {
+    fn add(&mut self, t: &Tally) {
+        self.keys += t.keys;
+        self.lw += t.lw;
+        self.lw_raw += t.lw_raw;
+        self.rita_70 += t.rita_70;
+        self.rita_90 += t.rita_90;
+        self.cv += t.cv;
+    }
+}
+
+/// One markdown table: a row per class and a total, each cell `cell(count, keys)`.
+fn table(classes: &BTreeMap<String, Tally>, cell: &dyn Fn(u64, u64) -> String) {
+    println!("| class | keys | launchwatch beacon_score ≥ 0.7 | launchwatch raw ≥ 0.7 | RITA ≥ 0.7 | RITA ≥ 0.9 | CV < 0.3 |");
+    println!("|---|---|---|---|---|---|---|");
+    let line = |name: &str, t: &Tally| {
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            t.keys,
+            cell(t.lw, t.keys),
+            cell(t.lw_raw, t.keys),
+            cell(t.rita_70, t.keys),
+            cell(t.rita_90, t.keys),
+            cell(t.cv, t.keys)
+        )
+    };
+    let mut total = Tally::default();
+    for (class, t) in classes {
+        line(class, t);
+        total.add(t);
+    }
+    line("**all**", &total);
+}
+
 fn print(title: &str, seeds: std::ops::Range<u64>) {
     let (bad, good, days) = evaluate(seeds.clone());
     println!(
@@ -106,73 +140,15 @@ fn print(title: &str, seeds: std::ops::Range<u64>) {
         seeds.start, seeds.end
     );
     println!("Recall per malicious class (share of beacon keys alerted):\n");
-    println!("| class | keys | launchwatch beacon_score ≥ 0.7 | launchwatch raw ≥ 0.7 | RITA ≥ 0.7 | RITA ≥ 0.9 | CV < 0.3 |");
-    println!("|---|---|---|---|---|---|---|");
-    let pct = |x: u64, n: u64| {
+    table(&bad, &|x, n| {
         if n == 0 {
             "-".to_string()
         } else {
             format!("{:.0} %", 100.0 * x as f64 / n as f64)
         }
-    };
-    let mut total = Tally::default();
-    for (class, t) in &bad {
-        println!(
-            "| {class} | {} | {} | {} | {} | {} | {} |",
-            t.keys,
-            pct(t.lw, t.keys),
-            pct(t.lw_raw, t.keys),
-            pct(t.rita_70, t.keys),
-            pct(t.rita_90, t.keys),
-            pct(t.cv, t.keys)
-        );
-        total.keys += t.keys;
-        total.lw += t.lw;
-        total.lw_raw += t.lw_raw;
-        total.rita_70 += t.rita_70;
-        total.rita_90 += t.rita_90;
-        total.cv += t.cv;
-    }
-    println!(
-        "| **all** | {} | {} | {} | {} | {} | {} |",
-        total.keys,
-        pct(total.lw, total.keys),
-        pct(total.lw_raw, total.keys),
-        pct(total.rita_70, total.keys),
-        pct(total.rita_90, total.keys),
-        pct(total.cv, total.keys)
-    );
+    });
     println!("\nFalse alerts per host-day, by benign class:\n");
-    println!("| class | keys | launchwatch beacon_score ≥ 0.7 | launchwatch raw ≥ 0.7 | RITA ≥ 0.7 | RITA ≥ 0.9 | CV < 0.3 |");
-    println!("|---|---|---|---|---|---|---|");
-    let per_day = |x: u64| format!("{:.2}", x as f64 / days as f64);
-    let mut total = Tally::default();
-    for (class, t) in &good {
-        println!(
-            "| {class} | {} | {} | {} | {} | {} | {} |",
-            t.keys,
-            per_day(t.lw),
-            per_day(t.lw_raw),
-            per_day(t.rita_70),
-            per_day(t.rita_90),
-            per_day(t.cv)
-        );
-        total.keys += t.keys;
-        total.lw += t.lw;
-        total.lw_raw += t.lw_raw;
-        total.rita_70 += t.rita_70;
-        total.rita_90 += t.rita_90;
-        total.cv += t.cv;
-    }
-    println!(
-        "| **all** | {} | {} | {} | {} | {} | {} |",
-        total.keys,
-        per_day(total.lw),
-        per_day(total.lw_raw),
-        per_day(total.rita_70),
-        per_day(total.rita_90),
-        per_day(total.cv)
-    );
+    table(&good, &|x, _| format!("{:.2}", x as f64 / days as f64));
 }
 
 fn speed() {

@@ -26,6 +26,17 @@ pub struct Flow {
     pub bytes_received: f64,
 }
 
+impl Flow {
+    /// The connection as the beacon scorer sees it.
+    pub fn conn(&self) -> super::beacon::Conn {
+        super::beacon::Conn {
+            start: self.start,
+            bytes_out: self.bytes_sent,
+            bytes_in: self.bytes_received,
+        }
+    }
+}
+
 /// Who signed a path, as best this host can tell: a replayed observation, else the file's own
 /// bytes (Security.framework on a live Mac), else unknown.
 #[derive(Debug, Clone)]

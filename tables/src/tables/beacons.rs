@@ -152,14 +152,7 @@ impl Table for Beacons {
             {
                 continue;
             }
-            let conns: Vec<Conn> = fl
-                .iter()
-                .map(|f| Conn {
-                    start: f.start,
-                    bytes_out: f.bytes_sent,
-                    bytes_in: f.bytes_received,
-                })
-                .collect();
+            let conns: Vec<Conn> = fl.iter().map(|f| f.conn()).collect();
             let Some(s) = score(&conns, &presence, &env.config.beacons) else {
                 continue;
             };

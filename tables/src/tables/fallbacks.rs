@@ -79,14 +79,7 @@ impl Table for Fallbacks {
             if !identities.is_empty() && !identities.contains(&identity.as_str()) {
                 continue;
             }
-            let conns: Vec<Conn> = fl
-                .iter()
-                .map(|f| Conn {
-                    start: f.start,
-                    bytes_out: f.bytes_sent,
-                    bytes_in: f.bytes_received,
-                })
-                .collect();
+            let conns: Vec<Conn> = fl.iter().map(|f| f.conn()).collect();
             let Some(s) = score(&conns, &presence, &env.config.beacons) else {
                 continue;
             };
@@ -148,14 +141,7 @@ impl Table for Fallbacks {
                 .filter(|f| f.identity == *identity && f.remote == *fb_remote)
                 .collect();
             let fb_sessions = sessionize(
-                &fb_flows
-                    .iter()
-                    .map(|f| Conn {
-                        start: f.start,
-                        bytes_out: 0.0,
-                        bytes_in: 0.0,
-                    })
-                    .collect::<Vec<_>>(),
+                &fb_flows.iter().map(|f| f.conn()).collect::<Vec<_>>(),
                 env.config.beacons.session_gap_seconds,
             );
             let timing_similarity = if fb_sessions.len() >= 3 {
