@@ -16,6 +16,7 @@ pub struct Config {
     pub beacons: crate::analytics::beacon::BeaconParams,
     pub signing: SigningConfig,
     pub allowlist: Allowlist,
+    pub capture: crate::capture::CaptureConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -238,6 +239,7 @@ impl Config {
             c.parse::<crate::net::Cidr>()
                 .map_err(|e| format!("networks.internal: {e}"))?;
         }
+        self.capture.validate()?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod binary;
+pub mod capture;
 pub mod config;
 pub mod docs;
 pub mod env;

@@ -113,6 +113,33 @@ pub struct PayloadObs {
     pub entropy: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_seen: Option<i64>,
+    // Extensions from live capture: the flow's local end and owner, the server's first
+    // payload, and the names the flow claims (kept apart: they can disagree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port: Option<u16>,
+    /// Base64 of at most 256 bytes of the server's first payload (debug switch or replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_first_bytes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_payload_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_entropy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_bytes_seen: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// 1 when the ClientHello carried an encrypted_client_hello extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ech: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_host: Option<String>,
+    /// The name a DNS answer seen before the flow gave its remote address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -257,7 +257,8 @@ impl Store {
         }
         let mut stmt = conn.prepare(
             "SELECT ts, pid, path, protocol, remote_address, remote_port, direction, first_bytes, payload_class, entropy,
-                    bytes_seen FROM payloads ORDER BY ts",
+                    bytes_seen, process_start, local_address, local_port, server_first_bytes, server_payload_class,
+                    server_entropy, server_bytes_seen, sni, ech, http_host, resolved_name FROM payloads ORDER BY ts",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -273,6 +274,17 @@ impl Store {
                 payload_class: r.get(8)?,
                 entropy: r.get(9)?,
                 bytes_seen: r.get(10)?,
+                process_start: r.get(11)?,
+                local_address: r.get(12)?,
+                local_port: r.get(13)?,
+                server_first_bytes: r.get(14)?,
+                server_payload_class: r.get(15)?,
+                server_entropy: r.get(16)?,
+                server_bytes_seen: r.get(17)?,
+                sni: r.get(18)?,
+                ech: r.get(19)?,
+                http_host: r.get(20)?,
+                resolved_name: r.get(21)?,
             }))?;
         }
         let mut stmt = conn.prepare("SELECT path, signer_class, status, team_id, identifier, notarized FROM signing ORDER BY path")?;
@@ -590,7 +602,9 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
 fn insert_payload(tx: &Connection, p: &PayloadObs) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO payloads(ts, pid, path, protocol, remote_address, remote_port, direction, first_bytes,
-         payload_class, entropy, bytes_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         payload_class, entropy, bytes_seen, process_start, local_address, local_port, server_first_bytes,
+         server_payload_class, server_entropy, server_bytes_seen, sni, ech, http_host, resolved_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
         p.ts,
@@ -603,7 +617,18 @@ fn insert_payload(tx: &Connection, p: &PayloadObs) -> rusqlite::Result<()> {
         p.first_bytes,
         p.payload_class,
         p.entropy,
-        p.bytes_seen
+        p.bytes_seen,
+        p.process_start,
+        p.local_address,
+        p.local_port,
+        p.server_first_bytes,
+        p.server_payload_class,
+        p.server_entropy,
+        p.server_bytes_seen,
+        p.sni,
+        p.ech,
+        p.http_host,
+        p.resolved_name
     ])?;
     Ok(())
 }
@@ -703,6 +728,64 @@ mod tests {
             })
             .unwrap();
         assert_eq!((version, sent, prev), (SCHEMA_VERSION, 99, None));
+    }
+
+    #[test]
+    fn the_payload_migration_keeps_rows_and_adds_both_directions_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        let previous = MIGRATIONS.len() - 1;
+        for (i, sql) in MIGRATIONS[..previous].iter().enumerate() {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO payloads(ts, pid, path, protocol, remote_address, remote_port, direction, payload_class, entropy, bytes_seen)
+             VALUES (5, 7, '/bin/x', 'tcp', '192.0.2.1', 443, 'out', 'random', 7.1, 256)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let (version, class, sni): (i64, String, Option<String>) = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version), payload_class, sni FROM payloads",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            (version, class.as_str(), sni),
+            (SCHEMA_VERSION, "random", None)
+        );
+        // A capture row round-trips through the new columns and the export.
+        store
+            .write_batch(
+                &[obs(
+                    r#"{"kind":"payload","ts":9,"pid":8,"protocol":"tcp","remote_address":"203.0.113.9","remote_port":443,"local_address":"10.0.0.1","local_port":40000,"payload_class":"tls","entropy":5.0,"bytes_seen":256,"server_payload_class":"tls","server_entropy":6.0,"server_bytes_seen":99,"sni":"a.example","ech":1,"http_host":"h.example","resolved_name":"r.example"}"#,
+                )],
+                0,
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().find(|l| l.contains("a.example")).unwrap();
+        for needle in [
+            r#""server_payload_class":"tls""#,
+            r#""server_bytes_seen":99"#,
+            r#""ech":1"#,
+            r#""http_host":"h.example""#,
+            r#""resolved_name":"r.example""#,
+            r#""local_port":40000"#,
+        ] {
+            assert!(line.contains(needle), "{needle} in {line}");
+        }
     }
 
     #[test]

@@ -110,4 +110,20 @@ pub const MIGRATIONS: &[&str] = &[
         protocol, ifnull(local_address, ''), ifnull(local_port, -1), remote_address, remote_port,
         ifnull(pid, -1), start, path);
     "#,
+    // Live capture: one payload row per flow carries both directions and the names the flow
+    // claims. Only payload columns and an index: self-contained, so it can be renumbered.
+    r#"
+    ALTER TABLE payloads ADD COLUMN process_start REAL;
+    ALTER TABLE payloads ADD COLUMN local_address TEXT;
+    ALTER TABLE payloads ADD COLUMN local_port INTEGER;
+    ALTER TABLE payloads ADD COLUMN server_first_bytes TEXT;
+    ALTER TABLE payloads ADD COLUMN server_payload_class TEXT;
+    ALTER TABLE payloads ADD COLUMN server_entropy REAL;
+    ALTER TABLE payloads ADD COLUMN server_bytes_seen INTEGER;
+    ALTER TABLE payloads ADD COLUMN sni TEXT;
+    ALTER TABLE payloads ADD COLUMN ech INTEGER;
+    ALTER TABLE payloads ADD COLUMN http_host TEXT;
+    ALTER TABLE payloads ADD COLUMN resolved_name TEXT;
+    CREATE INDEX payloads_flow ON payloads(remote_address, remote_port, local_port);
+    "#,
 ];
