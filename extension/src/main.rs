@@ -201,6 +201,13 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     env.startup_errors = startup_errors;
     let tables = table_set(env);
     let stop = Arc::new(StopSignal::default());
+    let log: fn(&str) = if cli.global.verbose {
+        |m| eprintln!("launchwatch: {m}")
+    } else {
+        |_| {}
+    };
+    // Its own thread; stops with the sampler.
+    let _capture = launchwatch_tables::capture::live::start(tables.env.clone(), stop.clone(), log);
     {
         let tables = tables.clone();
         let stop = stop.clone();
@@ -330,6 +337,12 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     );
     let env = Arc::new(TableEnv::new(store, config, global.root.clone(), None));
     let stop = Arc::new(StopSignal::default());
+    let log: fn(&str) = if global.verbose {
+        |m| eprintln!("launchwatch: {m}")
+    } else {
+        |_| {}
+    };
+    let capture = launchwatch_tables::capture::live::start(env.clone(), stop.clone(), log);
     let sampler_thread = {
         let (env, stop) = (env.clone(), stop.clone());
         let verbose = global.verbose;
@@ -351,6 +364,9 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     sampler_thread
         .join()
         .map_err(|_| "the sampler panicked".to_string())?;
+    if let Some(c) = capture {
+        c.join().map_err(|_| "the capture panicked".to_string())?;
+    }
     let lines = env.store.export(&mut file).map_err(|e| e.to_string())?;
     file.flush().map_err(|e| e.to_string())?;
     drop(file);

@@ -19,8 +19,8 @@ pub struct TableEnv {
     pub started: Instant,
     pub metrics: Metrics,
     pub sampler: SamplerFigures,
-    /// Whether first-payload capture (pktap) is running; off until a capture backend exists.
-    pub capture_enabled: bool,
+    /// First-payload capture: whether it runs, why not, and its counters.
+    pub capture: std::sync::Arc<crate::capture::CaptureFigures>,
     /// Parsed executables, shared by the signing and crypto-import tables.
     pub binaries: crate::executables::BinaryCache,
     /// Problems found at start-up that did not stop the extension (bad config, unwritable
@@ -63,7 +63,7 @@ impl TableEnv {
             started: Instant::now(),
             metrics: Metrics::default(),
             sampler: SamplerFigures::default(),
-            capture_enabled: false,
+            capture: Default::default(),
             binaries: Default::default(),
             startup_errors: Vec::new(),
         }

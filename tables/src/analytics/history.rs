@@ -133,10 +133,12 @@ type RawFlow = (
 pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::StoreError> {
     let raw: Vec<RawFlow> = env.store.read(|c| {
         let mut stmt = c.prepare(
-            "SELECT f.path, f.launchd_label, f.protocol, f.remote_address, f.remote_port,
-                    coalesce(f.remote_name, (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
-                    f.start, f.end, f.last_seen, f.bytes_sent, f.bytes_received
-             FROM flows f WHERE f.start >= ?1 OR f.last_seen >= ?1 OR f.end IS NULL ORDER BY f.start",
+            &format!(
+                "SELECT f.path, f.launchd_label, f.protocol, f.remote_address, f.remote_port, {},
+                        f.start, f.end, f.last_seen, f.bytes_sent, f.bytes_received
+                 FROM flows f WHERE f.start >= ?1 OR f.last_seen >= ?1 OR f.end IS NULL ORDER BY f.start",
+                super::FLOW_NAME_SQL
+            ),
         )?;
         let rows = stmt.query_map([since], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))

@@ -10,6 +10,22 @@ pub mod stats;
 
 use std::net::IpAddr;
 
+/// SQL for a flow's name over the flows table aliased `f`. DNS-resolved names come first: the
+/// answer capture saw for this connection's address before it started, the flow's own name,
+/// the latest answer for the address. Only then what the connection itself claimed (TLS SNI,
+/// HTTP Host without its port), because a client can claim any name (domain fronting).
+pub const FLOW_NAME_SQL: &str = "coalesce(
+    (SELECT p.resolved_name FROM payloads p WHERE p.remote_address = f.remote_address AND p.remote_port = f.remote_port
+       AND p.local_port = f.local_port AND p.protocol = f.protocol AND p.resolved_name IS NOT NULL
+       AND p.ts BETWEEN f.start - 60 AND coalesce(f.end, f.last_seen) + 60 ORDER BY p.ts DESC LIMIT 1),
+    f.remote_name,
+    (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1),
+    (SELECT coalesce(p.sni, CASE WHEN p.http_host LIKE '[%' OR instr(p.http_host, ':') = 0 THEN p.http_host
+                                 ELSE substr(p.http_host, 1, instr(p.http_host, ':') - 1) END)
+       FROM payloads p WHERE p.remote_address = f.remote_address AND p.remote_port = f.remote_port
+       AND p.local_port = f.local_port AND p.protocol = f.protocol AND coalesce(p.sni, p.http_host) IS NOT NULL
+       AND p.ts BETWEEN f.start - 60 AND coalesce(f.end, f.last_seen) + 60 ORDER BY p.ts DESC LIMIT 1))";
+
 /// The destination key: the registrable domain (eTLD+1) when a name is known, so CDN IP
 /// rotation under one domain stays one key; else the IP.
 pub fn destination_key(remote_name: Option<&str>, remote_address: &str) -> String {

@@ -82,7 +82,8 @@ impl Class {
     }
 }
 
-/// Classifies a flow's first client payload. `udp` and `port` help the datagram protocols.
+/// Classifies a flow's first client (or server) payload. `udp` and `port` (the server's) help the
+/// datagram protocols.
 pub fn classify(data: &[u8], udp: bool, port: u16) -> Class {
     let d = data;
     // TLS: handshake or application-data record, version 3.x (the GFW's coarse exemption).
@@ -103,6 +104,8 @@ pub fn classify(data: &[u8], udp: bool, port: u16) -> Class {
         b"TRACE ",
         b"PATCH ",
         b"PRI * HTTP/2.0",
+        // A server's first payload: the status line.
+        b"HTTP/1.",
     ] {
         if d.starts_with(m) {
             return Class::Http;
@@ -194,6 +197,10 @@ mod tests {
         );
         assert_eq!(
             classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false, 80),
+            Class::Http
+        );
+        assert_eq!(
+            classify(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, 80),
             Class::Http
         );
         let mut quic = vec![0xc3, 0, 0, 0, 1];

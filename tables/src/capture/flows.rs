@@ -125,6 +125,8 @@ pub struct FlowTable {
     pub limits: FlowLimits,
     flows: HashMap<Canon, Flow>,
     pub counters: TableCounters,
+    /// Flows started since the caller last took them (for attribution while sockets exist).
+    pub started: Vec<(FlowKey, f64)>,
 }
 
 impl FlowTable {
@@ -133,6 +135,7 @@ impl FlowTable {
             limits,
             flows: HashMap::new(),
             counters: TableCounters::default(),
+            started: Vec::new(),
         }
     }
 
@@ -164,6 +167,14 @@ impl FlowTable {
             }
             let server = if client == src { dst } else { src };
             self.counters.flows_started += 1;
+            let flow_key = FlowKey {
+                transport: p.transport,
+                client,
+                server,
+            };
+            if p.meta.is_none() {
+                self.started.push((flow_key, ts));
+            }
             self.flows.insert(
                 key,
                 Flow {

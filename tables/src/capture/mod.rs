@@ -11,10 +11,12 @@ pub mod dns;
 pub mod flows;
 pub mod frame;
 pub mod http;
+pub mod live;
 pub mod pktap;
 pub mod quic;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -215,6 +217,10 @@ pub struct Engine<O: FlowOwners> {
     link: LinkType,
     finished: Vec<FinishedFlow>,
     waiting: Vec<(FinishedFlow, f64)>,
+    /// Owners looked up when flows started (sockets still exist then), and flows whose lookup
+    /// is pending.
+    early: HashMap<flows::FlowKey, Option<(FlowOwner, bool)>>,
+    unattributed: Vec<(flows::FlowKey, f64)>,
     out: Vec<Observation>,
     pub figures: std::sync::Arc<CaptureFigures>,
 }
@@ -239,6 +245,8 @@ impl<O: FlowOwners> Engine<O> {
             link,
             finished: Vec::new(),
             waiting: Vec::new(),
+            early: HashMap::new(),
+            unattributed: Vec::new(),
             out: Vec::new(),
             figures,
         }
@@ -263,6 +271,11 @@ impl<O: FlowOwners> Engine<O> {
             self.dns_answer(ts, p.payload);
         }
         self.flows.packet(ts, p, &mut self.finished);
+        if !self.flows.started.is_empty() {
+            let mut started = std::mem::take(&mut self.flows.started);
+            self.unattributed.append(&mut started);
+            self.attribute(ts);
+        }
         if !self.finished.is_empty() {
             self.settle(ts);
         }
@@ -284,8 +297,42 @@ impl<O: FlowOwners> Engine<O> {
         }
     }
 
+    /// Looks up the owners of flows that started, while their sockets exist.
+    fn attribute(&mut self, now: f64) {
+        if self.early.len() > 65536 {
+            self.early.clear();
+        }
+        let pending = std::mem::take(&mut self.unattributed);
+        for (key, ts) in pending {
+            match self.lookup(key, ts) {
+                Some(found) => {
+                    self.early.insert(key, found);
+                }
+                None if now - ts < OWNER_WAIT_SECONDS => self.unattributed.push((key, ts)),
+                None => {}
+            }
+        }
+    }
+
+    /// `None` while pending; `Some(None)` when no local socket had the flow.
+    #[allow(clippy::option_option)]
+    fn lookup(&mut self, k: flows::FlowKey, ts: f64) -> Option<Option<(FlowOwner, bool)>> {
+        match self.owners.lookup(k.transport, k.client, k.server, ts) {
+            Lookup::Found(o) => Some(Some((o, true))),
+            Lookup::Pending => None,
+            Lookup::NotFound => match self.owners.lookup(k.transport, k.server, k.client, ts) {
+                Lookup::Found(o) => Some(Some((o, false))),
+                Lookup::Pending => None,
+                Lookup::NotFound => Some(None),
+            },
+        }
+    }
+
     /// Timeouts: flows silent long enough are classified, owner lookups retried.
     pub fn tick(&mut self, now: f64) {
+        if !self.unattributed.is_empty() {
+            self.attribute(now);
+        }
         self.flows.expire(now, &mut self.finished);
         self.settle(now);
         let c = self.flows.counters;
@@ -325,22 +372,22 @@ impl<O: FlowOwners> Engine<O> {
         if let Some((pid, _, _)) = &f.server_process {
             return Some(Some((self.owners.process(i64::from(*pid)), false)));
         }
-        let k = f.key;
-        match self.owners.lookup(k.transport, k.client, k.server, f.start) {
-            Lookup::Found(o) => Some(Some((o, true))),
-            Lookup::Pending => None,
-            Lookup::NotFound => {
-                match self.owners.lookup(k.transport, k.server, k.client, f.start) {
-                    Lookup::Found(o) => Some(Some((o, false))),
-                    Lookup::Pending => None,
-                    Lookup::NotFound => Some(None),
-                }
-            }
+        match self.early.get(&f.key) {
+            Some(Some(found)) => return Some(Some(found.clone())),
+            // Looked up when it started and not found: a socket that is gone now won't be.
+            Some(None) => return Some(None),
+            None => {}
         }
+        // Still being looked up since its start: wait for that.
+        if self.unattributed.iter().any(|(k, _)| *k == f.key) {
+            return None;
+        }
+        self.lookup(f.key, f.start)
     }
 
     fn emit(&mut self, f: FinishedFlow, owner: Option<(FlowOwner, bool)>) {
         let k = f.key;
+        self.early.remove(&k);
         let udp = k.transport == Transport::Udp;
         let classified = |bytes: &Option<Vec<u8>>, port: u16| {
             bytes.as_ref().map(|b| {
@@ -528,18 +575,15 @@ mod tests {
             Some((TCP_ACK, 901)),
             &[0x16, 3, 3, 0, 80, 2, 0, 0, 76, 3, 3],
         );
-        // Finished, but the owner source had not looked yet: nothing until the next tick.
-        let dns: Vec<_> = e.drain();
-        assert!(
-            dns.iter().all(|o| matches!(o, Observation::Dns(_))),
-            "{dns:?}"
-        );
-        assert_eq!(dns.len(), 1);
         e.tick(2.5);
         let out = e.drain();
-        let [Observation::Payload(p)] = &out[..] else {
+        let [Observation::Dns(d), Observation::Payload(p)] = &out[..] else {
             panic!("{out:?}")
         };
+        assert_eq!(
+            (d.name.as_str(), d.address.as_str()),
+            ("api.example.com", "203.0.113.9")
+        );
         assert_eq!(
             (p.pid, p.path.as_deref(), p.direction.as_deref()),
             (Some(4242), Some("/usr/bin/agent"), Some("out"))

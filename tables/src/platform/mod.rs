@@ -2,6 +2,8 @@
 //! observations. Each backend reads raw kernel data and hands it to pure parsers in
 //! [`parse`], which are tested on byte and text fixtures on any host.
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod capture_pcap;
 pub mod parse;
 pub mod pcblist;
 pub mod sockdiag;

@@ -1,8 +1,11 @@
-//! `launchwatch_payloads`: each flow's first payload, classified (tls, ssh, http, quic, dns,
-//! stratum, random, printable, other, undetermined) with its entropy next to what random bytes
-//! of the same length would have. From replayed `payload` observations: `first_bytes` are
-//! classified here; observations that carry a class keep it. Live capture (pktap on macOS) is
-//! not built yet, so on a live host the table holds only what was replayed or recorded.
+//! `launchwatch_payloads`: one row per flow with a first payload seen: the client's first
+//! payload and the server's, each classified (tls, ssh, http, quic, dns, stratum, random,
+//! printable, other, undetermined) with its entropy next to what random bytes of the same
+//! length would have, and the names the flow claims, kept apart because they can disagree
+//! (domain fronting): the DNS answer for its address, the TLS SNI (with ECH flagged), the HTTP
+//! Host. From live capture (`[capture] enabled`, root) or replayed `payload` observations:
+//! `first_bytes` / `server_first_bytes` are classified here; observations that carry a class
+//! keep it.
 
 use base64::Engine;
 
@@ -14,29 +17,34 @@ use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
 pub struct Payloads;
 
 const COLUMNS: &[Column] = &[
-    bigint("pid", "Process that sent or received it").index(),
+    bigint("pid", "Process at this host's end of the flow (client when this host connected)").index(),
     text("path", "Executable path").index(),
     text("protocol", "tcp or udp"),
+    text("local_address", "This host's address"),
+    integer("local_port", "This host's port"),
     text("remote_address", "Remote address"),
     integer("remote_port", "Remote port"),
-    text("direction", "out (client's first payload) or in"),
+    text("direction", "out (this host connected), in (the remote did), NULL when no local owner was found"),
     text(
         "payload_class",
-        "tls, ssh, http, quic, dns, stratum, random, printable, other, undetermined (< 32 bytes)",
+        "Client's first payload: tls, ssh, http, quic, dns, stratum, random, printable, other, undetermined (< 32 bytes)",
     ),
-    double(
-        "entropy",
-        "Shannon entropy of the bytes seen, bits per byte",
-    ),
+    double("entropy", "Shannon entropy of the client bytes seen, bits per byte"),
     double(
         "expected_entropy",
         "Expected entropy of random bytes of the same length (what `random` is judged against)",
     ),
-    bigint(
-        "bytes_seen",
-        "Bytes the classification looked at (at most 256 kept)",
-    ),
-    bigint("ts", "When the payload was seen, Unix epoch"),
+    bigint("bytes_seen", "Client bytes the classification looked at (at most 256)"),
+    text("server_payload_class", "Server's first payload, same classes"),
+    double("server_entropy", "Shannon entropy of the server bytes seen"),
+    double("server_expected_entropy", "Expected entropy of random bytes as long as the server bytes seen"),
+    bigint("server_bytes_seen", "Server bytes the classification looked at (at most 256)"),
+    text("sni", "Server name the TLS or QUIC ClientHello asked for (with ECH: the public outer name)"),
+    integer("ech", "1 when the ClientHello carried encrypted_client_hello (real or GREASE: the true name is hidden), 0 when it did not, NULL for no ClientHello"),
+    text("http_host", "Host header of the first HTTP request"),
+    text("resolved_name", "Name a DNS answer gave the remote address: captured before the flow, else the latest in launchwatch_dns"),
+    text("remote_name", "The flow's name, the DNS-resolved one first, else SNI, else HTTP Host"),
+    bigint("ts", "When the first payload was seen, Unix epoch"),
     integer(
         "allowlisted",
         "1 when the config's [allowlist] names this path or remote address",
@@ -56,79 +64,143 @@ impl Table for Payloads {
 
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let paths = ctx.equals("path");
-        type Raw = (
-            Option<i64>,
-            Option<String>,
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<f64>,
-            Option<i64>,
-            f64,
-        );
-        let raw: Vec<Raw> = env.store.read(|c| {
+        let raw: Vec<RawPayload> = env.store.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT pid, path, protocol, remote_address, remote_port, direction, first_bytes, payload_class, entropy, bytes_seen, ts FROM payloads ORDER BY ts",
+                "SELECT p.pid, p.path, p.protocol, p.local_address, p.local_port, p.remote_address, p.remote_port,
+                        p.direction, p.first_bytes, p.payload_class, p.entropy, p.bytes_seen, p.server_first_bytes,
+                        p.server_payload_class, p.server_entropy, p.server_bytes_seen, p.sni, p.ech, p.http_host,
+                        coalesce(p.resolved_name,
+                          (SELECT d.name FROM dns d WHERE d.address = p.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
+                        p.ts
+                 FROM payloads p ORDER BY p.ts",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
+                Ok(RawPayload {
+                    pid: r.get(0)?,
+                    path: r.get(1)?,
+                    protocol: r.get(2)?,
+                    local_address: r.get(3)?,
+                    local_port: r.get(4)?,
+                    address: r.get(5)?,
+                    port: r.get(6)?,
+                    direction: r.get(7)?,
+                    client: Side { bytes: r.get(8)?, class: r.get(9)?, entropy: r.get(10)?, seen: r.get(11)? },
+                    server: Side { bytes: r.get(12)?, class: r.get(13)?, entropy: r.get(14)?, seen: r.get(15)? },
+                    sni: r.get(16)?,
+                    ech: r.get(17)?,
+                    http_host: r.get(18)?,
+                    resolved_name: r.get(19)?,
+                    ts: r.get(20)?,
+                })
             })?;
             rows.collect()
         })?;
         let mut out = Vec::new();
-        for (pid, path, protocol, address, port, direction, first_bytes, class, ent, seen, ts) in
-            raw
-        {
-            if !paths.is_empty() && !path.as_deref().is_some_and(|p| paths.contains(&p)) {
+        for p in raw {
+            if !paths.is_empty() && !p.path.as_deref().is_some_and(|x| paths.contains(&x)) {
                 continue;
             }
-            let decoded = first_bytes
-                .as_deref()
-                .map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()));
-            let (class, ent, expected, seen) = match decoded {
-                Some(Ok(bytes)) => {
-                    let bytes = &bytes[..bytes.len().min(256)];
-                    let c = classify(bytes, protocol == "udp", port.clamp(0, 65535) as u16);
-                    (
-                        Some(c.name().to_string()),
-                        Some(entropy(bytes)),
-                        Some(expected_random_entropy(bytes.len())),
-                        Some(bytes.len() as i64),
-                    )
-                }
-                // Undecodable bytes: say so rather than guess.
-                Some(Err(_)) => (Some("undetermined".into()), None, None, seen),
-                None => (
-                    class,
-                    ent,
-                    seen.map(|n| expected_random_entropy(n.clamp(0, 1 << 20) as usize)),
-                    seen,
-                ),
-            };
+            let udp = p.protocol == "udp";
+            let port = p.port.clamp(0, 65535) as u16;
+            let (class, ent, expected, seen) = p.client.facts(udp, port);
+            let (s_class, s_ent, s_expected, s_seen) = p.server.facts(udp, port);
             let allowlisted = env.config.allowlist.matches(
-                path.as_deref().unwrap_or(""),
-                path.as_deref().unwrap_or(""),
-                &address,
+                p.path.as_deref().unwrap_or(""),
+                p.path.as_deref().unwrap_or(""),
+                &p.address,
                 None,
             );
+            let remote_name = p
+                .resolved_name
+                .clone()
+                .or(p.sni.clone())
+                .or(p.http_host.clone());
             out.push(vec![
-                Value::from(pid),
-                Value::from(path),
-                Value::from(protocol),
-                Value::from(address),
-                Value::from(port),
-                Value::from(direction),
+                Value::from(p.pid),
+                Value::from(p.path),
+                Value::from(p.protocol),
+                Value::from(p.local_address),
+                Value::from(p.local_port),
+                Value::from(p.address),
+                Value::from(p.port),
+                Value::from(p.direction),
                 Value::from(class),
                 Value::from(ent),
                 Value::from(expected),
                 Value::from(seen),
-                Value::from(ts.floor() as i64),
+                Value::from(s_class),
+                Value::from(s_ent),
+                Value::from(s_expected),
+                Value::from(s_seen),
+                Value::from(p.sni),
+                Value::from(p.ech),
+                Value::from(p.http_host),
+                Value::from(p.resolved_name),
+                Value::from(remote_name),
+                Value::from(p.ts.floor() as i64),
                 Value::from(allowlisted),
             ]);
         }
         Ok(out)
     }
+}
+
+/// One direction's first payload as stored: the bytes (replay, debug) or the classification.
+struct Side {
+    bytes: Option<String>,
+    class: Option<String>,
+    entropy: Option<f64>,
+    seen: Option<i64>,
+}
+
+impl Side {
+    /// Class, entropy, expected entropy for that length, bytes seen.
+    fn facts(
+        &self,
+        udp: bool,
+        port: u16,
+    ) -> (Option<String>, Option<f64>, Option<f64>, Option<i64>) {
+        let decoded = self
+            .bytes
+            .as_deref()
+            .map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()));
+        match decoded {
+            Some(Ok(bytes)) => {
+                let bytes = &bytes[..bytes.len().min(256)];
+                (
+                    Some(classify(bytes, udp, port).name().to_string()),
+                    Some(entropy(bytes)),
+                    Some(expected_random_entropy(bytes.len())),
+                    Some(bytes.len() as i64),
+                )
+            }
+            // Undecodable bytes: say so rather than guess.
+            Some(Err(_)) => (Some("undetermined".into()), None, None, self.seen),
+            None => (
+                self.class.clone(),
+                self.entropy,
+                self.seen
+                    .map(|n| expected_random_entropy(n.clamp(0, 1 << 20) as usize)),
+                self.seen,
+            ),
+        }
+    }
+}
+
+struct RawPayload {
+    pid: Option<i64>,
+    path: Option<String>,
+    protocol: String,
+    local_address: Option<String>,
+    local_port: Option<i64>,
+    address: String,
+    port: i64,
+    direction: Option<String>,
+    client: Side,
+    server: Side,
+    sni: Option<String>,
+    ech: Option<i64>,
+    http_host: Option<String>,
+    resolved_name: Option<String>,
+    ts: f64,
 }

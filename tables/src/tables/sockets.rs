@@ -17,7 +17,7 @@ const COLUMNS: &[Column] = &[
     integer("local_port", "Local port"),
     text("remote_address", "Remote address").index(),
     integer("remote_port", "Remote port").index(),
-    text("remote_name", "Name the remote address was resolved from (the flow's own, else the latest DNS answer for it)"),
+    text("remote_name", "The flow's name: DNS-resolved first (the answer capture saw before this connection, the flow's own name, the latest DNS answer for the address), else the TLS SNI or HTTP Host it claimed"),
     text("remote_scope", "loopback, link_local, private (RFC 1918, fc00::/7, 100.64/10, networks.internal) or external"),
     text("state", "TCP state as osquery spells it (ESTABLISHED, TIME_WAIT, …); CLOSED for finished flows; NULL for UDP"),
     bigint("bytes_sent", "Bytes sent as the kernel counts them: Linux TCP bytes the peer acknowledged (tcpi_bytes_acked; the connecting side's SYN adds one); macOS ≤ 14 per packet incl. headers and retransmissions, 15+ payload. NULL for Linux UDP (no counters)"),
@@ -76,11 +76,11 @@ impl Table for Sockets {
         }
         let sql = format!(
             "SELECT f.pid, f.path, f.launchd_label, f.protocol, f.local_address, f.local_port, f.remote_address,
-                    f.remote_port, coalesce(f.remote_name,
-                      (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
+                    f.remote_port, {},
                     f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
                     f.start, f.last_seen, f.end, f.process_start
              FROM flows f {} ORDER BY f.start, f.id",
+            crate::analytics::FLOW_NAME_SQL,
             if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) }
         );
         let rows = env.store.read(|c| {

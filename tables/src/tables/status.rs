@@ -17,11 +17,15 @@ const COLUMNS: &[Column] = &[
     double("sample_cost_ms", "Wall-clock cost of the most recent sample, milliseconds (NULL before the first)"),
     bigint("observations_stored", "Raw observations currently held (process samples, flows, payloads, DNS answers, signing facts)"),
     bigint("store_bytes", "Bytes the store occupies on disk, database plus WAL and shared-memory files; for a replay, the in-memory pages"),
-    integer("capture_enabled", "1 when first-payload capture is running, else 0"),
+    integer("capture_enabled", "1 when first-payload capture is running in this process, else 0"),
     bigint("errors", "Table calls and samples that failed since start"),
     text("store_path", "The store's database file; NULL for an in-memory (replay) store"),
     integer("schema_version", "Store schema version"),
     text("platform", "Operating system this build runs on (darwin, linux)"),
+    text(
+        "capture",
+        "First-payload capture as JSON: running, reason (why not), device, packets, flows_classified, dns_answers, drops (kernel), evicted_flows, missed_payloads, malformed_packets, cpu_seconds",
+    ),
     text(
         "last_error",
         "The latest problem: a start-up one (bad config, unusable state directory: the extension then runs with defaults or in memory) or the last failed sample",
@@ -55,11 +59,12 @@ impl Table for Status {
             },
             Value::from(store.observations_stored()?),
             Value::from(store.size_bytes()?),
-            Value::from(env.capture_enabled),
+            Value::from(env.capture.running.load(Ordering::Relaxed)),
             Value::from(errors),
             Value::from(store.file().map(|p| p.display().to_string())),
             Value::from(SCHEMA_VERSION),
             Value::from(std::env::consts::OS.replace("macos", "darwin")),
+            Value::from(serde_json::to_string(&env.capture.status()).unwrap_or_default()),
             Value::from(
                 env.sampler
                     .last_error
