@@ -111,17 +111,18 @@ pub fn classify(data: &[u8], udp: bool, port: u16) -> Class {
             return Class::Http;
         }
     }
-    // QUIC long header (form and fixed bits set) with version 1, 2 or a draft; on UDP any long
-    // header with the fixed bit is treated as QUIC rather than random.
-    if udp && d.len() >= 5 && d[0] & 0xc0 == 0xc0 {
-        return Class::Quic;
-    }
-    // DNS on its ports: a header with one question and a sane opcode.
+    // DNS on its ports: a header with one question and a sane opcode. Checked before QUIC, as a
+    // message ID may start with the long-header bits.
     if (port == 53 || port == 5353) && d.len() >= 12 {
         let qd = u16::from_be_bytes([d[4], d[5]]);
         if (1..=4).contains(&qd) && (d[2] >> 3) & 0x0f <= 5 {
             return Class::Dns;
         }
+    }
+    // QUIC long header (form and fixed bits set) with version 1, 2 or a draft; on UDP any long
+    // header with the fixed bit is treated as QUIC rather than random.
+    if udp && d.len() >= 5 && d[0] & 0xc0 == 0xc0 {
+        return Class::Quic;
     }
     // Stratum / JSON-RPC mining: a JSON object with a mining method.
     let head = String::from_utf8_lossy(&d[..d.len().min(512)]);
@@ -210,6 +211,10 @@ mod tests {
             0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 7, b'e', b'x',
         ];
         assert_eq!(classify(&dns, true, 53), Class::Dns);
+        let high_id = [
+            0xc3, 0x34, 0x81, 0x80, 0x00, 0x01, 0, 1, 0, 0, 0, 0, 1, b'a', 0,
+        ];
+        assert_eq!(classify(&high_id, true, 53), Class::Dns);
         let stratum = br#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"wallet","pass":"x","agent":"XMRig/6.21.0"}}"#;
         assert_eq!(classify(stratum, false, 3333), Class::Stratum);
     }
