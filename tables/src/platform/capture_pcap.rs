@@ -171,6 +171,8 @@ pub struct SocketOwners {
     min_interval: f64,
     identities: HashMap<i64, FlowOwner>,
     pub refreshes: u64,
+    /// Wall-clock seconds spent reading the socket table.
+    pub refresh_seconds: f64,
 }
 
 impl SocketOwners {
@@ -183,13 +185,17 @@ impl SocketOwners {
             min_interval: min_interval.as_secs_f64(),
             identities: HashMap::new(),
             refreshes: 0,
+            refresh_seconds: 0.0,
         }
     }
 
     fn refresh(&mut self, now: f64) {
         self.looked_at = now;
         self.refreshes += 1;
-        let Ok(sample) = self.sockets.sample() else {
+        let started = Instant::now();
+        let sample = self.sockets.sample();
+        self.refresh_seconds += started.elapsed().as_secs_f64();
+        let Ok(sample) = sample else {
             return;
         };
         self.exact.clear();
@@ -203,7 +209,10 @@ impl SocketOwners {
             };
             let local = SocketAddr::new(s.local, s.local_port);
             if s.remote_port == 0 || s.remote.is_unspecified() {
-                self.unconnected.insert((t, local), pid);
+                // Unconnected UDP (sendto) only: a TCP listener is not the end of a flow.
+                if t == Transport::Udp {
+                    self.unconnected.insert((t, local), pid);
+                }
             } else {
                 self.exact
                     .insert((t, local, SocketAddr::new(s.remote, s.remote_port)), pid);
