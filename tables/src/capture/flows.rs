@@ -313,9 +313,8 @@ fn take_payload(
                 || side.buf.len() >= keep
                 || side.packets >= limits.max_packets
                 || !from_client
+                || !wants_more(&side.buf)
             {
-                side.done = true;
-            } else if !wants_more(&side.buf) {
                 side.done = true;
             }
         }

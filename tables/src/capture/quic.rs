@@ -108,9 +108,12 @@ fn is_initial(first: u8, version: u32) -> bool {
         }
 }
 
+/// A CRYPTO frame's stream offset and data.
+pub type CryptoFrame = (u64, Vec<u8>);
+
 /// Decrypts the first client Initial packet of `datagram`: its CRYPTO frames as (offset, data),
 /// and the bytes of the datagram the packet used.
-pub fn open_initial(datagram: &[u8]) -> Result<(Vec<(u64, Vec<u8>)>, usize), QuicError> {
+pub fn open_initial(datagram: &[u8]) -> Result<(Vec<CryptoFrame>, usize), QuicError> {
     let b = datagram;
     let first = *b.first().ok_or(QuicError::Short)?;
     if b.len() < 7 || first & 0x80 == 0 {
@@ -179,7 +182,7 @@ pub fn open_initial(datagram: &[u8]) -> Result<(Vec<(u64, Vec<u8>)>, usize), Qui
 
 /// The CRYPTO frames of a decrypted Initial payload. Initial packets may carry only PADDING,
 /// PING, ACK, CRYPTO and CONNECTION_CLOSE (RFC 9000 §12.4).
-fn crypto_frames(p: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, QuicError> {
+fn crypto_frames(p: &[u8]) -> Result<Vec<CryptoFrame>, QuicError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < p.len() {
@@ -222,7 +225,7 @@ fn crypto_frames(p: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, QuicError> {
 /// The client's CRYPTO stream as it arrives over one or more Initial datagrams.
 #[derive(Debug, Default, Clone)]
 pub struct InitialCrypto {
-    pieces: Vec<(u64, Vec<u8>)>,
+    pieces: Vec<CryptoFrame>,
     bytes: usize,
 }
 
@@ -242,7 +245,7 @@ impl InitialCrypto {
 
     /// The contiguous stream from offset 0.
     fn stream(&self) -> Vec<u8> {
-        let mut pieces: Vec<&(u64, Vec<u8>)> = self.pieces.iter().collect();
+        let mut pieces: Vec<&CryptoFrame> = self.pieces.iter().collect();
         pieces.sort_by_key(|p| p.0);
         let mut s = Vec::new();
         for (off, data) in pieces {
