@@ -287,6 +287,8 @@ fn query(
             .map_err(|e| e.to_string())?;
     }
     let env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    env.capture
+        .not_running("query does not capture (the extension and record do; their payload rows are in the history)");
     let tables = table_set(env);
     if live && !no_sample {
         // Two fresh samples a short window apart, so rates and CPU percentages are real.

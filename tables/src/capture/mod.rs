@@ -667,6 +667,53 @@ mod tests {
     }
 
     #[test]
+    fn status_says_why_capture_is_off_and_counts_when_on() {
+        use crate::config::{Config, StoreConfig};
+        let env = std::sync::Arc::new(crate::env::TableEnv::new(
+            crate::store::Store::in_memory(StoreConfig::default()).unwrap(),
+            Config::default(),
+            "/".into(),
+            None,
+        ));
+        let stop = std::sync::Arc::new(crate::sampler::StopSignal::default());
+        assert!(live::start(env.clone(), stop, |_| {}).is_none());
+        let s = env.capture.status();
+        assert!(!s.running);
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap()
+                .contains("[capture] enabled = true"),
+            "{s:?}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        for key in ["running", "reason", "packets", "flows_classified", "drops"] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+        // Counters move with the engine.
+        let mut e = Engine::new(
+            &CaptureConfig::default(),
+            LinkType::Raw,
+            NoOwners,
+            env.capture.clone(),
+        );
+        e.frame(1.0, &[0x45, 0, 0]);
+        e.frame(
+            1.0,
+            &ip_packet(
+                sa("10.0.0.1:1").ip(),
+                1,
+                sa("10.0.0.2:2").ip(),
+                2,
+                None,
+                b"x",
+            ),
+        );
+        let s = env.capture.status();
+        assert_eq!((s.packets, s.malformed_packets), (2, 1));
+    }
+
+    #[test]
     fn config_limits_are_checked() {
         assert!(CaptureConfig::default().validate().is_ok());
         assert!(CaptureConfig {
