@@ -221,3 +221,68 @@ fn or_queries_do_not_lose_rows_to_rowid_merging() {
         .collect();
     assert_eq!(got, [("null", ""), ("ok", "0"), ("ok", "5")], "{rows:?}");
 }
+
+#[test]
+fn a_flows_name_prefers_dns_over_what_it_claims_in_sockets_and_analytic_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    // Flow 1 claims a fronting SNI but DNS resolved its address from another name; flow 2 has
+    // only its SNI; flow 3 only an HTTP Host with a port.
+    let file = write(
+        dir.path(),
+        "obs.jsonl",
+        r#"{"kind":"flow","start":1700000000,"end":1700000010,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":40000,"remote_address":"203.0.113.9","remote_port":443}
+{"kind":"payload","ts":1700000000.5,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":40000,"remote_address":"203.0.113.9","remote_port":443,"payload_class":"tls","bytes_seen":256,"sni":"front.cdn-example.net","resolved_name":"c2.evil-example.org"}
+{"kind":"flow","start":1700000020,"end":1700000030,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":40001,"remote_address":"203.0.113.10","remote_port":443}
+{"kind":"payload","ts":1700000020.5,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":40001,"remote_address":"203.0.113.10","remote_port":443,"payload_class":"tls","sni":"api.only-sni.example.com"}
+{"kind":"flow","start":1700000040,"end":1700000050,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":40002,"remote_address":"203.0.113.11","remote_port":8080}
+{"kind":"payload","ts":1700000040.5,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":40002,"remote_address":"203.0.113.11","remote_port":8080,"payload_class":"http","http_host":"www.host-example.org:8080"}
+"#,
+    );
+    let q = |sql: &str| {
+        json_rows(&launchwatch(
+            &["query", "--json", "--replay", &file, sql],
+            dir.path(),
+        ))
+    };
+    let names: Vec<(String, String)> =
+        q("SELECT local_port, remote_name FROM launchwatch_sockets ORDER BY local_port")
+            .iter()
+            .map(|r| {
+                (
+                    r["local_port"].as_str().unwrap().into(),
+                    r["remote_name"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+    assert_eq!(
+        names,
+        [
+            ("40000".to_string(), "c2.evil-example.org".to_string()),
+            ("40001".into(), "api.only-sni.example.com".into()),
+            ("40002".into(), "www.host-example.org".into()),
+        ]
+    );
+    let remotes: Vec<String> = q("SELECT remote FROM launchwatch_destinations ORDER BY remote")
+        .iter()
+        .map(|r| r["remote"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(
+        remotes,
+        ["evil-example.org", "example.com", "host-example.org"]
+    );
+    let p = q(
+        "SELECT remote_name, sni, resolved_name FROM launchwatch_payloads WHERE local_port = 40000",
+    );
+    assert_eq!(
+        (
+            p[0]["remote_name"].as_str(),
+            p[0]["sni"].as_str(),
+            p[0]["resolved_name"].as_str()
+        ),
+        (
+            Some("c2.evil-example.org"),
+            Some("front.cdn-example.net"),
+            Some("c2.evil-example.org")
+        )
+    );
+}

@@ -156,13 +156,21 @@ impl Store {
     pub fn write_batch(&self, observations: &[Observation], samples: u64) -> Result<()> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
+        // Names first (DNS answers, payload rows with SNI/Host), so flows in the same batch
+        // are keyed by them.
+        for obs in observations {
+            match obs {
+                Observation::Payload(p) => insert_payload(&tx, p)?,
+                Observation::Dns(d) => upsert_dns(&tx, d)?,
+                _ => {}
+            }
+        }
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p)?,
                 Observation::Flow(f) => upsert_flow(&tx, f)?,
-                Observation::Payload(p) => insert_payload(&tx, p)?,
-                Observation::Dns(d) => upsert_dns(&tx, d)?,
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
+                Observation::Payload(_) | Observation::Dns(_) => {}
             }
         }
         if samples > 0 {
@@ -565,22 +573,28 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             (1, sent.max(0), received.max(0))
         }
     };
-    // A name from DNS when the flow has none, so _destinations and _beacons agree on keys.
-    let dns_name: Option<String> = if f.remote_name.as_deref().is_none_or(str::is_empty) {
-        tx.prepare_cached(
-            "SELECT name FROM dns WHERE address = ?1 ORDER BY last_seen DESC LIMIT 1",
-        )?
-        .query_row([&f.remote_address], |r| r.get(0))
-        .optional()?
-    } else {
-        None
-    };
-    let remote = f
-        .remote_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .or(dns_name.as_deref())
-        .unwrap_or(&f.remote_address);
+    // The flow's name as the tables see it (DNS-resolved first, then what it claimed), so
+    // _destinations and _beacons agree on keys.
+    let name: Option<String> = tx
+        .prepare_cached(&format!(
+            "SELECT {} FROM (SELECT ?1 AS remote_address, ?2 AS remote_port, ?3 AS local_port, ?4 AS protocol,
+                    ?5 AS start, ?6 AS end, ?7 AS last_seen, ?8 AS remote_name) f",
+            crate::analytics::FLOW_NAME_SQL
+        ))?
+        .query_row(
+            params![
+                f.remote_address,
+                f.remote_port,
+                f.local_port,
+                f.protocol,
+                f.start,
+                f.end,
+                last_seen,
+                f.remote_name.as_deref().filter(|n| !n.is_empty())
+            ],
+            |r| r.get(0),
+        )?;
+    let remote = name.as_deref().unwrap_or(&f.remote_address);
     tx.prepare_cached(
         "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
