@@ -19,10 +19,21 @@ use launchwatch_tables::observation::{read_jsonl, Loaded, Observation};
 use launchwatch_tables::sampler::{self, Due, Sampler, StopSignal};
 use launchwatch_tables::store::Store;
 
+/// `launchwatch --version`: what a fleet operator needs to match a binary to a release.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LAUNCHWATCH_GIT_COMMIT"),
+    ", ",
+    env!("LAUNCHWATCH_TARGET"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "launchwatch",
-    version,
+    version = LONG_VERSION,
+    propagate_version = true,
     about = "osquery extension: launchd beaconing, fallback channels, background mining, custom crypto and unusual egress",
     after_help = "osqueryd starts the extension as: launchwatch --socket PATH --timeout S --interval S [--verbose]"
 )]
@@ -64,6 +75,8 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Run SQL over launchwatch's tables in-process (no osqueryd needed).
+    // `launchwatch SUBCOMMAND --version` prints exactly what `launchwatch --version` does.
+    #[command(display_name = "launchwatch")]
     Query {
         /// Print osqueryi-style JSON (every value a string, NULL as "").
         #[arg(long)]
@@ -78,6 +91,7 @@ enum Command {
         sql: String,
     },
     /// Write live observations as JSON Lines.
+    #[command(display_name = "launchwatch")]
     Record {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -86,6 +100,7 @@ enum Command {
         duration: Option<f64>,
     },
     /// Write seeded, labelled synthetic host-days as JSON Lines observations (for --replay).
+    #[command(display_name = "launchwatch")]
     Simulate {
         #[arg(long, default_value = "1")]
         seed: u64,
