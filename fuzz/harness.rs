@@ -78,9 +78,12 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// What a fuzz target does with one input.
+pub type Harness = fn(&[u8]);
+
 /// Every target by name, as `fuzz/Cargo.toml` names the binaries and `fuzz/corpus/` the
 /// directories. The corpus replay test fails for a target missing here.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("binary", binary),
     ("plist_job", plist_job),
     ("observation_line", observation_line),
