@@ -213,6 +213,42 @@ mod tests {
     }
 
     #[test]
+    fn the_config_health_query_logs_what_is_silenced_differentially() {
+        let queries = load(&packs().join("queries")).unwrap();
+        let q = queries
+            .iter()
+            .find(|q| q.name == "launchwatch_status_config")
+            .unwrap();
+        assert_eq!(q.logging, "differential");
+        let select = q.sql.split("FROM").next().unwrap();
+        let status = crate::tables::all()
+            .into_iter()
+            .find(|t| t.name() == "launchwatch_status")
+            .unwrap();
+        for col in [
+            "config_path",
+            "config_sha256",
+            "config_rejected",
+            "allowlist_entries",
+        ] {
+            assert!(select.contains(col), "selects {col}");
+            assert!(status.columns().iter().any(|c| c.name == col), "{col}");
+        }
+        // Anything that changes on every run would log a row every run.
+        for unstable in [
+            "uptime",
+            "samples",
+            "cost",
+            "observations",
+            "bytes",
+            "errors",
+            "last_error",
+        ] {
+            assert!(!select.contains(unstable), "selects {unstable}");
+        }
+    }
+
+    #[test]
     fn bad_headers_are_named() {
         assert!(parse("x.sql", "-- name: a\n-- description: d\n-- platform: darwin\n-- interval: 0\n-- logging: differential\nSELECT 1;").unwrap_err().contains("interval"));
         assert!(parse("x.sql", "-- nme: a\nSELECT 1;")
