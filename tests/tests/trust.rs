@@ -270,3 +270,58 @@ fn a_tampered_state_directory_is_refused() {
     let fresh = status("SELECT last_error FROM launchwatch_status");
     assert_eq!(fresh["last_error"], "");
 }
+
+/// The pack's config health query, run as written, logs exactly what identifies the config in
+/// effect (its differential logging then emits a row whenever that changes).
+#[test]
+fn the_health_query_reports_the_config_in_effect() {
+    if !running_as_root() {
+        return;
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packs/queries/status_config.sql");
+    let sql: String = std::fs::read_to_string(source)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let t = tempfile::tempdir().unwrap();
+    let config = t.path().join("launchwatch.toml");
+    let state = t.path().join("state");
+    let run_with = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = run(&[
+            "--json",
+            "--no-sample",
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            &sql,
+        ]);
+        json_rows(&out).remove(0)
+    };
+    std::fs::write(&config, "").unwrap();
+    chmod(&config, 0o644);
+    let first = run_with(ALLOWLIST);
+    let mut keys: Vec<_> = first.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "allowlist_entries",
+            "config_path",
+            "config_rejected",
+            "config_sha256",
+            "version"
+        ]
+    );
+    assert_eq!(first["allowlist_entries"], "2");
+    // One more silenced path: a different row, so differential logging reports it.
+    let second = run_with(&format!(
+        "{ALLOWLIST}identities = [\"com.example.agent\"]\n"
+    ));
+    assert_eq!(second["allowlist_entries"], "3");
+    assert_ne!(first["config_sha256"], second["config_sha256"]);
+    assert_eq!(second["config_rejected"], "0");
+}

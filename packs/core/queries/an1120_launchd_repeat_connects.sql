@@ -8,7 +8,7 @@
 SELECT l.label, l.path AS plist, s.path, s.remote_address, s.remote_port
 FROM socket_events AS s
 JOIN launchd AS l
-  ON s.path = l.program OR (l.program = '' AND substr(l.program_arguments, 1, length(s.path)) = s.path)
+  ON s.path = l.program OR (coalesce(l.program, '') = '' AND substr(l.program_arguments, 1, length(s.path)) = s.path)
 WHERE s.action = 'connect'
   AND l.path NOT LIKE '/System/%'
   AND s.remote_address NOT IN ('', '0.0.0.0', '::', '::1')

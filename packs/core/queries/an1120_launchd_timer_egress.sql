@@ -8,7 +8,7 @@
 SELECT DISTINCT l.label, l.path AS plist, l.start_interval, p.path, s.remote_address, s.remote_port, s.protocol
 FROM launchd AS l
 JOIN processes AS p
-  ON p.path = l.program OR (l.program = '' AND substr(l.program_arguments, 1, length(p.path)) = p.path)
+  ON p.path = l.program OR (coalesce(l.program, '') = '' AND substr(l.program_arguments, 1, length(p.path)) = p.path)
 JOIN process_open_sockets AS s ON s.pid = p.pid
 WHERE l.start_interval != ''
   AND l.path NOT LIKE '/System/%'
