@@ -176,20 +176,18 @@ pub enum StateDir {
 
 /// Checks `dir` and the store files in it (`file_prefix*`: the database, its WAL and
 /// shared-memory files). `Err` when a directory above it is unsafe, so that no store beside it
-/// can be trusted either.
+/// can be trusted either, or when root's own file stands where the directory should be.
 pub fn check_state_dir(dir: &Path, file_prefix: &str) -> Result<StateDir, String> {
     let resolved = resolve(dir)?;
     let Some(meta) = resolved.meta else {
         return Ok(StateDir::Trusted);
     };
-    if !meta.is_dir() {
-        return Ok(StateDir::Tampered(format!(
-            "{} is not a directory",
-            resolved.path.display()
-        )));
-    }
     if let Err(reason) = check_owned_by_root(&resolved.path, &meta, "state directory") {
         return Ok(StateDir::Tampered(reason));
+    }
+    if !meta.is_dir() {
+        // Root's own mistake, not tampering: left alone, and unusable.
+        return Err(format!("{} is not a directory", resolved.path.display()));
     }
     let entries = std::fs::read_dir(&resolved.path)
         .map_err(|e| format!("{}: {e}", resolved.path.display()))?;
@@ -418,6 +416,15 @@ pub(crate) mod tests {
             Ok(StateDir::Tampered(e)) => assert!(e.contains("not a regular file"), "{e}"),
             other => panic!("{other:?}"),
         }
+
+        // Root's own file in its place: a mistake to report, not tampering to move aside.
+        let file = t.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        chmod(&file, 0o600);
+        assert!(prepare_state_dir(&file, "store.db", 1)
+            .unwrap_err()
+            .contains("not a directory"));
+        assert!(file.is_file());
 
         // Above it unsafe: no store there can be trusted, nothing is moved.
         chmod(t.path(), 0o777);
