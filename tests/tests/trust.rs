@@ -106,37 +106,40 @@ fn a_config_another_user_could_write_is_ignored_with_the_reason() {
     let config = t.path().join("launchwatch.toml");
     std::fs::write(&config, ALLOWLIST).unwrap();
 
-    let cases: [(&str, &Path, Box<dyn Fn()>, &str); 4] = [
+    // (what, file, its mode, its owner, the reason reported)
+    let cases = [
         (
             "world-writable",
             &config,
-            Box::new(|| chmod(&config, 0o666)),
+            0o666,
+            0,
             "writable by others (mode 0666)",
         ),
         (
             "group-writable",
             &config,
-            Box::new(|| chmod(&config, 0o620)),
+            0o620,
+            0,
             "writable by its group (mode 0620)",
         ),
         (
             "another user's",
             &config,
-            Box::new(|| {
-                chmod(&config, 0o644);
-                std::os::unix::fs::lchown(&config, Some(OTHER_UID), None).unwrap();
-            }),
+            0o644,
+            OTHER_UID,
             "owned by uid 65534, not root",
         ),
         (
             "under a writable directory",
             &under_open,
-            Box::new(|| {}),
+            0o644,
+            0,
             "/open is writable by others (mode 0777)",
         ),
     ];
-    for (what, path, setup, reason) in cases {
-        setup();
+    for (what, path, mode, owner, reason) in cases {
+        chmod(path, mode);
+        std::os::unix::fs::lchown(path, Some(owner), None).unwrap();
         let (status, allowlisted) = status_and_allowlisted(t.path(), path);
         assert_eq!(status["config_rejected"], "1", "{what}: {status:?}");
         assert_eq!(status["config_path"], path.to_str().unwrap(), "{what}");
