@@ -2,11 +2,12 @@
 //! `[allowlist]` silences detections) and the state directory (its history decides novelty and
 //! baselines). Running as root, launchwatch uses them only when no other user can change them:
 //! the file and every directory on the way to it are owned by root and writable by neither group
-//! nor others — the rule osquery applies to extension binaries, extended to the whole path.
+//! nor others. osquery asks as much of extension binaries, but only of the file and its own
+//! directory (osquery 5.23.1, `safePermissions` in osquery/filesystem/filesystem.cpp).
 //!
-//! One exception: a root-owned directory with the sticky bit (`/tmp`) may be world-writable,
-//! because the sticky bit stops other users from renaming or removing the root-owned entry
-//! beneath it, which is then checked in turn. Symlinks on the way are followed as the kernel
+//! Unlike osquery, a root-owned directory with the sticky bit (`/tmp`) may be world-writable on
+//! the way, because the sticky bit stops other users from renaming or removing the root-owned
+//! entry beneath it, which is then checked in turn. Symlinks on the way are followed as the kernel
 //! would, and each must itself be owned by root.
 //!
 //! Not examined: ACLs (macOS `chmod +a`, POSIX ACLs) and mount options.
