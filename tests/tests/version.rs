@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
-use launchwatch_e2e::{bin, stderr, stdout};
+use launchwatch_e2e::{run, stderr, stdout};
 
 fn version_line(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().unwrap();
+    let out = run(args);
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     stdout(&out)
 }
