@@ -3,6 +3,7 @@
 //! tables only through [`framework::TableSet`].
 
 pub mod analytics;
+pub mod attribution;
 pub mod binary;
 pub mod config;
 pub mod docs;

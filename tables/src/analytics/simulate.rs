@@ -430,6 +430,8 @@ pub fn observations(keys: &[Key]) -> Vec<Observation> {
                 prev_seen: None,
                 prev_bytes_sent: None,
                 prev_bytes_received: None,
+                label_source: None,
+                source: None,
             }));
         }
     }

@@ -185,9 +185,35 @@ fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
             cpu_time: mach_ticks_to_seconds(info.ptinfo.pti_total_user, hz)
                 + mach_ticks_to_seconds(info.ptinfo.pti_total_system, hz),
             launchd_label: None,
+            pgid: Some(b.pbi_pgid as i64),
+            label_source: None,
+            responsible_pid: responsible_pid(pid),
         });
     }
     Ok(out)
+}
+
+/// The process macOS holds responsible for `pid` (what TCC and Activity Monitor attribute a
+/// helper to), when it is another process. `responsibility_get_pid_responsible_for_pid` is
+/// private libsystem API (declared the same way by Chromium's process_info_mac), so it is
+/// looked up at run time and its absence costs only this fact. Only a Mac can prove it.
+fn responsible_pid(pid: libc::pid_t) -> Option<i64> {
+    type Responsible = unsafe extern "C" fn(libc::pid_t) -> libc::pid_t;
+    static SYMBOL: std::sync::OnceLock<Option<Responsible>> = std::sync::OnceLock::new();
+    let f = SYMBOL.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
+        let p = unsafe {
+            libc::dlsym(
+                libc::RTLD_DEFAULT,
+                c"responsibility_get_pid_responsible_for_pid".as_ptr(),
+            )
+        };
+        // SAFETY: the symbol, when present, has this C signature (pid_t -> pid_t).
+        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Responsible>(p) })
+    })?;
+    // SAFETY: takes any pid; returns -1 or a pid.
+    let r = unsafe { f(pid) };
+    (r > 0 && r != pid).then_some(r as i64)
 }
 
 /// `launchctl list` for the system domain (as root) and `launchctl asuser UID launchctl list`

@@ -6,6 +6,8 @@ pub struct ProcStat {
     pub pid: i64,
     pub comm: String,
     pub ppid: i64,
+    /// Process group (field 5).
+    pub pgrp: i64,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
     /// Process start, clock ticks after boot.
@@ -41,6 +43,7 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
         pid,
         comm,
         ppid: field(4)?.parse().map_err(|_| "field 4 is not a number")?,
+        pgrp: field(5)?.parse().map_err(|_| "field 5 is not a number")?,
         cpu_ticks: num(14)?.saturating_add(num(15)?),
         start_ticks: num(22)?,
     })
