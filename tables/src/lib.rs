@@ -10,6 +10,7 @@ pub mod docs;
 pub mod env;
 pub mod executables;
 pub mod framework;
+pub mod jobs;
 pub mod launchd;
 pub mod net;
 pub mod observation;

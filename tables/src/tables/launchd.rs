@@ -25,7 +25,7 @@ pub struct Launchd;
 const COLUMNS: &[Column] = &[
     text("label", "The job's Label").index(),
     text("path", "The plist's path on the host").index(),
-    text("domain", "system_daemon, system_agent, user_agent, apple_daemon or apple_agent (from the plist's directory)"),
+    text("domain", "system_daemon, system_agent, user_agent, apple_daemon, apple_agent (from the plist's directory), or app_bundle (an SMAppService plist inside an app bundle, macOS 13+)"),
     text("username", "User the job runs as: the home's user for user agents, UserName or root for daemons; NULL for agents loaded for every user"),
     bigint("owner_uid", "uid owning the plist file"),
     text("program", "Executable launchd runs: Program, else ProgramArguments[0] (bare names looked up in /usr/bin:/bin:/usr/sbin:/sbin), else BundleProgram"),
@@ -54,6 +54,13 @@ const COLUMNS: &[Column] = &[
     bigint("plist_mtime", "The plist's modification time, Unix epoch"),
     text("plist_sha256", "SHA-256 of the plist file"),
     integer("user_writable", "1 when a non-root user can write the plist or its program (or their directories): a classic hijack"),
+    text("job_class", "How far the job is trusted: apple (Apple's directories and an Apple-signed program), third_party (/Library, root-only), user (a user's agent, or anything a non-root user can change), app_bundle (docs/job-trust.md)"),
+    integer("masquerading", "1 when a com.apple. label lives outside Apple's directories"),
+    integer("interpreter", "1 when the program is an interpreter or downloader (curl, python3, osascript, sh, …)"),
+    text("program_sha256", "SHA-256 of the program file (at most 256 MiB)"),
+    text("program_cdhash", "The program's code directory hash, when signed"),
+    text("signer_class", "Signer class of the program (launchwatch_signing)"),
+    text("launchd_would_skip", "Why launchctl would refuse to load this plist (a dot-file, group- or world-writable, foreign owner); NULL when it would load it"),
     text("parse_error", "Why the plist could not be read or what in it was ignored; never the file's content"),
 ];
 
@@ -187,10 +194,9 @@ impl Table for Launchd {
                 .filter(|p| exists(p))
                 .and_then(|p| writable_by_non_root(root, p));
             let plist_writable = writable_by_non_root(root, &c.path);
-            set(
-                "user_writable",
-                Value::from(plist_writable.map(|w| w || program_writable.unwrap_or(false))),
-            );
+            let row_writable = plist_writable.map(|w| w || program_writable.unwrap_or(false));
+            set("user_writable", Value::from(row_writable));
+            let row_program = program.clone();
             set("program", Value::from(program));
             set(
                 "program_arguments",
@@ -248,6 +254,56 @@ impl Table for Launchd {
             if !job.problems.is_empty() {
                 set("parse_error", Value::from(job.problems.join("; ")));
             }
+            let masquerading =
+                crate::jobs::is_apple_label(label) && !dir.domain.starts_with("apple_");
+            set("masquerading", Value::from(masquerading));
+            let program_path = row_program.clone();
+            set(
+                "interpreter",
+                Value::from(program_path.as_deref().map(crate::jobs::is_interpreter)),
+            );
+            let existing = program_path.as_deref().filter(|p| exists(p));
+            if ctx.is_used("program_sha256") {
+                set(
+                    "program_sha256",
+                    Value::from(
+                        existing.and_then(|p| file_sha256(&under_root(root, p), 256 << 20)),
+                    ),
+                );
+            }
+            let wants_signer = ctx.is_used("signer_class")
+                || ctx.is_used("job_class")
+                || ctx.is_used("program_cdhash");
+            let signer = match existing.filter(|_| wants_signer) {
+                Some(p) => {
+                    let paths = std::iter::once(p.to_string()).collect();
+                    crate::analytics::history::signers(env, &paths).remove(p)
+                }
+                None => None,
+            };
+            if let Some(s) = &signer {
+                set("signer_class", Value::from(s.class.as_str()));
+                set("program_cdhash", Value::from(s.cdhash.clone()));
+            }
+            let facts = crate::jobs::JobFacts {
+                label: label.to_string(),
+                file: c.path.clone(),
+                domain: dir.domain,
+                program: program_path.clone(),
+                arguments: job.program_arguments.clone().unwrap_or_default(),
+                user_writable: row_writable.unwrap_or(false),
+                root_owned: file.uid == 0,
+                period,
+                masquerading,
+            };
+            set(
+                "job_class",
+                Value::from(facts.class(signer.as_ref().map(|s| s.class.as_str()))),
+            );
+            set(
+                "launchd_would_skip",
+                Value::from(crate::launchd::launchd_would_skip(root, dir, &c.path)),
+            );
             rows.push(row);
         }
         Ok(rows)
