@@ -19,3 +19,4 @@ pub mod platform;
 pub mod sampler;
 pub mod store;
 pub mod tables;
+pub mod trust;
