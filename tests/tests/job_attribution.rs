@@ -8,9 +8,8 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
-use launchwatch_e2e::{bin, json_rows};
+use launchwatch_e2e::{command, json_rows};
 use serde_json::{Map, Value};
 
 const DAY: f64 = 1_733_011_200.0; // 2024-12-01 00:00 UTC
@@ -365,14 +364,13 @@ fn build(root: &Path) -> String {
 }
 
 fn beacons(root: &Path, replay: &Path) -> Vec<Map<String, Value>> {
-    let out = Command::new(bin())
+    let out = command(root.parent().unwrap())
         .args(["query", "--json", "--replay"])
         .arg(replay)
         .arg("--root")
         .arg(root)
         .args(["--now", &format!("{NOW}")])
         .arg("SELECT identity, launchd_label, label_source, job_class, signer_class, interpreter, raw_score, context, beacon_score, explained_by_launchd, remote FROM launchwatch_beacons")
-        .env("TZ", "UTC")
         .output()
         .unwrap();
     json_rows(&out)
@@ -462,7 +460,7 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
     std::fs::create_dir_all(&root).unwrap();
     let replay = dir.path().join("host.jsonl");
     std::fs::write(&replay, build(&root)).unwrap();
-    let out = Command::new(bin())
+    let out = command(dir.path())
         .args(["query", "--json", "--replay"])
         .arg(&replay)
         .arg("--root")
@@ -494,7 +492,7 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
         ]
     );
     // launchwatch_launchd: the app bundle's job and its class.
-    let out = Command::new(bin())
+    let out = command(dir.path())
         .args(["query", "--json", "--root"])
         .arg(&root)
         .args(["--now", &format!("{NOW}"), "--replay"])
