@@ -360,6 +360,30 @@ fn build(root: &Path) -> String {
             "140.82.112.5",
         );
     }
+    // The Background Task Management registration of the helper (a keyed archive).
+    let uid = |n: u64| plist::Value::Uid(plist::Uid::new(n));
+    let mut item = plist::Dictionary::new();
+    item.insert("identifier".into(), uid(2));
+    item.insert("type".into(), plist::Value::Integer(0x8.into()));
+    item.insert("disposition".into(), plist::Value::Integer(0x3.into()));
+    item.insert("teamIdentifier".into(), uid(3));
+    item.insert("developerName".into(), uid(4));
+    let mut top = plist::Dictionary::new();
+    top.insert(
+        "$objects".into(),
+        plist::Value::Array(vec![
+            s("$null"),
+            plist::Value::Dictionary(item),
+            s("8.com.helper.agent"),
+            s("HELPER1234"),
+            s("Helper Corp"),
+        ]),
+    );
+    let btm = root.join("private/var/db/com.apple.backgroundtaskmanagement");
+    std::fs::create_dir_all(&btm).unwrap();
+    plist::Value::Dictionary(top)
+        .to_file_binary(btm.join("BackgroundItems-v9.btm"))
+        .unwrap();
     r.0
 }
 
@@ -516,4 +540,28 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
     assert_eq!(get("com.vendor.updater")["job_class"], "third_party");
     assert_eq!(get("com.apple.timed-sync")["job_class"], "apple");
     assert_eq!(get("com.apple.timed-sync")["masquerading"], "0");
+    let out = command(dir.path())
+        .args(["query", "--json", "--root"])
+        .arg(&root)
+        .arg("SELECT label, btm_type, btm_disposition, team_id, developer_name FROM launchwatch_launchd WHERE domain = 'btm'")
+        .output()
+        .unwrap();
+    let btm = json_rows(&out);
+    assert_eq!(btm.len(), 1, "{btm:#?}");
+    assert_eq!(
+        (
+            btm[0]["label"].as_str(),
+            btm[0]["btm_type"].as_str(),
+            btm[0]["btm_disposition"].as_str(),
+            btm[0]["team_id"].as_str(),
+            btm[0]["developer_name"].as_str()
+        ),
+        (
+            Some("com.helper.agent"),
+            Some("agent"),
+            Some("enabled,allowed"),
+            Some("HELPER1234"),
+            Some("Helper Corp")
+        )
+    );
 }

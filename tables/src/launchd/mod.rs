@@ -2,6 +2,7 @@
 //! facts about each. Interpretation of a plist's keys is in [`job`], calendar maths in
 //! [`calendar`].
 
+pub mod btm;
 pub mod calendar;
 pub mod job;
 

@@ -25,7 +25,7 @@ pub struct Launchd;
 const COLUMNS: &[Column] = &[
     text("label", "The job's Label").index(),
     text("path", "The plist's path on the host").index(),
-    text("domain", "system_daemon, system_agent, user_agent, apple_daemon, apple_agent (from the plist's directory), or app_bundle (an SMAppService plist inside an app bundle, macOS 13+)"),
+    text("domain", "system_daemon, system_agent, user_agent, apple_daemon, apple_agent (from the plist's directory), app_bundle (an SMAppService plist inside an app bundle, macOS 13+), or btm (a Background Task Management registration, one row each, where the database is readable: it needs Full Disk Access)"),
     text("username", "User the job runs as: the home's user for user agents, UserName or root for daemons; NULL for agents loaded for every user"),
     bigint("owner_uid", "uid owning the plist file"),
     text("program", "Executable launchd runs: Program, else ProgramArguments[0] (bare names looked up in /usr/bin:/bin:/usr/sbin:/sbin), else BundleProgram"),
@@ -61,6 +61,10 @@ const COLUMNS: &[Column] = &[
     text("program_cdhash", "The program's code directory hash, when signed"),
     text("signer_class", "Signer class of the program (launchwatch_signing)"),
     text("launchd_would_skip", "Why launchctl would refuse to load this plist (a dot-file, group- or world-writable, foreign owner); NULL when it would load it"),
+    text("btm_type", "domain btm: the Background Task Management item's type (agent, daemon, login item, app, legacy daemon, …)"),
+    text("btm_disposition", "domain btm: the user's decision as sfltool names it (enabled or disabled, allowed, hidden, notified)"),
+    text("team_id", "domain btm: the registering app's team id"),
+    text("developer_name", "domain btm: the developer name shown in Login Items"),
     text("parse_error", "Why the plist could not be read or what in it was ignored; never the file's content"),
 ];
 
@@ -306,8 +310,78 @@ impl Table for Launchd {
             );
             rows.push(row);
         }
+        if paths.is_empty() {
+            rows.extend(btm_rows(root).into_iter().filter(|r| {
+                labels.is_empty()
+                    || matches!(&r[col("label")], Value::Text(l) if labels.contains(l.as_str()))
+            }));
+        }
         Ok(rows)
     }
+}
+
+/// One row per Background Task Management item, or one row saying why the database could not
+/// be read (it needs Full Disk Access, even as root).
+fn btm_rows(root: &Path) -> Vec<Row> {
+    use crate::launchd::btm;
+    let Some(db) = btm::current_db(root) else {
+        return Vec::new();
+    };
+    let host_path = format!("/{}", db.strip_prefix(root).unwrap_or(&db).display());
+    let error_row = |e: String| {
+        let mut row: Row = vec![Value::Null; COLUMNS.len()];
+        row[col("path")] = Value::from(host_path.as_str());
+        row[col("domain")] = Value::from("btm");
+        row[col("parse_error")] = Value::from(e);
+        vec![row]
+    };
+    let bytes = match std::fs::metadata(&db) {
+        Ok(m) if m.len() > 64 << 20 => return error_row("larger than 64 MiB".into()),
+        Ok(_) => match std::fs::read(&db) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return error_row(
+                "unreadable: permission denied (Background Task Management needs Full Disk Access)"
+                    .into(),
+            ),
+            Err(e) => return error_row(format!("unreadable: {}", e.kind())),
+        },
+        Err(e) => return error_row(format!("unreadable: {}", e.kind())),
+    };
+    let items = match btm::parse(&bytes) {
+        Ok(items) => items,
+        Err(e) => return error_row(e),
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let mut row: Row = vec![Value::Null; COLUMNS.len()];
+            // Identifiers carry the item type as a numeric prefix ("8.com.example.agent").
+            let label = match item.identifier.split_once('.') {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+                _ => item.identifier.clone(),
+            };
+            let url_path = item
+                .url
+                .as_deref()
+                .map(|u| u.strip_prefix("file://").unwrap_or(u).to_string());
+            let program = match (&item.executable, &url_path) {
+                (Some(e), _) if e.starts_with('/') => Some(e.clone()),
+                (Some(e), Some(u)) => u
+                    .find(".app/")
+                    .map(|i| format!("{}/{}", &u[..i + 4], e.trim_start_matches('/'))),
+                _ => None,
+            };
+            row[col("label")] = Value::from(label);
+            row[col("path")] = Value::from(url_path.unwrap_or_else(|| host_path.clone()));
+            row[col("domain")] = Value::from("btm");
+            row[col("program")] = Value::from(program);
+            row[col("btm_type")] = Value::from(item.item_type);
+            row[col("btm_disposition")] = Value::from(item.disposition);
+            row[col("team_id")] = Value::from(item.team_id);
+            row[col("developer_name")] = Value::from(item.developer_name);
+            row
+        })
+        .collect()
 }
 
 /// Whether the job's domain lists it: daemons in the system domain, a user's agents in that
