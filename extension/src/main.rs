@@ -333,6 +333,12 @@ fn query(
                 .filter_map(Observation::time)
                 .reduce(f64::max)
         });
+        // A process without a label inherits its parent's; flows and payloads follow their
+        // process (spec.md), exactly as the live sampler attributes them.
+        launchwatch_tables::attribution::attribute(
+            &mut loaded.observations,
+            &mut launchwatch_tables::attribution::ProcessTree::new("replay"),
+        );
         store
             .write_batch(&loaded.observations, 0)
             .map_err(|e| e.to_string())?;

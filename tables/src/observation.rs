@@ -40,6 +40,15 @@ pub struct ProcessObs {
     pub cpu_time: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launchd_label: Option<String>,
+    /// Process group: survives re-parenting to launchd, so a job's grandchildren stay its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<i64>,
+    /// How `launchd_label` was learned (spec.md value list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_source: Option<String>,
+    /// macOS: the process the system holds responsible (an app for its helpers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible_pid: Option<i64>,
 }
 
 /// One connection; byte counters are its cumulative totals at `end` (or at the sample).
@@ -70,6 +79,12 @@ pub struct FlowObs {
     pub bytes_received: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// How `launchd_label` was learned (spec.md value list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_source: Option<String>,
+    /// Which collector saw the flow (spec.md value list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Extension to the spec'd format: when the counters were last read (defaults to `end`,
     /// else `start`), and the reading before it, so rates survive a record/replay round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]

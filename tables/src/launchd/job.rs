@@ -284,6 +284,9 @@ fn read_calendar(r: &mut Reader<'_>, job: &mut Job) {
             .collect();
         let (entry, entry_json, problems) = entry_from_fields(&fields);
         r.problems.extend(problems);
+        let Some(entry) = entry else {
+            continue;
+        };
         entries.push(entry);
         json.push(Json::Object(
             entry_json
