@@ -258,20 +258,64 @@ pub fn run_sql(conn: &Connection, sql: &str) -> Result<ResultSet, String> {
     while let Some(row) = cursor.next().map_err(|e| sql_error(&e))? {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            out.push(match row.get_ref(i).map_err(|e| sql_error(&e))? {
-                ValueRef::Null => None,
-                ValueRef::Integer(v) => Some(v.to_string()),
-                ValueRef::Real(v) => Some(v.to_string()),
-                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            });
+            out.push(cell(row.get_ref(i).map_err(|e| sql_error(&e))?));
         }
         rows.push(out);
     }
     Ok(ResultSet { columns, rows })
 }
 
-fn sql_error(e: &rusqlite::Error) -> String {
+/// One value as osqueryi prints it: SQLite's own text form, so doubles have 15 significant
+/// digits (`0.16`, not `0.16000000000000003`).
+pub fn cell(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(v) => Some(v.to_string()),
+        ValueRef::Real(v) => Some(real_text(v)),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+/// SQLite's REAL-to-text conversion (`%!.15g`): 15 significant digits, trailing zeros dropped,
+/// and a `.0` kept on whole numbers so a double still reads as one.
+pub fn real_text(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NaN".into()
+        } else if v > 0.0 {
+            "Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return "0.0".into();
+    }
+    let sci = format!("{v:.14e}");
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("a decimal exponent");
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            let t = s.trim_end_matches('0');
+            if t.ends_with('.') {
+                format!("{t}0")
+            } else {
+                t.to_string()
+            }
+        } else {
+            format!("{s}.0")
+        }
+    };
+    if !(-4..15).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        trim(&format!("{v:.*}", (14 - exp).max(0) as usize))
+    }
+}
+
+pub fn sql_error(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
         rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
@@ -375,6 +419,22 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&to_json(&empty)).unwrap(),
             serde_json::json!([])
         );
+    }
+
+    #[test]
+    fn doubles_print_as_sqlite_and_osqueryi_print_them() {
+        for (v, text) in [
+            (0.1 + 0.06, "0.16"),
+            (2.0, "2.0"),
+            (-0.5, "-0.5"),
+            (119.87654321012345, "119.876543210123"),
+            (1e20, "1.0e+20"),
+            (1.5e-7, "1.5e-07"),
+            (0.0, "0.0"),
+            (123456789012345.0, "123456789012345.0"),
+        ] {
+            assert_eq!(real_text(v), text, "{v}");
+        }
     }
 
     #[test]

@@ -180,7 +180,15 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        // The key's dotted path goes with the reason: "sampler.process_interval: invalid type …".
+        let de = toml::Deserializer::parse(text).map_err(|e| e.message().to_string())?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let reason = crate::observation::plain_types(e.inner().message());
+            match e.path().to_string().as_str() {
+                "." => reason,
+                key => format!("{key}: {reason}"),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }

@@ -2,6 +2,7 @@
 //! fallback and egress scoring. Tables gather inputs from the store and call these.
 
 pub mod beacon;
+pub mod demo;
 pub mod history;
 pub mod payload;
 pub mod rita;
