@@ -68,7 +68,19 @@ pub struct Detection {
 /// Runs every detection (status is not one) once on `conn`.
 pub fn run(conn: &Connection) -> Result<Vec<Detection>, String> {
     let mut out = Vec::new();
-    for query in bundled().into_iter().filter(|q| q.mitre != "none") {
+    let mut queries: Vec<PackQuery> = bundled()
+        .into_iter()
+        .filter(|q| q.mitre != "none")
+        .collect();
+    // The analytics' usual order (README, pack): beacons first, egress last.
+    let rank = |m: &str| {
+        ["AN1120", "AN1378", "AN0743", "AN0402", "AN0082"]
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(usize::MAX)
+    };
+    queries.sort_by_key(|q| (rank(&q.mitre), q.name.clone()));
+    for query in queries {
         let rs = run_sql(conn, &query.sql).map_err(|e| format!("{}: {e}", query.name))?;
         let mut findings = Vec::new();
         for row in &rs.rows {
@@ -158,7 +170,7 @@ pub fn to_text(detections: &[Detection]) -> String {
             let pairs = |kv: &[(String, String)]| {
                 kv.iter()
                     .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .map(|(k, v)| format!("{k}={}", short(v)))
                     .collect::<Vec<_>>()
                     .join("  ")
             };
@@ -174,6 +186,23 @@ pub fn to_text(detections: &[Detection]) -> String {
         detections.len()
     );
     out
+}
+
+/// A double shortened for reading (three decimals at most); anything else as it is. `--json`
+/// keeps full values.
+fn short(v: &str) -> String {
+    match v.parse::<f64>() {
+        Ok(x) if v.contains('.') && !v.contains('e') => {
+            let s = format!("{x:.3}");
+            let s = s.trim_end_matches('0');
+            if s.ends_with('.') {
+                format!("{s}0")
+            } else {
+                s.to_string()
+            }
+        }
+        _ => v.to_string(),
+    }
 }
 
 pub fn to_json(detections: &[Detection]) -> String {

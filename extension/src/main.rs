@@ -177,7 +177,8 @@ fn load_config(global: &Global) -> Result<Config, String> {
     }
 }
 
-/// spec.md's defaults: a system directory for root, the XDG state directory otherwise.
+/// The documented defaults (README, "State"): a system directory for root, the XDG state
+/// directory otherwise.
 fn state_dir(global: &Global) -> PathBuf {
     if let Some(dir) = &global.state_dir {
         return dir.clone();

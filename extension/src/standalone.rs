@@ -265,8 +265,9 @@ pub fn run_sql(conn: &Connection, sql: &str) -> Result<ResultSet, String> {
     Ok(ResultSet { columns, rows })
 }
 
-/// One value as osqueryi prints it: SQLite's own text form, so doubles have 15 significant
-/// digits (`0.16`, not `0.16000000000000003`).
+/// One value as osqueryi prints it: doubles with 15 significant digits (`0.16`, not
+/// `0.16000000000000003`) and `.0` appended when that leaves no decimal point, as osquery's
+/// row serialisation does (osquery `utils/conversions/castvariant.h`).
 pub fn cell(v: ValueRef<'_>) -> Option<String> {
     match v {
         ValueRef::Null => None,
@@ -277,41 +278,40 @@ pub fn cell(v: ValueRef<'_>) -> Option<String> {
     }
 }
 
-/// SQLite's REAL-to-text conversion (`%!.15g`): 15 significant digits, trailing zeros dropped,
-/// and a `.0` kept on whole numbers so a double still reads as one.
+/// C's `%.15g`, then `.0` when the result has no `.`: `2` → `2.0`, `1e+20` → `1e+20.0`.
 pub fn real_text(v: f64) -> String {
-    if !v.is_finite() {
+    let g = if !v.is_finite() {
         return if v.is_nan() {
-            "NaN".into()
+            "nan".into()
         } else if v > 0.0 {
-            "Inf".into()
+            "inf".into()
         } else {
-            "-Inf".into()
+            "-inf".into()
         };
-    }
-    if v == 0.0 {
-        return "0.0".into();
-    }
-    let sci = format!("{v:.14e}");
-    let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
-    let exp: i32 = exp.parse().expect("a decimal exponent");
-    let trim = |s: &str| -> String {
-        if s.contains('.') {
-            let t = s.trim_end_matches('0');
-            if t.ends_with('.') {
-                format!("{t}0")
+    } else if v == 0.0 {
+        "0".to_string()
+    } else {
+        let sci = format!("{v:.14e}");
+        let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
+        let exp: i32 = exp.parse().expect("a decimal exponent");
+        let trim = |s: &str| -> String {
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
             } else {
-                t.to_string()
+                s.to_string()
             }
+        };
+        if !(-4..15).contains(&exp) {
+            let sign = if exp < 0 { '-' } else { '+' };
+            format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
         } else {
-            format!("{s}.0")
+            trim(&format!("{v:.*}", (14 - exp).max(0) as usize))
         }
     };
-    if !(-4..15).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    if g.contains('.') {
+        g
     } else {
-        trim(&format!("{v:.*}", (14 - exp).max(0) as usize))
+        format!("{g}.0")
     }
 }
 
@@ -422,13 +422,13 @@ mod tests {
     }
 
     #[test]
-    fn doubles_print_as_sqlite_and_osqueryi_print_them() {
+    fn doubles_print_as_osqueryi_prints_them() {
         for (v, text) in [
             (0.1 + 0.06, "0.16"),
             (2.0, "2.0"),
             (-0.5, "-0.5"),
             (119.87654321012345, "119.876543210123"),
-            (1e20, "1.0e+20"),
+            (1e20, "1e+20.0"),
             (1.5e-7, "1.5e-07"),
             (0.0, "0.0"),
             (123456789012345.0, "123456789012345.0"),

