@@ -93,3 +93,19 @@ pub fn json_rows(o: &Output) -> Vec<serde_json::Map<String, serde_json::Value>> 
         .map(|r| r.as_object().expect("objects").clone())
         .collect()
 }
+
+/// For tests that need root (to chown files to another user, or because the behaviour under
+/// test only applies to root). CI runs as root, so with `CI=true` a missing root fails the test
+/// instead of skipping it.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test needs root, and CI=true: refusing to skip"
+    );
+    eprintln!("skipped: needs root");
+    false
+}

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use launchwatch_tables::config::Config;
+use launchwatch_tables::config::{Config, LoadError};
 use launchwatch_tables::env::TableEnv;
 use launchwatch_tables::framework::TableSet;
 use launchwatch_tables::observation::{read_jsonl, Loaded, Observation};
 use launchwatch_tables::sampler::{self, Due, Sampler, StopSignal};
-use launchwatch_tables::store::Store;
+use launchwatch_tables::store::{Store, STORE_FILE};
+use launchwatch_tables::trust::StateDir;
 
 #[derive(Parser)]
 #[command(
@@ -151,30 +152,71 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(global: &Global) -> Result<Config, String> {
-    match &global.config {
-        Some(path) => Config::load(path),
+/// The config in effect and the problems to report. A config another user could write is
+/// never used by a root process (its allowlist would silence detections): defaults apply and
+/// the reason is reported. An invalid config is an error for `query` and `record`; the
+/// extension (`degrade`) runs with defaults instead of crash-looping under osqueryd.
+fn load_config(global: &Global, degrade: bool) -> Result<(Config, Vec<String>), String> {
+    let path = match &global.config {
+        Some(path) => path.clone(),
         None => {
-            // LAUNCHWATCH_CONFIG names another default (tests point it at an empty file so a
+            // LAUNCHWATCH_CONFIG names another default (tests point it at /dev/null so a
             // host's own config cannot change their thresholds).
-            if let Some(named) = std::env::var_os("LAUNCHWATCH_CONFIG").map(PathBuf::from) {
-                // Named explicitly, so a missing file is a mistake, not "no config".
-                if !named.exists() {
-                    return Err(format!(
-                        "LAUNCHWATCH_CONFIG names {}, which does not exist: fix the path or unset LAUNCHWATCH_CONFIG",
-                        named.display()
-                    ));
+            match std::env::var_os("LAUNCHWATCH_CONFIG").map(PathBuf::from) {
+                Some(named) => {
+                    // Named explicitly, so a missing file is a mistake, not "no config".
+                    // symlink_metadata: a dangling link in its place is still reported.
+                    if std::fs::symlink_metadata(&named).is_err() {
+                        let e = format!(
+                            "LAUNCHWATCH_CONFIG names {}, which does not exist: fix the path or unset LAUNCHWATCH_CONFIG",
+                            named.display()
+                        );
+                        return if degrade {
+                            Ok((
+                                Config::default(),
+                                vec![format!("config ignored, running with defaults: {e}")],
+                            ))
+                        } else {
+                            Err(e)
+                        };
+                    }
+                    named
                 }
-                return Config::load(&named);
-            }
-            let default = Path::new("/etc/launchwatch.toml");
-            if default.exists() {
-                Config::load(default)
-            } else {
-                Ok(Config::default())
+                None => {
+                    let default = PathBuf::from("/etc/launchwatch.toml");
+                    if std::fs::symlink_metadata(&default).is_err() {
+                        return Ok((Config::default(), Vec::new()));
+                    }
+                    default
+                }
             }
         }
+    };
+    match Config::load(&path, launchwatch_tables::trust::enforced()) {
+        Ok(config) => Ok((config, Vec::new())),
+        Err(e @ LoadError::Untrusted(_)) => Ok((
+            Config::rejected(&path),
+            vec![format!(
+                "config ignored, running with defaults and no allowlist: {e}"
+            )],
+        )),
+        Err(LoadError::Invalid(e)) if degrade => Ok((
+            Config::rejected(&path),
+            vec![format!("config ignored, running with defaults: {e}")],
+        )),
+        Err(LoadError::Invalid(e)) => Err(e),
     }
+}
+
+/// Running as root, a state directory another user could have written is not used: it is moved
+/// aside and a fresh one made (the event is returned for reporting); `Err` when no directory
+/// there can be trusted.
+fn trusted_state_dir(dir: &Path) -> Result<Option<String>, String> {
+    if !launchwatch_tables::trust::enforced() {
+        return Ok(None);
+    }
+    let now = launchwatch_tables::env::wall_clock() as u64;
+    launchwatch_tables::trust::prepare_state_dir(dir, STORE_FILE, now)
 }
 
 /// The documented defaults (README, "State"): a system directory for root, the XDG state
@@ -213,16 +255,18 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     // osqueryd restarts an extension that exits, every few seconds and forever. A bad config or
     // an unusable state directory therefore degrades (defaults, in-memory history) and says so
     // on stderr and in launchwatch_status, rather than crash-looping with no tables at all.
-    let mut startup_errors = Vec::new();
-    let config = load_config(&cli.global).unwrap_or_else(|e| {
-        startup_errors.push(format!("config ignored, running with defaults: {e}"));
-        Config::default()
-    });
+    let (config, mut startup_errors) = load_config(&cli.global, true)?;
     let dir = state_dir(&cli.global);
-    let store = Store::open(&dir, config.store.clone()).or_else(|e| {
-        startup_errors.push(format!("history not persisted (in memory only): {e}"));
-        Store::in_memory(config.store.clone())
-    });
+    let store = trusted_state_dir(&dir)
+        .map_err(|e| launchwatch_tables::store::StoreError(format!("state directory refused: {e}")))
+        .and_then(|event| {
+            startup_errors.extend(event);
+            Store::open(&dir, config.store.clone())
+        })
+        .or_else(|e| {
+            startup_errors.push(format!("history not persisted (in memory only): {e}"));
+            Store::in_memory(config.store.clone())
+        });
     let store = store.map_err(|e| e.to_string())?;
     for e in &startup_errors {
         eprintln!("launchwatch: {e}");
@@ -279,7 +323,7 @@ fn standalone_tables(
     replay: &[PathBuf],
     no_sample: bool,
 ) -> Result<Arc<TableSet>, String> {
-    let config = load_config(global)?;
+    let (config, mut problems) = load_config(global, false)?;
     let mut store = Store::in_memory(config.store.clone()).map_err(|e| e.to_string())?;
     let fixed_now;
     let live = replay.is_empty();
@@ -287,10 +331,21 @@ fn standalone_tables(
     if live {
         fixed_now = global.now;
         let dir = state_dir(global);
-        match store.import_history(&dir) {
+        // Read-only here: a tampered history is left where it is, and not read.
+        let trusted = if launchwatch_tables::trust::enforced() {
+            match launchwatch_tables::trust::check_state_dir(&dir, STORE_FILE) {
+                Ok(StateDir::Trusted) => Ok(()),
+                Ok(StateDir::Tampered(e)) | Err(e) => {
+                    Err(format!("history in {} not read: {e}", dir.display()))
+                }
+            }
+        } else {
+            Ok(())
+        };
+        // History is a bonus for a live query: say why it is missing and go on.
+        match trusted.and_then(|_| store.import_history(&dir).map_err(|e| e.to_string())) {
             Ok(_) => {}
-            // History is a bonus for a live query: say why it is missing and go on.
-            Err(e) => eprintln!("launchwatch: warning: {e}"),
+            Err(e) => problems.push(e),
         }
         history = Some(dir.join(launchwatch_tables::store::STORE_FILE));
     } else {
@@ -324,7 +379,11 @@ fn standalone_tables(
             .write_batch(&loaded.observations, 0)
             .map_err(|e| e.to_string())?;
     }
+    for p in &problems {
+        eprintln!("launchwatch: warning: {p}");
+    }
     let mut env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    env.startup_errors = problems;
     env.history_path = history;
     let tables = table_set(env);
     if live && !no_sample {
@@ -441,16 +500,22 @@ fn hunt(global: &Global, json: bool, replay: &[PathBuf]) -> Result<ExitCode, Str
 /// With an explicit `--state-dir` the samples also persist there (as a running extension's
 /// would); otherwise they live in memory only.
 fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode, String> {
-    let config = load_config(global)?;
+    let (config, mut problems) = load_config(global, false)?;
     let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, signalled.clone()).map_err(|e| e.to_string())?;
     }
     let store = match &global.state_dir {
-        Some(dir) => Store::open(dir, config.store.clone()),
+        Some(dir) => {
+            problems.extend(trusted_state_dir(dir)?);
+            Store::open(dir, config.store.clone())
+        }
         None => Store::in_memory(config.store.clone()),
     }
     .map_err(|e| e.to_string())?;
+    for p in &problems {
+        eprintln!("launchwatch: warning: {p}");
+    }
     // Fail on an unwritable target now, not after the recording.
     check_out_dir(out, "record")?;
     let tmp = out.with_extension("partial");
