@@ -506,7 +506,7 @@ pub fn host_day(seed: u64, day_index: u64) -> Vec<Key> {
     keys
 }
 
-/// A host-day as spec'd observations: one flow line per connection and a signing line per
+/// A host-day as observations (docs/observations.md): one flow line per connection and a signing line per
 /// program, for `launchwatch query --replay`.
 pub fn observations(keys: &[Key]) -> Vec<Observation> {
     let mut out = Vec::new();

@@ -43,7 +43,7 @@ pub struct Job {
     pub problems: Vec<String>,
 }
 
-/// The first rule that applies (spec.md's value list, in this order).
+/// The first rule that applies (the value list in docs/tables.md, in this order).
 pub fn schedule_kind(job: &Job) -> &'static str {
     let keep_alive = match &job.keep_alive {
         Some(KeepAlive::Bool(b)) => *b,

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 /// Plists larger than this are not read: a job plist is a few KiB.
 pub const MAX_PLIST_BYTES: u64 = 1 << 20;
 
-/// Where job plists live, relative to the root, with their domain (spec.md value list).
+/// Where job plists live, relative to the root, with their domain (docs/design.md, "launchd").
 pub const SYSTEM_DIRS: &[(&str, &str)] = &[
     ("System/Library/LaunchDaemons", "apple_daemon"),
     ("System/Library/LaunchAgents", "apple_agent"),

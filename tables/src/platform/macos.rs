@@ -38,7 +38,7 @@ extern "C" {
 
 /// Mach ticks per second. `hw.tbfrequency` first: it is not Rosetta-normalised, while
 /// `mach_timebase_info` reports 1/1 to an x86_64 binary under Rosetta although the kernel's
-/// task times stay in native 24 MHz ticks (collectors.md §2).
+/// task times stay in native 24 MHz ticks (docs/design.md, "Collectors").
 pub fn ticks_per_second() -> u64 {
     let mut value: u64 = 0;
     let mut len = size_of::<u64>();
