@@ -28,6 +28,8 @@ pub fn plist_job(data: &[u8]) {
         }
     }
     let _ = lw::launchd::parse_overrides(data);
+    // Background Task Management keyed archives.
+    let _ = lw::launchd::btm::parse(data);
 }
 
 /// Hostile JSON Lines for `--replay`.
@@ -56,6 +58,8 @@ pub fn kernel_buffers(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = parse::parse_proc_stat(text);
         let _ = parse::parse_launchctl_list(text);
+        let _ = parse::parse_launchctl_print(text);
+        let _ = lw::jobs::unit_exec_start(text);
         let _ = parse::systemd_unit_from_cgroup(text);
     }
 }

@@ -616,6 +616,39 @@ mod tests {
     }
 
     #[test]
+    fn linux_units_take_their_class_from_where_they_live() {
+        let t = tempfile::tempdir().unwrap();
+        let unit = |dir: &str, name: &str, exec: &str| {
+            let d = t.path().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(name), format!("[Service]\nExecStart={exec}\n")).unwrap();
+        };
+        unit("usr/lib/systemd/system", "ssh.service", "/usr/sbin/sshd -D");
+        unit(
+            "etc/systemd/system",
+            "agent.service",
+            "/opt/agent/bin/agent --every 60",
+        );
+        unit(
+            "home/bob/.config/systemd/user",
+            "sync.service",
+            "/usr/bin/curl -s https://x.example/",
+        );
+        // /etc overrides the vendor's copy of the same unit.
+        unit("usr/lib/systemd/system", "agent.service", "/usr/bin/true");
+        let jobs = inventory(t.path(), 0);
+        let class = |l: &str| jobs[l].class(None);
+        assert_eq!(class("ssh.service"), "vendor");
+        assert_eq!(class("agent.service"), "third_party");
+        assert_eq!(
+            jobs["agent.service"].program.as_deref(),
+            Some("/opt/agent/bin/agent")
+        );
+        assert_eq!(class("sync.service"), "user");
+        assert_eq!(jobs["sync.service"].arguments[0], "/usr/bin/curl");
+    }
+
+    #[test]
     fn a_user_job_is_never_trusted_more_than_an_unsigned_program() {
         let unsigned = trust_multiplier(&Trust {
             signer_class: "unsigned",
