@@ -1,12 +1,7 @@
 #![no_main]
-//! DNS responses: compression pointers (loops, forward jumps), CNAME chains, truncation.
-use libfuzzer_sys::fuzz_target;
-use launchwatch_tables::capture::dns::{parse, resolutions};
+//! Fuzz target `dns`: the bytes go to `harness::dns` (fuzz/harness.rs), which the normal test
+//! suite also runs on every corpus input.
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(msg) = parse(data) {
-        for r in resolutions(&msg) {
-            assert!(r.name.len() <= 4 * 255, "escaped names stay bounded");
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::dns(data));

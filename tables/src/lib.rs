@@ -3,6 +3,7 @@
 //! tables only through [`framework::TableSet`].
 
 pub mod analytics;
+pub mod attribution;
 pub mod binary;
 pub mod capture;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod docs;
 pub mod env;
 pub mod executables;
 pub mod framework;
+pub mod jobs;
 pub mod launchd;
 pub mod net;
 pub mod observation;
@@ -18,3 +20,4 @@ pub mod platform;
 pub mod sampler;
 pub mod store;
 pub mod tables;
+pub mod trust;
