@@ -40,6 +40,7 @@ const COLUMNS: &[Column] = &[
     double("beacon_score", "raw_score × context, clamped to [0, 1]"),
     text("confidence", "low (4–5 sessions) or normal"),
     integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %); only for root-only jobs running an Apple or Developer ID program that is not an interpreter, else NULL"),
+    double("history_days", "Days of connection history the store holds (oldest first contact to now); novelty is neutral while this is below [analytics] baseline_days"),
     bigint("first_seen", "First session, Unix epoch"),
     bigint("last_seen", "Last session, Unix epoch"),
     integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label (pack queries skip these)"),
@@ -105,6 +106,16 @@ pub fn first_seen_by_destination(env: &TableEnv) -> HashMap<(String, String), f6
     out
 }
 
+/// Days of history the store holds: from the oldest first contact it remembers to `now`.
+pub fn history_days(
+    first_seen: &HashMap<(String, String), f64>,
+    window_start: f64,
+    now: f64,
+) -> f64 {
+    let oldest = first_seen.values().copied().fold(window_start, f64::min);
+    ((now - oldest) / 86_400.0).max(0.0)
+}
+
 /// The earliest first contact of any of the key's programs with its destination.
 pub fn key_first_seen(
     first_seen: &HashMap<(String, String), f64>,
@@ -143,6 +154,11 @@ impl Table for Beacons {
         let identities = ctx.equals("identity");
         let remotes = ctx.equals("remote");
         let first_seen = first_seen_by_destination(env);
+        let window_start = all.iter().map(|f| f.start).fold(now, f64::min);
+        let history = history_days(&first_seen, window_start, now);
+        // Every destination is "new" to a store that is days old: novelty only speaks once the
+        // history covers the baseline.
+        let novelty_known = history >= a.baseline_days;
         let mut rows = Vec::new();
         for ((identity, remote, port, protocol), fl) in by_key(&all, a.include_internal) {
             if (!identities.is_empty() && !identities.contains(&identity.as_str()))
@@ -170,7 +186,8 @@ impl Table for Beacons {
                 interpreter: last.interpreter,
                 masquerading: last.masquerading,
             });
-            if let Some(first) = key_first_seen(&first_seen, &fl, &remote) {
+            if let Some(first) = key_first_seen(&first_seen, &fl, &remote).filter(|_| novelty_known)
+            {
                 let age = now - first;
                 if age <= a.new_days * 86400.0 {
                     context *= a.new_multiplier;
@@ -210,6 +227,7 @@ impl Table for Beacons {
                 Value::Double((s.raw * context).clamp(0.0, 1.0)),
                 Value::from(if s.low_confidence { "low" } else { "normal" }),
                 Value::from(explained),
+                Value::Double((history * 100.0).round() / 100.0),
                 Value::from(fl[0].start.floor() as i64),
                 Value::from(last.start.floor() as i64),
                 Value::from(env.config.allowlist.matches(
