@@ -313,6 +313,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        crate::analytics::beacon::known_services(&self.beacons.known_services)?;
         let positive = [
             ("sampler.process_interval", self.sampler.process_interval),
             ("sampler.socket_interval", self.sampler.socket_interval),

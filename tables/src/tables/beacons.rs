@@ -39,6 +39,7 @@ const COLUMNS: &[Column] = &[
     double("context", "Product of the context multipliers: the weaker of signer class and job_class, novelty, explained schedule"),
     double("beacon_score", "raw_score × context, clamped to [0, 1]"),
     text("confidence", "low (4–5 sessions) or normal"),
+    integer("known_service", "1 when the destination is well-known periodic infrastructure (NTP, push, connectivity and update checks: tables/data/periodic-services.txt and [beacons] known_services), by resolved name and port"),
     integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %); only for root-only jobs running an Apple or Developer ID program that is not an interpreter, else NULL"),
     double("history_days", "Days of connection history the store holds (oldest first contact to now); novelty is neutral while this is below [analytics] baseline_days"),
     bigint("first_seen", "First session, Unix epoch"),
@@ -159,6 +160,8 @@ impl Table for Beacons {
         // Every destination is "new" to a store that is days old: novelty only speaks once the
         // history covers the baseline.
         let novelty_known = history >= a.baseline_days;
+        let services = crate::analytics::beacon::known_services(&env.config.beacons.known_services)
+            .map_err(TableError)?;
         let mut rows = Vec::new();
         for ((identity, remote, port, protocol), fl) in by_key(&all, a.include_internal) {
             if (!identities.is_empty() && !identities.contains(&identity.as_str()))
@@ -198,6 +201,18 @@ impl Table for Beacons {
             if explained == Some(true) {
                 context *= a.explained_multiplier;
             }
+            // Time sync, push channels and connectivity checks are timers by design.
+            let known_service = fl
+                .iter()
+                .rev()
+                .find_map(|f| f.remote_name.as_deref())
+                .is_some_and(|n| crate::analytics::beacon::is_known_service(&services, n, port));
+            if known_service {
+                context *= crate::analytics::beacon::known_service_multiplier(
+                    env.config.beacons.known_service_multiplier,
+                    &last.signer_class,
+                );
+            }
             let addresses: BTreeSet<&str> = fl.iter().map(|f| f.remote_address.as_str()).collect();
             let (identity_for_allowlist, remote_for_allowlist, label_for_allowlist) =
                 (identity.clone(), remote.clone(), label.clone());
@@ -226,6 +241,7 @@ impl Table for Beacons {
                 Value::Double(context),
                 Value::Double((s.raw * context).clamp(0.0, 1.0)),
                 Value::from(if s.low_confidence { "low" } else { "normal" }),
+                Value::from(known_service),
                 Value::from(explained),
                 Value::Double((history * 100.0).round() / 100.0),
                 Value::from(fl[0].start.floor() as i64),
