@@ -1,6 +1,7 @@
 //! `launchwatch`: the osquery extension (when osqueryd starts it with `--socket`), the
 //! standalone `query` host, and `record`.
 
+mod logger;
 mod osquery;
 mod standalone;
 mod testing;
@@ -105,8 +106,10 @@ enum Command {
 fn main() -> ExitCode {
     // One line per panic: the table door turns a table's panic into an error for that call, and
     // osqueryd's log is no place for a backtrace.
-    std::panic::set_hook(Box::new(|info| eprintln!("launchwatch: panic: {info}")));
+    logger::init();
+    std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     let cli = Cli::parse();
+    logger::set_verbose(cli.global.verbose);
     let result = match cli.command {
         Some(Command::Query { json, ref replay, no_sample, ref sql }) => query(&cli.global, json, replay, no_sample, sql),
         Some(Command::Record { ref out, duration }) => record(&cli.global, out, duration),
@@ -123,7 +126,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("launchwatch: {e}");
+            log::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -195,7 +198,7 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     });
     let store = store.map_err(|e| e.to_string())?;
     for e in &startup_errors {
-        eprintln!("launchwatch: {e}");
+        log::error!("{e}");
     }
     let mut env = TableEnv::new(store, config, cli.global.root.clone(), cli.global.now);
     env.startup_errors = startup_errors;
@@ -204,16 +207,11 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     {
         let tables = tables.clone();
         let stop = stop.clone();
-        let verbose = cli.global.verbose;
         std::thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    sampler::run(&tables.env, &stop, &|e| {
-                        if verbose {
-                            eprintln!("launchwatch: sample: {e}")
-                        }
-                    })
+                    sampler::run(&tables.env, &stop, &|e| log::info!("sample: {e}"))
                 }));
                 if ran.is_err() {
                     // Tables keep serving history; status says sampling stopped.
@@ -236,7 +234,6 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
         socket,
         timeout: seconds(cli.timeout, "timeout")?,
         interval: seconds(cli.interval, "interval")?.max(Duration::from_millis(200)),
-        verbose: cli.global.verbose,
     };
     let code = osquery::run(tables, opts, || stop.stop());
     Ok(ExitCode::from(code as u8))
@@ -258,7 +255,7 @@ fn query(
         match store.import_history(&state_dir(global)) {
             Ok(_) => {}
             // History is a bonus for a live query: say why it is missing and go on.
-            Err(e) => eprintln!("launchwatch: warning: {e}"),
+            Err(e) => log::warn!("{e}"),
         }
     } else {
         let mut loaded = Loaded::default();
@@ -266,7 +263,7 @@ fn query(
             read_jsonl(file, &mut loaded)?;
         }
         for w in &loaded.warnings {
-            eprintln!("launchwatch: warning: {w}");
+            log::warn!("{w}");
         }
         fixed_now = global.now.or_else(|| {
             loaded
@@ -287,11 +284,11 @@ fn query(
         let mut sampler = Sampler::new();
         let started = Instant::now();
         if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
-            eprintln!("launchwatch: warning: sample: {e}");
+            log::warn!("sample: {e}");
         }
         std::thread::sleep(window.saturating_sub(started.elapsed()));
         if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
-            eprintln!("launchwatch: warning: sample: {e}");
+            log::warn!("sample: {e}");
         }
     }
     let conn = standalone::connection(&tables).map_err(|e| e.to_string())?;
@@ -332,14 +329,7 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     let stop = Arc::new(StopSignal::default());
     let sampler_thread = {
         let (env, stop) = (env.clone(), stop.clone());
-        let verbose = global.verbose;
-        std::thread::spawn(move || {
-            sampler::run(&env, &stop, &|e| {
-                if verbose {
-                    eprintln!("launchwatch: sample: {e}")
-                }
-            })
-        })
+        std::thread::spawn(move || sampler::run(&env, &stop, &|e| log::info!("sample: {e}")))
     };
     let until = duration.map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
     while !signalled.load(std::sync::atomic::Ordering::SeqCst)
@@ -356,12 +346,7 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     drop(file);
     // Renamed only when complete: a reader never sees half a file.
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
-    if global.verbose {
-        eprintln!(
-            "launchwatch: recorded {lines} observations to {}",
-            out.display()
-        );
-    }
+    log::info!("recorded {lines} observations to {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

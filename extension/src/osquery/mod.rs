@@ -43,7 +43,6 @@ pub struct HostOptions {
     pub socket: PathBuf,
     pub timeout: Duration,
     pub interval: Duration,
-    pub verbose: bool,
 }
 
 /// Why the host stopped; decides the exit code.
@@ -59,7 +58,6 @@ enum Exit {
 struct Shared {
     tables: Arc<TableSet>,
     uuid: i64,
-    verbose: bool,
     exit: AtomicI32,
     active: AtomicUsize,
 }
@@ -78,18 +76,12 @@ impl Shared {
     }
 }
 
-fn log(verbose: bool, msg: impl AsRef<str>) {
-    if verbose {
-        eprintln!("launchwatch: {}", msg.as_ref());
-    }
-}
-
 /// Runs until osqueryd or a signal stops us. Returns the process exit code.
 pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> i32 {
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, signalled.clone()) {
-            eprintln!("launchwatch: cannot install signal handler: {e}");
+            log::error!("cannot install signal handler: {e}");
             return 1;
         }
     }
@@ -97,7 +89,7 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
     let uuid = match register(&tables, &opts, deadline, &signalled) {
         Ok(uuid) => uuid,
         Err(e) => {
-            eprintln!("launchwatch: {e}");
+            log::error!("{e}");
             on_stop();
             return 1;
         }
@@ -106,26 +98,19 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
     let listener = match listen(&own_socket) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "launchwatch: cannot listen on {}: {e}",
-                own_socket.display()
-            );
+            log::error!("cannot listen on {}: {e}", own_socket.display());
             let _ = deregister(&opts.socket, uuid);
             on_stop();
             return 1;
         }
     };
-    log(
-        opts.verbose,
-        format!(
-            "registered as uuid {uuid}, serving {}",
-            own_socket.display()
-        ),
+    log::info!(
+        "registered as uuid {uuid}, serving {}",
+        own_socket.display()
     );
     let shared = Arc::new(Shared {
         tables,
         uuid,
-        verbose: opts.verbose,
         exit: AtomicI32::new(Exit::Running as i32),
         active: AtomicUsize::new(0),
     });
@@ -153,13 +138,13 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
     let why = shared.exit.load(Ordering::SeqCst);
-    log(opts.verbose, format!("stopping ({})", describe_exit(why)));
+    log::info!("stopping ({})", describe_exit(why));
     // The socket goes first so osqueryd stops routing calls to us; then deregister (unless the
     // manager is gone or already dropped us).
     let _ = std::fs::remove_file(&own_socket);
     if why != Exit::ManagerGone as i32 && why != Exit::Dropped as i32 {
         if let Err(e) = deregister(&opts.socket, uuid) {
-            log(opts.verbose, format!("deregister: {e}"));
+            log::info!("deregister: {e}");
         }
     }
     on_stop();
@@ -344,15 +329,12 @@ fn watch_manager(socket: &Path, interval: Duration, shared: &Shared) {
         match outcome {
             Ok(list) if list.contains(&shared.uuid) => {}
             Ok(_) => {
-                eprintln!(
-                    "launchwatch: osqueryd no longer lists uuid {}; exiting",
-                    shared.uuid
-                );
+                log::error!("osqueryd no longer lists uuid {}; exiting", shared.uuid);
                 shared.stop(Exit::Dropped);
                 return;
             }
             Err(e) => {
-                log(shared.verbose, format!("manager check failed: {e}"));
+                log::info!("manager check failed: {e}");
                 shared.stop(Exit::ManagerGone);
                 return;
             }
@@ -385,7 +367,7 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
             continue;
         };
         if shared.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            log(shared.verbose, "too many connections; refusing one");
+            log::warn!("too many connections; refusing one");
             continue;
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
@@ -399,7 +381,7 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
         if spawned.is_err() {
             // Thread limit reached: the connection went with the closure; give its slot back.
             shared.active.fetch_sub(1, Ordering::SeqCst);
-            log(true, "cannot spawn a connection thread");
+            log::error!("cannot spawn a connection thread");
         }
     }
 }
@@ -416,7 +398,7 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
-                log(shared.verbose, format!("dropping a connection: {e}"));
+                log::debug!("dropping a connection: {e}");
                 return;
             }
         };
@@ -518,18 +500,15 @@ fn handle_call(
                             m
                         })
                         .collect();
-                    log(
-                        shared.verbose,
-                        format!(
-                            "{item}: {} rows in {:.1} ms",
-                            response.len(),
-                            started.elapsed().as_secs_f64() * 1000.0
-                        ),
+                    log::debug!(
+                        "{item}: {} rows in {:.1} ms",
+                        response.len(),
+                        started.elapsed().as_secs_f64() * 1000.0
                     );
                     ok(response)
                 }
                 Err(e) => {
-                    log(shared.verbose, format!("{item}: error: {e}"));
+                    log::info!("{item}: error: {e}");
                     failure(uuid, e)
                 }
             }
