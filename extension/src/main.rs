@@ -33,11 +33,12 @@ struct Cli {
     /// osqueryd's extension manager socket (extension mode).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Seconds to wait for the manager socket before giving up.
-    #[arg(long, value_name = "S", default_value = "3")]
+    /// Seconds to wait for the manager socket before giving up (read as osquery reads it:
+    /// a leading number, so "3s" is 3).
+    #[arg(long, value_name = "S", default_value = "3", value_parser = osquery_seconds)]
     timeout: f64,
     /// Seconds between checks that osqueryd is alive and still lists this extension.
-    #[arg(long, value_name = "S", default_value = "3")]
+    #[arg(long, value_name = "S", default_value = "3", value_parser = osquery_seconds)]
     interval: f64,
     #[command(subcommand)]
     command: Option<Command>,
@@ -101,6 +102,37 @@ enum Command {
     /// Regenerate the osquery and Fleet pack files from DIR/queries/*.sql.
     #[command(hide = true)]
     GenPacks { dir: PathBuf },
+}
+
+/// `--timeout`/`--interval` as osqueryd reads its own flags (`atoi`): whatever osqueryd
+/// accepts and passes on must not make the extension exit (osqueryd would restart it forever).
+/// A plain number keeps its fraction; otherwise the leading integer counts ("3s" is 3, "x" is
+/// 0); negative is 0.
+fn osquery_seconds(text: &str) -> Result<f64, String> {
+    if let Ok(v) = text.trim().parse::<f64>() {
+        if v.is_finite() {
+            return Ok(v.max(0.0));
+        }
+    }
+    Ok(atoi(text).max(0) as f64)
+}
+
+/// C's `atoi`: leading whitespace, an optional sign, then decimal digits up to the first other
+/// character; 0 when there are none. Saturates instead of overflowing.
+fn atoi(text: &str) -> i64 {
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (sign, digits) = match t.as_bytes().first() {
+        Some(b'-') => (-1, &t[1..]),
+        Some(b'+') => (1, &t[1..]),
+        _ => (1, t),
+    };
+    digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        })
+        * sign
 }
 
 fn main() -> ExitCode {
@@ -223,17 +255,12 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
             })
             .map_err(|e| format!("cannot start the sampler: {e}"))?;
     }
-    let seconds = |s: f64, what: &str| {
-        if s.is_finite() && s >= 0.0 {
-            Ok(Duration::from_secs_f64(s))
-        } else {
-            Err(format!("--{what} must be a non-negative number of seconds"))
-        }
-    };
+    // osquery_seconds makes both finite and non-negative; the cap keeps from_secs_f64 whole.
+    let seconds = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 1e9));
     let opts = osquery::HostOptions {
         socket,
-        timeout: seconds(cli.timeout, "timeout")?,
-        interval: seconds(cli.interval, "interval")?.max(Duration::from_millis(200)),
+        timeout: seconds(cli.timeout),
+        interval: seconds(cli.interval).max(Duration::from_millis(200)),
     };
     let code = osquery::run(tables, opts, || stop.stop());
     Ok(ExitCode::from(code as u8))
@@ -361,4 +388,40 @@ fn simulate(seed: u64, days: u64, out: &Path) -> Result<ExitCode, String> {
     }
     std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_and_interval_accept_what_osquery_accepts() {
+        for (text, want) in [
+            ("3", 3.0),
+            ("0.5", 0.5),
+            ("3s", 3.0),
+            (" 10 ", 10.0),
+            ("10sec", 10.0),
+            ("+4x", 4.0),
+            ("", 0.0),
+            ("abc", 0.0),
+            ("-5", 0.0),
+            ("inf", 0.0),
+            ("99999999999999999999999", 1e23),
+            ("9999999999999999999999x", i64::MAX as f64),
+        ] {
+            assert_eq!(osquery_seconds(text), Ok(want), "{text:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "launchwatch",
+            "--socket",
+            "/x",
+            "--timeout",
+            "3s",
+            "--interval",
+            "2sec",
+        ])
+        .expect("osqueryd's spellings parse");
+        assert_eq!((cli.timeout, cli.interval), (3.0, 2.0));
+    }
 }
