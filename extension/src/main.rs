@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use launchwatch_tables::config::Config;
+use launchwatch_tables::config::{Config, LoadError};
 use launchwatch_tables::env::TableEnv;
 use launchwatch_tables::framework::TableSet;
 use launchwatch_tables::observation::{read_jsonl, Loaded, Observation};
 use launchwatch_tables::sampler::{self, Due, Sampler, StopSignal};
-use launchwatch_tables::store::Store;
+use launchwatch_tables::store::{Store, STORE_FILE};
+use launchwatch_tables::trust::StateDir;
 
 #[derive(Parser)]
 #[command(
@@ -164,23 +165,51 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(global: &Global) -> Result<Config, String> {
-    match &global.config {
-        Some(path) => Config::load(path),
+/// The config in effect and the problems to report. A config another user could write is
+/// never used by a root process (its allowlist would silence detections): defaults apply and
+/// the reason is reported. An invalid config is an error for `query` and `record`; the
+/// extension (`degrade`) runs with defaults instead of crash-looping under osqueryd.
+fn load_config(global: &Global, degrade: bool) -> Result<(Config, Vec<String>), String> {
+    let path = match &global.config {
+        Some(path) => path.clone(),
         None => {
-            // LAUNCHWATCH_CONFIG names another default (tests point it at an empty file so a
+            // LAUNCHWATCH_CONFIG names another default (tests point it at /dev/null so a
             // host's own config cannot change their thresholds).
             let default = std::env::var_os("LAUNCHWATCH_CONFIG")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/etc/launchwatch.toml"));
-            let default = default.as_path();
-            if default.exists() {
-                Config::load(default)
-            } else {
-                Ok(Config::default())
+            // symlink_metadata: a dangling link in the default's place is still reported.
+            if std::fs::symlink_metadata(&default).is_err() {
+                return Ok((Config::default(), Vec::new()));
             }
+            default
         }
+    };
+    match Config::load(&path, launchwatch_tables::trust::enforced()) {
+        Ok(config) => Ok((config, Vec::new())),
+        Err(e @ LoadError::Untrusted(_)) => Ok((
+            Config::rejected(&path),
+            vec![format!(
+                "config ignored, running with defaults and no allowlist: {e}"
+            )],
+        )),
+        Err(LoadError::Invalid(e)) if degrade => Ok((
+            Config::rejected(&path),
+            vec![format!("config ignored, running with defaults: {e}")],
+        )),
+        Err(LoadError::Invalid(e)) => Err(e),
     }
+}
+
+/// Running as root, a state directory another user could have written is not used: it is moved
+/// aside and a fresh one made (the event is returned for reporting); `Err` when no directory
+/// there can be trusted.
+fn trusted_state_dir(dir: &Path) -> Result<Option<String>, String> {
+    if !launchwatch_tables::trust::enforced() {
+        return Ok(None);
+    }
+    let now = launchwatch_tables::env::wall_clock() as u64;
+    launchwatch_tables::trust::prepare_state_dir(dir, STORE_FILE, now)
 }
 
 /// spec.md's defaults: a system directory for root, the XDG state directory otherwise.
@@ -218,16 +247,18 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     // osqueryd restarts an extension that exits, every few seconds and forever. A bad config or
     // an unusable state directory therefore degrades (defaults, in-memory history) and says so
     // on stderr and in launchwatch_status, rather than crash-looping with no tables at all.
-    let mut startup_errors = Vec::new();
-    let config = load_config(&cli.global).unwrap_or_else(|e| {
-        startup_errors.push(format!("config ignored, running with defaults: {e}"));
-        Config::default()
-    });
+    let (config, mut startup_errors) = load_config(&cli.global, true)?;
     let dir = state_dir(&cli.global);
-    let store = Store::open(&dir, config.store.clone()).or_else(|e| {
-        startup_errors.push(format!("history not persisted (in memory only): {e}"));
-        Store::in_memory(config.store.clone())
-    });
+    let store = trusted_state_dir(&dir)
+        .map_err(|e| launchwatch_tables::store::StoreError(format!("state directory refused: {e}")))
+        .and_then(|event| {
+            startup_errors.extend(event);
+            Store::open(&dir, config.store.clone())
+        })
+        .or_else(|e| {
+            startup_errors.push(format!("history not persisted (in memory only): {e}"));
+            Store::in_memory(config.store.clone())
+        });
     let store = store.map_err(|e| e.to_string())?;
     for e in &startup_errors {
         log::error!("{e}");
@@ -273,16 +304,28 @@ fn query(
     no_sample: bool,
     sql: &str,
 ) -> Result<ExitCode, String> {
-    let config = load_config(global)?;
+    let (config, mut problems) = load_config(global, false)?;
     let mut store = Store::in_memory(config.store.clone()).map_err(|e| e.to_string())?;
     let fixed_now;
     let live = replay.is_empty();
     if live {
         fixed_now = global.now;
-        match store.import_history(&state_dir(global)) {
+        let dir = state_dir(global);
+        // Read-only here: a tampered history is left where it is, and not read.
+        let trusted = if launchwatch_tables::trust::enforced() {
+            match launchwatch_tables::trust::check_state_dir(&dir, STORE_FILE) {
+                Ok(StateDir::Trusted) => Ok(()),
+                Ok(StateDir::Tampered(e)) | Err(e) => {
+                    Err(format!("history in {} not read: {e}", dir.display()))
+                }
+            }
+        } else {
+            Ok(())
+        };
+        // History is a bonus for a live query: say why it is missing and go on.
+        match trusted.and_then(|_| store.import_history(&dir).map_err(|e| e.to_string())) {
             Ok(_) => {}
-            // History is a bonus for a live query: say why it is missing and go on.
-            Err(e) => log::warn!("{e}"),
+            Err(e) => problems.push(e),
         }
     } else {
         let mut loaded = Loaded::default();
@@ -303,7 +346,11 @@ fn query(
             .write_batch(&loaded.observations, 0)
             .map_err(|e| e.to_string())?;
     }
-    let env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    for p in &problems {
+        log::warn!("{p}");
+    }
+    let mut env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    env.startup_errors = problems;
     let tables = table_set(env);
     if live && !no_sample {
         // Two fresh samples a short window apart, so rates and CPU percentages are real.
@@ -337,16 +384,22 @@ fn query(
 /// With an explicit `--state-dir` the samples also persist there (as a running extension's
 /// would); otherwise they live in memory only.
 fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode, String> {
-    let config = load_config(global)?;
+    let (config, mut problems) = load_config(global, false)?;
     let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, signalled.clone()).map_err(|e| e.to_string())?;
     }
     let store = match &global.state_dir {
-        Some(dir) => Store::open(dir, config.store.clone()),
+        Some(dir) => {
+            problems.extend(trusted_state_dir(dir)?);
+            Store::open(dir, config.store.clone())
+        }
         None => Store::in_memory(config.store.clone()),
     }
     .map_err(|e| e.to_string())?;
+    for p in &problems {
+        log::warn!("{p}");
+    }
     // Fail on an unwritable target now, not after the recording.
     let tmp = out.with_extension("partial");
     let mut file = std::io::BufWriter::new(

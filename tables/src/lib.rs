@@ -17,3 +17,4 @@ pub mod platform;
 pub mod sampler;
 pub mod store;
 pub mod tables;
+pub mod trust;

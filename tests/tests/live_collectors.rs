@@ -25,7 +25,7 @@ fn config(dir: &Path, text: &str) -> String {
 }
 
 fn launchwatch(args: &[&str]) -> std::process::Output {
-    Command::new(bin()).args(args).output().unwrap()
+    launchwatch_e2e::run(args)
 }
 
 /// A connected client/server pair on loopback that has moved exactly `n` bytes up and `m` down.
@@ -122,7 +122,7 @@ fn a_closed_connection_keeps_its_bytes_from_history() {
         "[sampler]\nsocket_interval = 0.2\nprocess_interval = 1\n",
     );
     let file = dir.path().join("rec.jsonl");
-    let mut rec = Command::new(bin())
+    let mut rec = launchwatch_e2e::command(dir.path())
         .args([
             "record",
             "--config",

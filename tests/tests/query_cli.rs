@@ -171,14 +171,13 @@ fn bad_config_is_refused_with_the_key_named() {
 #[test]
 fn standalone_host_pushes_constraints_like_osqueryd() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(launchwatch_e2e::bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args([
             "query",
             "--json",
             "SELECT constraints FROM launchwatch_test_fault WHERE mode = 'ok' AND sleep_ms > 3 AND sleep_ms != 9 LIMIT 1 OFFSET 0",
         ])
         .env("LAUNCHWATCH_TEST_TABLES", "1")
-        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let rows = json_rows(&out);
@@ -188,10 +187,9 @@ fn standalone_host_pushes_constraints_like_osqueryd() {
         rows.is_empty(),
         "SQLite re-checks every constraint: {rows:?}"
     );
-    let out = std::process::Command::new(launchwatch_e2e::bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args(["query", "--json", "SELECT constraints FROM launchwatch_test_fault WHERE mode = 'ok' AND sleep_ms != 9 LIMIT 1 OFFSET 0"])
         .env("LAUNCHWATCH_TEST_TABLES", "1")
-        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let rows = json_rows(&out);
@@ -206,10 +204,9 @@ fn or_queries_do_not_lose_rows_to_rowid_merging() {
     // SQLite may answer `a = x OR b = y` on a virtual table with one scan per term merged by
     // rowid; rows from different scans must not collide. Two test-fault rows differ by mode.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(launchwatch_e2e::bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args(["query", "--json", "SELECT mode, sleep_ms FROM launchwatch_test_fault WHERE mode = 'ok' OR mode = 'null' OR sleep_ms = 5 ORDER BY mode, sleep_ms"])
         .env("LAUNCHWATCH_TEST_TABLES", "1")
-        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let rows = json_rows(&out);

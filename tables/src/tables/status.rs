@@ -26,6 +26,10 @@ const COLUMNS: &[Column] = &[
         "last_error",
         "The latest problem: a start-up one (bad config, unusable state directory: the extension then runs with defaults or in memory) or the last failed sample",
     ),
+    text("config_path", "The config file read or refused (--config, LAUNCHWATCH_CONFIG or /etc/launchwatch.toml); NULL when there is none"),
+    text("config_sha256", "SHA-256 of the config in effect; NULL when defaults apply"),
+    integer("config_rejected", "1 when config_path was refused and defaults (no allowlist) apply: invalid, or, running as root, writable or owned by another user (the reason is in last_error)"),
+    integer("allowlist_entries", "Entries in the [allowlist] in effect, over paths, identities, remotes and launchd_labels"),
 ];
 
 impl Table for Status {
@@ -40,6 +44,7 @@ impl Table for Status {
     }
     fn generate(&self, env: &TableEnv, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let store = &env.store;
+        let origin = &env.config.origin;
         let cost_us = env.sampler.last_cost_us.load(Ordering::Relaxed);
         let errors = env.metrics.table_errors.load(Ordering::Relaxed)
             + env.sampler.errors.load(Ordering::Relaxed)
@@ -68,6 +73,10 @@ impl Table for Status {
                     .clone()
                     .or_else(|| env.startup_errors.last().cloned()),
             ),
+            Value::from(origin.path.as_ref().map(|p| p.display().to_string())),
+            Value::from(origin.sha256.clone()),
+            Value::from(origin.rejected),
+            Value::from(env.config.allowlist.entries() as u64),
         ]])
     }
 }
