@@ -1,8 +1,9 @@
 //! The one place launchwatch writes diagnostics: a `log` facade backend that prints one line
 //! per record to stderr, where osqueryd's watcher (and a terminal) collect it.
 //!
-//! Levels: errors and warnings always; `--verbose` (which osqueryd passes when it runs verbose)
-//! adds info and debug. Trace is never printed: nothing is that chatty.
+//! Levels: errors, warnings and info (what a command the user ran has done, where its output
+//! went) always; `--verbose` (which osqueryd passes when it runs verbose) adds debug: calls,
+//! registration, sampler hiccups. Trace is never printed: nothing is that chatty.
 
 use std::io::Write;
 
@@ -12,15 +13,15 @@ struct StderrLogger;
 
 static LOGGER: StderrLogger = StderrLogger;
 
-/// Installs the logger at the quiet level. Call once, first thing in `main`, so even a panic
+/// Installs the logger at the default level. Call once, first thing in `main`, so even a panic
 /// during argument parsing goes through it.
 pub fn init() {
     // Fails only if a logger is already installed, which is then the one in charge.
     let _ = log::set_logger(&LOGGER);
-    log::set_max_level(LevelFilter::Warn);
+    log::set_max_level(level_for(false));
 }
 
-/// `--verbose` widens the level; without it only errors and warnings print.
+/// `--verbose` widens the level to debug.
 pub fn set_verbose(verbose: bool) {
     log::set_max_level(level_for(verbose));
 }
@@ -29,7 +30,7 @@ fn level_for(verbose: bool) -> LevelFilter {
     if verbose {
         LevelFilter::Debug
     } else {
-        LevelFilter::Warn
+        LevelFilter::Info
     }
 }
 
@@ -68,8 +69,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verbose_widens_the_level_to_debug_and_quiet_keeps_warnings() {
-        assert_eq!(level_for(false), LevelFilter::Warn);
+    fn verbose_widens_the_level_to_debug() {
+        assert_eq!(level_for(false), LevelFilter::Info);
         assert_eq!(level_for(true), LevelFilter::Debug);
     }
 

@@ -1,4 +1,4 @@
-//! `--config FILE` (TOML). Every section and key is optional; defaults are spec.md's. Unknown
+//! `--config FILE` (TOML). Every section and key is optional; defaults are the README's. Unknown
 //! keys are an error, so a typo in a threshold never silently falls back to the default.
 //!
 //! Running as root, a config that another user could change is not used at all (see
@@ -116,7 +116,7 @@ pub struct SigningConfig {
     pub notarization: bool,
 }
 
-/// Windows, baselines and multipliers of the analytic tables (anchors-detection.md §7).
+/// Windows, baselines and multipliers of the analytic tables (docs/design.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
@@ -327,7 +327,15 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        // The key's dotted path goes with the reason: "sampler.process_interval: invalid type …".
+        let de = toml::Deserializer::parse(text).map_err(|e| e.message().to_string())?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let reason = crate::observation::plain_types(e.inner().message());
+            match e.path().to_string().as_str() {
+                "." => reason,
+                key => format!("{key}: {reason}"),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }

@@ -3,12 +3,14 @@
 //! tables only through [`framework::TableSet`].
 
 pub mod analytics;
+pub mod attribution;
 pub mod binary;
 pub mod config;
 pub mod docs;
 pub mod env;
 pub mod executables;
 pub mod framework;
+pub mod jobs;
 pub mod launchd;
 pub mod net;
 pub mod observation;

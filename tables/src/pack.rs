@@ -125,6 +125,48 @@ pub fn load(dir: &Path) -> Result<Vec<PackQuery>, String> {
         .collect()
 }
 
+/// The shipped pack, compiled in: `hunt` runs exactly these statements with no checkout at hand
+/// (a test holds the list equal to `packs/queries/`).
+const BUNDLED: &[(&str, &str)] = &[
+    (
+        "an0082_unusual_egress.sql",
+        include_str!("../../packs/queries/an0082_unusual_egress.sql"),
+    ),
+    (
+        "an0402_custom_crypto_channel.sql",
+        include_str!("../../packs/queries/an0402_custom_crypto_channel.sql"),
+    ),
+    (
+        "an0743_background_mining.sql",
+        include_str!("../../packs/queries/an0743_background_mining.sql"),
+    ),
+    (
+        "an1120_launchd_periodic_transfer.sql",
+        include_str!("../../packs/queries/an1120_launchd_periodic_transfer.sql"),
+    ),
+    (
+        "an1378_fallback_channel.sql",
+        include_str!("../../packs/queries/an1378_fallback_channel.sql"),
+    ),
+    (
+        "launchd_job_inventory.sql",
+        include_str!("../../packs/queries/launchd_job_inventory.sql"),
+    ),
+    ("status.sql", include_str!("../../packs/queries/status.sql")),
+    (
+        "status_config.sql",
+        include_str!("../../packs/queries/status_config.sql"),
+    ),
+];
+
+/// The bundled pack's queries, parsed as `load` parses the files.
+pub fn bundled() -> Vec<PackQuery> {
+    BUNDLED
+        .iter()
+        .map(|(file, text)| parse(file, text).expect("the bundled pack parses (tested)"))
+        .collect()
+}
+
 fn json(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialise")
 }
@@ -260,6 +302,11 @@ mod tests {
                 assert!(!select.contains(unstable), "{name} selects {unstable}");
             }
         }
+    }
+
+    #[test]
+    fn the_bundled_pack_is_the_shipped_pack() {
+        assert_eq!(bundled(), load(&packs().join("queries")).unwrap());
     }
 
     #[test]

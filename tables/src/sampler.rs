@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::attribution::{attribute, ProcessTree};
 use crate::env::{wall_clock, TableEnv};
 use crate::observation::{FlowObs, Observation, ProcessObs};
 use crate::platform::{self, SocketCollector, SocketSample};
@@ -45,13 +46,29 @@ struct Owner {
     label: Option<String>,
 }
 
-#[derive(Default)]
 pub struct Sampler {
     sockets: SocketCollector,
     flows: HashMap<FlowKey, Tracked>,
     owners: HashMap<i64, Owner>,
+    /// Every process instance seen lately: children of a job inherit its label from here.
+    tree: ProcessTree,
     resumed: bool,
 }
+
+impl Default for Sampler {
+    fn default() -> Sampler {
+        Sampler {
+            sockets: SocketCollector::default(),
+            flows: HashMap::new(),
+            owners: HashMap::new(),
+            tree: ProcessTree::new(platform::LABEL_SOURCE),
+            resumed: false,
+        }
+    }
+}
+
+/// A process instance not seen for this long leaves the attribution tree.
+const TREE_MEMORY_SECONDS: f64 = 3600.0;
 
 /// Which collectors a tick runs.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +122,8 @@ impl Sampler {
                         prev_seen: None,
                         prev_bytes_sent: None,
                         prev_bytes_received: None,
+                        label_source: None,
+                        source: None,
                     })
                 })?;
                 rows.collect()
@@ -160,7 +179,18 @@ impl Sampler {
         let mut errors = Vec::new();
         if due.processes {
             match platform::processes(now) {
-                Ok(procs) => {
+                Ok(mut procs) => {
+                    // Labels first: a job's children inherit its label, so their flows do too.
+                    for p in &procs {
+                        self.tree.observe(p);
+                    }
+                    self.tree.forget_before(now - TREE_MEMORY_SECONDS);
+                    for p in procs.iter_mut() {
+                        if let Some(a) = self.tree.attribute(p.pid, Some(p.start_time), now) {
+                            p.launchd_label = Some(a.label);
+                            p.label_source = Some(a.source);
+                        }
+                    }
                     self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
                     report.processes = procs.len();
                     observations.extend(procs.into_iter().map(Observation::Process));
@@ -182,6 +212,9 @@ impl Sampler {
                 Err(e) => errors.push(format!("sockets: {e}")),
             }
         }
+        // Flows of processes born and gone between process ticks still find their job through
+        // the parent the tree remembers.
+        attribute(&mut observations, &mut self.tree);
         if let Err(e) = env.store.write_batch(&observations, 1) {
             errors.push(e.to_string());
         }
@@ -246,6 +279,8 @@ impl Sampler {
                             prev_seen: None,
                             prev_bytes_sent: None,
                             prev_bytes_received: None,
+                            label_source: None,
+                            source: Some(platform::SOCKET_SOURCE.to_string()),
                         },
                     }
                 }

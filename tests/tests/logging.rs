@@ -6,37 +6,54 @@ use std::path::{Path, PathBuf};
 use launchwatch_e2e::{launchwatch, stderr};
 
 #[test]
-fn verbose_adds_informational_lines_and_quiet_keeps_only_warnings() {
+fn verbose_adds_debug_lines_and_the_default_keeps_what_the_user_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let out_file = dir.path().join("obs.jsonl");
+    let obs = dir.path().join("obs.jsonl");
+    std::fs::write(
+        &obs,
+        "{\"kind\":\"dns\",\"ts\":1700000000,\"name\":\"a.example\",\"address\":\"192.0.2.1\"}\n",
+    )
+    .unwrap();
     let run = |verbose: bool| {
         let mut args = vec![
+            "query",
+            "--json",
+            "--replay",
+            obs.to_str().unwrap(),
+            "SELECT name FROM launchwatch_dns",
+        ];
+        if verbose {
+            args.insert(0, "--verbose");
+        }
+        launchwatch(&args, dir.path())
+    };
+    let quiet = run(false);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "", "no diagnostics without --verbose");
+    let loud = run(true);
+    assert!(loud.status.success(), "{}", stderr(&loud));
+    assert!(
+        stderr(&loud).contains("launchwatch: query: 1 rows in "),
+        "{}",
+        stderr(&loud)
+    );
+    // What a command the user ran has done is said without --verbose.
+    let out_file = dir.path().join("rec.jsonl");
+    let rec = launchwatch(
+        &[
             "record",
             "--duration",
             "0.3",
             "--out",
             out_file.to_str().unwrap(),
-        ];
-        if verbose {
-            args.insert(0, "--verbose");
-        }
-        launchwatch(&args, &state)
-    };
-    let quiet = run(false);
-    assert!(quiet.status.success(), "{}", stderr(&quiet));
-    assert!(
-        !stderr(&quiet).contains("recorded"),
-        "informational line without --verbose: {}",
-        stderr(&quiet)
+        ],
+        dir.path(),
     );
-    let loud = run(true);
-    assert!(loud.status.success(), "{}", stderr(&loud));
+    assert!(rec.status.success(), "{}", stderr(&rec));
     assert!(
-        stderr(&loud).contains("launchwatch: recorded ")
-            && stderr(&loud).contains("observations to"),
+        stderr(&rec).contains("launchwatch: recorded "),
         "{}",
-        stderr(&loud)
+        stderr(&rec)
     );
 }
 

@@ -2,7 +2,7 @@
 //! `Extension.ping/call/shutdown` on `<socket>.<uuid>`.
 //!
 //! Own code on the `thrift` crate rather than osquery-rust-ng 2.0.0, whose defects
-//! (osquery-protocol.md §6) break required behaviour: it ignores a refused registration and
+//! (docs/osquery-protocol.md, "Why launchwatch has its own host") break required behaviour: it ignores a refused registration and
 //! serves on `<socket>.0`, fixes the version at "1.0", ignores `--timeout` and `--interval`,
 //! caps the server at 10 connection threads (so slow calls starve osqueryd's pre-call ping),
 //! never stops its listener thread, loses error text on `generate`, and does not parse
@@ -114,7 +114,7 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
             return 1;
         }
     };
-    log::info!(
+    log::debug!(
         "registered as uuid {uuid}, serving {}",
         own_socket.display()
     );
@@ -148,13 +148,13 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
     let why = shared.exit.load(Ordering::SeqCst);
-    log::info!("stopping ({})", describe_exit(why));
+    log::debug!("stopping ({})", describe_exit(why));
     // The socket goes first so osqueryd stops routing calls to us; then deregister (unless the
     // manager is gone or already dropped us).
     let _ = std::fs::remove_file(&own_socket);
     if why != Exit::ManagerGone as i32 && why != Exit::Dropped as i32 {
         if let Err(e) = deregister(&opts.socket, uuid) {
-            log::info!("deregister: {e}");
+            log::debug!("deregister: {e}");
         }
     }
     on_stop();
@@ -431,7 +431,7 @@ fn watch_manager(socket: &Path, interval: Duration, shared: &Shared) {
                 return;
             }
             Err(e) => {
-                log::info!("manager check failed: {e}");
+                log::debug!("manager check failed: {e}");
                 shared.stop(Exit::ManagerGone);
                 return;
             }
@@ -632,7 +632,7 @@ fn handle_call(
                     }
                 },
                 Err(e) => {
-                    log::info!("{item}: error: {e}");
+                    log::debug!("{item}: error: {e}");
                     failure(uuid, e)
                 }
             }

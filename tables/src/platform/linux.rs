@@ -56,6 +56,9 @@ pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
             name: Some(stat.comm),
             cpu_time: stat.cpu_ticks as f64 / hz,
             launchd_label: unit,
+            pgid: Some(stat.pgrp),
+            label_source: None,
+            responsible_pid: None,
         });
     }
     Ok(out)

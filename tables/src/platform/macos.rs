@@ -38,7 +38,7 @@ extern "C" {
 
 /// Mach ticks per second. `hw.tbfrequency` first: it is not Rosetta-normalised, while
 /// `mach_timebase_info` reports 1/1 to an x86_64 binary under Rosetta although the kernel's
-/// task times stay in native 24 MHz ticks (collectors.md §2).
+/// task times stay in native 24 MHz ticks (docs/design.md, "Collectors").
 pub fn ticks_per_second() -> u64 {
     let mut value: u64 = 0;
     let mut len = size_of::<u64>();
@@ -185,15 +185,44 @@ fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
             cpu_time: mach_ticks_to_seconds(info.ptinfo.pti_total_user, hz)
                 + mach_ticks_to_seconds(info.ptinfo.pti_total_system, hz),
             launchd_label: None,
+            pgid: Some(b.pbi_pgid as i64),
+            label_source: None,
+            responsible_pid: responsible_pid(pid),
         });
     }
     Ok(out)
 }
 
-/// `launchctl list` for the system domain (as root) and `launchctl asuser UID launchctl list`
-/// for each user domain. launchctl is the most robust public route: `launch_msg` and
-/// `SMCopyAllJobDictionaries` are deprecated and see only the caller's domain; the XPC routines
-/// launchctl uses are private. Its text is not API, so the parser skips what it does not
+/// The process macOS holds responsible for `pid` (what TCC and Activity Monitor attribute a
+/// helper to), when it is another process. `responsibility_get_pid_responsible_for_pid` is
+/// private libsystem API (declared the same way by Chromium's process_info_mac), so it is
+/// looked up at run time and its absence costs only this fact. Only a Mac can prove it.
+fn responsible_pid(pid: libc::pid_t) -> Option<i64> {
+    type Responsible = unsafe extern "C" fn(libc::pid_t) -> libc::pid_t;
+    static SYMBOL: std::sync::OnceLock<Option<Responsible>> = std::sync::OnceLock::new();
+    let f = SYMBOL.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
+        let p = unsafe {
+            libc::dlsym(
+                libc::RTLD_DEFAULT,
+                c"responsibility_get_pid_responsible_for_pid".as_ptr(),
+            )
+        };
+        // SAFETY: the symbol, when present, has this C signature (pid_t -> pid_t).
+        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Responsible>(p) })
+    })?;
+    // SAFETY: takes any pid; returns -1 or a pid.
+    let r = unsafe { f(pid) };
+    (r > 0 && r != pid).then_some(r as i64)
+}
+
+/// `launchctl print system` (as root) and `launchctl print gui/<uid>` for each user domain,
+/// falling back to `launchctl list` / `launchctl asuser UID launchctl list`. launchctl is the
+/// most robust public route: `launch_msg` and `SMCopyAllJobDictionaries` are deprecated and see
+/// only the caller's domain; the XPC routines launchctl uses are private. As uid 0 the last
+/// open-source launchctl forced the system context unless `asuser` set LaunchKeepContext
+/// (launchd-842 `support/launchctl.c`), so a per-user list that equals the system one is
+/// thrown away rather than believed. Its text is not API, so the parsers skip what they do not
 /// recognise. Unverified here: needs a Mac (and root for other users' domains).
 pub fn launchd_live(uids: &[u32]) -> super::LaunchdLive {
     use std::process::Command;
@@ -206,26 +235,40 @@ pub fn launchd_live(uids: &[u32]) -> super::LaunchdLive {
     let mut live = super::LaunchdLive::default();
     // SAFETY: no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
+    use super::parse::{is_really_per_user, parse_launchctl_list, parse_launchctl_print};
+    let print = |domain: &str| {
+        run(Command::new("/bin/launchctl").args(["print", domain]))
+            .map(|t| parse_launchctl_print(&t))
+            .filter(|m| !m.is_empty())
+    };
     if root {
-        live.system = run(Command::new("/bin/launchctl").arg("list"))
-            .map(|t| super::parse::parse_launchctl_list(&t));
+        live.system = print("system").or_else(|| {
+            run(Command::new("/bin/launchctl").arg("list")).map(|t| parse_launchctl_list(&t))
+        });
     }
     for &uid in uids {
-        let text = if root {
-            run(Command::new("/bin/launchctl").args([
-                "asuser",
-                &uid.to_string(),
-                "/bin/launchctl",
-                "list",
-            ]))
-        } else if uid == unsafe { libc::geteuid() } {
-            run(Command::new("/bin/launchctl").arg("list"))
+        let mine = uid == unsafe { libc::geteuid() };
+        let list = if root || mine {
+            print(&format!("gui/{uid}"))
+                .or_else(|| print(&format!("user/{uid}")))
+                .or_else(|| {
+                    let text = if root {
+                        run(Command::new("/bin/launchctl").args([
+                            "asuser",
+                            &uid.to_string(),
+                            "/bin/launchctl",
+                            "list",
+                        ]))
+                    } else {
+                        run(Command::new("/bin/launchctl").arg("list"))
+                    };
+                    text.map(|t| parse_launchctl_list(&t))
+                })
         } else {
             None
         };
-        if let Some(t) = text {
-            live.per_uid
-                .insert(uid, super::parse::parse_launchctl_list(&t));
+        if let Some(list) = list.filter(|l| is_really_per_user(l, live.system.as_ref())) {
+            live.per_uid.insert(uid, list);
         }
     }
     live

@@ -110,4 +110,12 @@ pub const MIGRATIONS: &[&str] = &[
         protocol, ifnull(local_address, ''), ifnull(local_port, -1), remote_address, remote_port,
         ifnull(pid, -1), start, path);
     "#,
+    // v4: how a row's launchd label was learned, which collector saw a flow, and the process
+    // group that carries a job's label past re-parenting.
+    r#"
+    ALTER TABLE flows ADD COLUMN label_source TEXT;
+    ALTER TABLE flows ADD COLUMN source TEXT;
+    ALTER TABLE process_samples ADD COLUMN pgid INTEGER;
+    ALTER TABLE process_samples ADD COLUMN label_source TEXT;
+    "#,
 ];

@@ -19,7 +19,7 @@ const COLUMNS: &[Column] = &[
     bigint("store_bytes", "Bytes the store occupies on disk, database plus WAL and shared-memory files; for a replay, the in-memory pages"),
     integer("capture_enabled", "1 when first-payload capture is running, else 0"),
     bigint("errors", "Table calls and samples that failed since start"),
-    text("store_path", "The store's database file; NULL for an in-memory (replay) store"),
+    text("store_path", "The store's database file (for a live `launchwatch query`, the history it read); NULL for a replay"),
     integer("schema_version", "Store schema version"),
     text("platform", "Operating system this build runs on (darwin, linux)"),
     text(
@@ -62,7 +62,12 @@ impl Table for Status {
             Value::from(store.size_bytes()?),
             Value::from(env.capture_enabled),
             Value::from(errors),
-            Value::from(store.file().map(|p| p.display().to_string())),
+            Value::from(
+                store
+                    .file()
+                    .or(env.history_path.as_deref())
+                    .map(|p| p.display().to_string()),
+            ),
             Value::from(SCHEMA_VERSION),
             Value::from(std::env::consts::OS.replace("macos", "darwin")),
             Value::from(
