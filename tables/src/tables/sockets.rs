@@ -54,23 +54,28 @@ impl Table for Sockets {
             ("remote_address", false),
             ("remote_port", true),
         ] {
-            let values = ctx.equals(col);
-            if values.is_empty() {
-                continue;
-            }
+            let values: Vec<rusqlite::types::Value> = if numeric {
+                // "443.0" (remote_port = 443.0, or a join against a DOUBLE) is port 443.
+                match ctx.equals_integer(col) {
+                    None => continue,
+                    Some(v) => v.into_iter().map(rusqlite::types::Value::Integer).collect(),
+                }
+            } else {
+                let v = ctx.equals(col);
+                if v.is_empty() {
+                    continue;
+                }
+                v.into_iter()
+                    .map(|t| rusqlite::types::Value::Text(t.to_string()))
+                    .collect()
+            };
             let mut marks = Vec::new();
             for v in values {
-                params.push(if numeric {
-                    match v.parse::<i64>() {
-                        Ok(n) => rusqlite::types::Value::Integer(n),
-                        Err(_) => continue,
-                    }
-                } else {
-                    rusqlite::types::Value::Text(v.to_string())
-                });
+                params.push(v);
                 marks.push(format!("?{}", params.len()));
             }
             filters.push(if marks.is_empty() {
+                // Constrained, but no integer can equal any value given.
                 "0".to_string()
             } else {
                 format!("f.{col} IN ({})", marks.join(","))
