@@ -246,6 +246,16 @@ fn build(root: &Path) -> String {
             "dl.c2-four.example",
             "198.51.100.44",
         );
+        if i == 0 {
+            // The child's first payload: a TLS record header, then random bytes.
+            writeln!(
+                r.0,
+                r#"{{"kind":"payload","ts":{},"pid":{},"path":"/usr/bin/curl","protocol":"tcp","remote_address":"198.51.100.44","remote_port":443,"direction":"out","first_bytes":"FgMBAAEAAQ=="}}"#,
+                t + 0.15,
+                sh + 1
+            )
+            .unwrap();
+        }
         t += 900.0;
         i += 1;
     }
@@ -515,6 +525,25 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
                 "parent".to_string()
             ),
         ]
+    );
+    // The child's payload row carries the job too.
+    let out = command(dir.path())
+        .args(["query", "--json", "--replay"])
+        .arg(&replay)
+        .arg("--root")
+        .arg(&root)
+        .args(["--now", &format!("{NOW}")])
+        .arg("SELECT launchd_label, label_source FROM launchwatch_payloads WHERE remote_address = '198.51.100.44'")
+        .output()
+        .unwrap();
+    let payloads = json_rows(&out);
+    assert_eq!(payloads.len(), 1, "{payloads:#?}");
+    assert_eq!(
+        (
+            payloads[0]["launchd_label"].as_str(),
+            payloads[0]["label_source"].as_str()
+        ),
+        (Some("com.vendorx.refresh"), Some("parent"))
     );
     // launchwatch_launchd: the app bundle's job and its class.
     let out = command(dir.path())

@@ -19,6 +19,8 @@ pub struct Payloads;
 const COLUMNS: &[Column] = &[
     bigint("pid", "Process at this host's end of the flow (client when this host connected)").index(),
     text("path", "Executable path").index(),
+    text("launchd_label", "launchd job (or systemd unit) of the process, inherited by the job's whole process tree (from the flow, else the process)"),
+    text("label_source", "How the label was learned: launchctl, parent, responsible, cgroup or replay"),
     text("protocol", "tcp or udp"),
     text("local_address", "This host's address"),
     integer("local_port", "This host's port"),
@@ -71,7 +73,12 @@ impl Table for Payloads {
                         p.server_payload_class, p.server_entropy, p.server_bytes_seen, p.sni, p.ech, p.http_host,
                         coalesce(p.resolved_name,
                           (SELECT d.name FROM dns d WHERE d.address = p.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
-                        p.ts
+                        p.ts,
+                        (SELECT f.launchd_label || char(31) || ifnull(f.label_source, '') FROM flows f
+                          WHERE f.pid = p.pid AND f.remote_address = p.remote_address AND f.remote_port = p.remote_port
+                            AND f.launchd_label IS NOT NULL AND f.start <= p.ts + 1 ORDER BY f.start DESC LIMIT 1),
+                        (SELECT s.launchd_label || char(31) || ifnull(s.label_source, '') FROM process_samples s
+                          WHERE s.pid = p.pid AND s.launchd_label IS NOT NULL AND s.start_time <= p.ts ORDER BY s.start_time DESC LIMIT 1)
                  FROM payloads p ORDER BY p.ts",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -91,6 +98,7 @@ impl Table for Payloads {
                     http_host: r.get(18)?,
                     resolved_name: r.get(19)?,
                     ts: r.get(20)?,
+                    job: r.get::<_, Option<String>>(21)?.or(r.get(22)?),
                 })
             })?;
             rows.collect()
@@ -100,6 +108,14 @@ impl Table for Payloads {
             if !paths.is_empty() && !p.path.as_deref().is_some_and(|x| paths.contains(&x)) {
                 continue;
             }
+            let (label, label_source) = match p.job.as_deref().and_then(|j| j.split_once('\u{1f}'))
+            {
+                Some((l, s)) => (
+                    Some(l.to_string()),
+                    Some(s.to_string()).filter(|s| !s.is_empty()),
+                ),
+                None => (None, None),
+            };
             let udp = p.protocol == "udp";
             let port = p.port.clamp(0, 65535) as u16;
             let (class, ent, expected, seen) = p.client.facts(udp, port);
@@ -118,6 +134,8 @@ impl Table for Payloads {
             out.push(vec![
                 Value::from(p.pid),
                 Value::from(p.path),
+                Value::from(label),
+                Value::from(label_source),
                 Value::from(p.protocol),
                 Value::from(p.local_address),
                 Value::from(p.local_port),
@@ -203,4 +221,6 @@ struct RawPayload {
     http_host: Option<String>,
     resolved_name: Option<String>,
     ts: f64,
+    /// "label\u{1f}source" of the flow (else the process) this payload belongs to.
+    job: Option<String>,
 }
