@@ -4,8 +4,10 @@
 -- platform: darwin,linux
 -- interval: 3600
 -- logging: differential
-SELECT identity, path, signer_class, remote, remote_port, protocol
-FROM launchwatch_egress
-WHERE egress_score >= 0.6
-  AND signer_class != 'apple'
-  AND allowlisted = 0;
+SELECT e.identity, e.path, e.signer_class, e.remote, e.remote_port, e.protocol,
+       s.cdhash AS program_cdhash
+FROM launchwatch_egress AS e
+LEFT JOIN launchwatch_signing AS s ON s.path = e.path
+WHERE e.egress_score >= 0.6
+  AND e.signer_class != 'apple'
+  AND e.allowlisted = 0;

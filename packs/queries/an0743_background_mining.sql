@@ -4,9 +4,13 @@
 -- platform: darwin,linux
 -- interval: 600
 -- logging: differential
-SELECT DISTINCT c.pid, c.path, c.launchd_label, s.remote_address, s.remote_port, s.remote_name
+SELECT DISTINCT c.pid, c.path, c.launchd_label, s.remote_address, s.remote_port, s.remote_name,
+       l.path AS plist, l.plist_sha256, l.username, l.program_arguments, l.program_sha256,
+       g.cdhash AS program_cdhash
 FROM launchwatch_process_cpu AS c
 JOIN launchwatch_sockets AS s ON s.pid = c.pid AND s.process_start_time = c.start_time
+LEFT JOIN launchwatch_launchd AS l ON l.label = c.launchd_label
+LEFT JOIN launchwatch_signing AS g ON g.path = c.path
 WHERE c.high_cpu_seconds >= 600
   AND c.launchd_label IS NOT NULL
   AND s.remote_scope = 'external'
