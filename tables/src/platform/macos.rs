@@ -200,7 +200,7 @@ fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
 fn responsible_pid(pid: libc::pid_t) -> Option<i64> {
     type Responsible = unsafe extern "C" fn(libc::pid_t) -> libc::pid_t;
     static SYMBOL: std::sync::OnceLock<Option<Responsible>> = std::sync::OnceLock::new();
-    let f = SYMBOL.get_or_init(|| {
+    let f = (*SYMBOL.get_or_init(|| {
         // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
         let p = unsafe {
             libc::dlsym(
@@ -210,7 +210,7 @@ fn responsible_pid(pid: libc::pid_t) -> Option<i64> {
         };
         // SAFETY: the symbol, when present, has this C signature (pid_t -> pid_t).
         (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Responsible>(p) })
-    })?;
+    }))?;
     // SAFETY: takes any pid; returns -1 or a pid.
     let r = unsafe { f(pid) };
     (r > 0 && r != pid).then_some(r as i64)
