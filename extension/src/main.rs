@@ -244,7 +244,11 @@ fn load_config(global: &Global, degrade: bool) -> Result<(Config, Vec<String>), 
         }
     };
     match Config::load(&path, launchwatch_tables::trust::enforced()) {
-        Ok(config) => Ok((config, Vec::new())),
+        // Accepted under an old key name: said at startup, and in launchwatch_status.
+        Ok(config) => {
+            let warnings = config.warnings.clone();
+            Ok((config, warnings))
+        }
         Err(e @ LoadError::Untrusted(_)) => Ok((
             Config::rejected(&path),
             vec![format!(

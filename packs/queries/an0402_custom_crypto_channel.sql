@@ -4,9 +4,11 @@
 -- platform: darwin,linux
 -- interval: 3600
 -- logging: differential
-SELECT DISTINCT p.path, p.protocol, p.remote_address, p.remote_port, ci.apis, ci.frameworks
+SELECT DISTINCT p.path, p.protocol, p.remote_address, p.remote_port, ci.apis, ci.frameworks,
+       s.cdhash AS program_cdhash
 FROM launchwatch_payloads AS p
 JOIN launchwatch_crypto_imports AS ci ON ci.path = p.path
+LEFT JOIN launchwatch_signing AS s ON s.path = p.path
 WHERE p.payload_class = 'random'
   AND ci.symmetric_crypto = 1
   AND p.allowlisted = 0;

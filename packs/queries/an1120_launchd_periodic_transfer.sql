@@ -6,9 +6,11 @@
 -- logging: differential
 SELECT b.identity, b.path, b.launchd_label, b.label_source, b.job_class, b.signer_class, b.remote,
        b.remote_port, b.protocol, b.explained_by_launchd, b.job_file AS plist, l.plist_sha256,
-       l.schedule_kind, l.user_writable
+       l.schedule_kind, l.user_writable, l.username, l.program_arguments, l.program_sha256,
+       s.cdhash AS program_cdhash
 FROM launchwatch_beacons AS b
 LEFT JOIN launchwatch_launchd AS l ON l.label = b.launchd_label
+LEFT JOIN launchwatch_signing AS s ON s.path = b.path
 WHERE b.beacon_score >= 0.7
   AND b.launchd_label IS NOT NULL
   AND b.allowlisted = 0;

@@ -25,7 +25,28 @@ pub struct Config {
     /// Where this config came from (reported by `launchwatch_status`), not a config key.
     #[serde(skip)]
     pub origin: ConfigOrigin,
+    /// What the operator should change although the file was accepted (an old key name), not
+    /// a config key.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
+
+/// A config key that was renamed or moved: the old dotted name keeps working, with a warning,
+/// so an upgrade never drops an operator's thresholds or allowlist (a refused config runs on
+/// defaults with no allowlist). Add a row whenever a key is renamed; never remove one before
+/// 1.0.
+#[derive(Debug, Clone, Copy)]
+pub struct RenamedKey {
+    /// `section.key` as older versions read it.
+    pub old: &'static str,
+    /// `section.key` as this version reads it.
+    pub new: &'static str,
+    /// The version that renamed it, for the warning.
+    pub since: &'static str,
+}
+
+/// Every rename so far (none has shipped yet: 0.1.0's keys are all current).
+pub const RENAMED_KEYS: &[RenamedKey] = &[];
 
 /// Which file the config in effect came from, so that every change of what is being silenced
 /// shows in `launchwatch_status`.
@@ -328,15 +349,39 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
+        Config::parse_with_renames(text, RENAMED_KEYS)
+    }
+
+    /// [`Config::parse`] with the given table of renamed keys: an old name is read as the new
+    /// one and leaves a warning in [`Config::warnings`]; both names at once is an error, since
+    /// which one the operator meant is unknowable.
+    pub fn parse_with_renames(text: &str, renames: &[RenamedKey]) -> Result<Config, String> {
         // The key's dotted path goes with the reason: "sampler.process_interval: invalid type …".
-        let de = toml::Deserializer::parse(text).map_err(|e| e.message().to_string())?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let reason = crate::observation::plain_types(e.inner().message());
+        fn explain<E: serde::de::Error>(e: serde_path_to_error::Error<E>) -> String {
+            let reason = crate::observation::plain_types(&e.inner().to_string());
             match e.path().to_string().as_str() {
                 "." => reason,
                 key => format!("{key}: {reason}"),
             }
-        })?;
+        }
+        let mut warnings = Vec::new();
+        let mut config: Config = if renames.is_empty() {
+            let de = toml::Deserializer::parse(text).map_err(|e| e.message().to_string())?;
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let reason = crate::observation::plain_types(e.inner().message());
+                match e.path().to_string().as_str() {
+                    "." => reason,
+                    key => format!("{key}: {reason}"),
+                }
+            })?
+        } else {
+            let mut table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| e.message().to_string())?;
+            warnings = apply_renames(&mut table, renames)?;
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(explain)?
+        };
+        config.warnings = warnings;
         config.validate()?;
         Ok(config)
     }
@@ -409,9 +454,108 @@ impl Config {
     }
 }
 
+/// Moves every old key in `table` to its new name; returns one warning per key moved.
+fn apply_renames(table: &mut toml::Table, renames: &[RenamedKey]) -> Result<Vec<String>, String> {
+    let split = |dotted: &'static str| dotted.split_once('.').unwrap_or(("", dotted));
+    let mut warnings = Vec::new();
+    for r in renames {
+        let (old_section, old_key) = split(r.old);
+        let (new_section, new_key) = split(r.new);
+        let old_value = if old_section.is_empty() {
+            table.remove(old_key)
+        } else {
+            table
+                .get_mut(old_section)
+                .and_then(|v| v.as_table_mut())
+                .and_then(|t| t.remove(old_key))
+        };
+        let Some(value) = old_value else { continue };
+        let target = if new_section.is_empty() {
+            &mut *table
+        } else {
+            table
+                .entry(new_section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| format!("{new_section}: must be a table"))?
+        };
+        if target.contains_key(new_key) {
+            return Err(format!(
+                "{} and {} are the same setting ({} was renamed in {}); keep only {}",
+                r.old, r.new, r.old, r.since, r.new
+            ));
+        }
+        target.insert(new_key.to_string(), value);
+        warnings.push(format!(
+            "config: {} was renamed {} in {}; the old name still works, rename it in the file",
+            r.old, r.new, r.since
+        ));
+    }
+    Ok(warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const RENAMES: &[RenamedKey] = &[
+        RenamedKey {
+            old: "beacons.min_interval",
+            new: "beacons.min_median_interval_seconds",
+            since: "0.2.0",
+        },
+        RenamedKey {
+            old: "analytics.allow_paths",
+            new: "allowlist.paths",
+            since: "0.2.0",
+        },
+    ];
+
+    #[test]
+    fn renamed_keys_keep_working_with_a_warning() {
+        let text = "[beacons]\nmin_interval = 4\n[analytics]\nallow_paths = [\"/opt/x\"]\nwindow_hours = 12\n";
+        let c = Config::parse_with_renames(text, RENAMES).unwrap();
+        assert_eq!(c.beacons.min_median_interval_seconds, 4.0);
+        assert_eq!(
+            c.allowlist.paths,
+            ["/opt/x"],
+            "moved into a section the file lacks"
+        );
+        assert_eq!(
+            c.analytics.window_hours, 12.0,
+            "the rest of the section is kept"
+        );
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains(
+                "beacons.min_interval was renamed beacons.min_median_interval_seconds in 0.2.0"
+            ),
+            "{:?}",
+            c.warnings
+        );
+        // Without the table the old name is what it always was: an unknown key.
+        assert!(Config::parse(text).unwrap_err().contains("unknown field"));
+        // The new name gives no warning; both names at once is an error naming both.
+        let c = Config::parse_with_renames("[beacons]\nmin_median_interval_seconds = 4\n", RENAMES)
+            .unwrap();
+        assert!(c.warnings.is_empty());
+        let e = Config::parse_with_renames(
+            "[beacons]\nmin_interval = 4\nmin_median_interval_seconds = 5\n",
+            RENAMES,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("keep only beacons.min_median_interval_seconds"),
+            "{e}"
+        );
+        // Errors still name the key, under its new name.
+        let e = Config::parse_with_renames("[beacons]\nmin_interval = \"fast\"\n", RENAMES)
+            .unwrap_err();
+        assert!(
+            e.starts_with("beacons.min_median_interval_seconds: "),
+            "{e}"
+        );
+    }
 
     #[test]
     fn empty_config_is_spec_defaults() {

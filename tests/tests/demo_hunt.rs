@@ -162,3 +162,67 @@ fn hunt_runs_live_on_this_host() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 5);
 }
+
+#[test]
+fn detections_carry_stable_triage_context() {
+    let (out, _dir) = hunt_demo(true);
+    let detections: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for d in detections.as_array().unwrap() {
+        let mitre = d["mitre"].as_str().unwrap();
+        for f in d["findings"].as_array().unwrap() {
+            let finding = f["finding"].as_object().unwrap();
+            // Differential logging: a finding's columns must not change from run to run, or
+            // every run logs it again as a new row.
+            for column in finding.keys() {
+                for volatile in [
+                    "score",
+                    "bytes",
+                    "seen",
+                    "duration",
+                    "_pct",
+                    "cpu_seconds",
+                    "entropy",
+                    "rate",
+                    "count",
+                ] {
+                    assert!(!column.contains(volatile), "{mitre} selects {column}");
+                }
+            }
+            assert!(
+                finding.contains_key("program_cdhash"),
+                "{mitre}: {finding:?}"
+            );
+            if finding
+                .get("launchd_label")
+                .and_then(Value::as_str)
+                .is_some_and(|l| !l.is_empty())
+            {
+                // A job's finding names its plist, the plist's and the program's hashes, the
+                // user it runs as and its (redacted) command line.
+                for key in [
+                    "plist",
+                    "plist_sha256",
+                    "username",
+                    "program_sha256",
+                    "program_arguments",
+                ] {
+                    let v = finding.get(key).and_then(Value::as_str).unwrap_or_default();
+                    assert!(!v.is_empty(), "{mitre} lacks {key}: {finding:?}");
+                }
+                assert_eq!(finding["plist_sha256"].as_str().unwrap().len(), 64);
+            }
+        }
+    }
+    let an0743 = detections
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["mitre"] == "AN0743")
+        .unwrap();
+    let miner = &an0743["findings"][0]["finding"];
+    assert_eq!(
+        miner["plist"],
+        "/Library/LaunchDaemons/com.kcache.daemon.plist"
+    );
+    assert_eq!(miner["username"], "root");
+}

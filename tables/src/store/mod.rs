@@ -508,6 +508,7 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
         )
         .optional()?;
     let (sent, received) = (f.bytes_sent.unwrap_or(0), f.bytes_received.unwrap_or(0));
+    let previous_seen = previous.as_ref().map(|p| p.3);
     let (new_flow, d_sent, d_received) = match previous {
         Some((id, old_sent, old_received, old_seen, old_path)) => {
             // The reading being replaced becomes the previous one (unless the observation says).
@@ -614,14 +615,67 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
            flows = flows + excluded.flows",
     )?
     .execute(params![f.path, remote, f.remote_port, f.protocol, f.start, last_seen, new_flow])?;
-    let hour_start = (last_seen / 3600.0).floor() as i64 * 3600;
-    tx.prepare_cached(
-        "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
-           bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
-    )?
-    .execute(params![f.path, hour_start, d_sent, d_received, new_flow])?;
+    // The growth happened between the previous reading (or the start) and this one: spread
+    // over those hours, as a sampler reading every minute would have counted it. A replayed
+    // flow arrives as one line however many hours it lasted, and a connection first seen long
+    // after it opened is not a spike in the hour it was noticed.
+    let since = previous_seen.unwrap_or(f.start);
+    for (i, (hour_start, s, r)) in spread_over_hours(since, last_seen, d_sent, d_received)
+        .into_iter()
+        .enumerate()
+    {
+        tx.prepare_cached(
+            "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
+               bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
+        )?
+        .execute(params![f.path, hour_start, s, r, if i == 0 { new_flow } else { 0 }])?;
+    }
     Ok(())
+}
+
+/// The longest stretch one reading is spread over (31 days of hours): older growth is counted
+/// in the oldest of those hours, beyond any summary's age anyway.
+const MAX_SPREAD_HOURS: i64 = 31 * 24;
+
+/// Splits the bytes counted between `from` and `to` over the hours they cover, in proportion
+/// to each hour's share of the interval; the parts add up to the totals exactly. One part, in
+/// `to`'s hour, when the interval is empty.
+pub fn spread_over_hours(from: f64, to: f64, sent: i64, received: i64) -> Vec<(i64, i64, i64)> {
+    // The hour holding the interval's last instant: growth ending on a boundary is not counted
+    // in the next hour.
+    let last_hour = if to > from {
+        (to / 3600.0).ceil() as i64 - 1
+    } else {
+        (to / 3600.0).floor() as i64
+    };
+    let first_hour = ((from.min(to) / 3600.0).floor() as i64).max(last_hour - MAX_SPREAD_HOURS + 1);
+    let from = from.max(first_hour as f64 * 3600.0);
+    let span = to - from;
+    if span <= 0.0 || first_hour == last_hour {
+        return vec![(last_hour * 3600, sent, received)];
+    }
+    let mut out = Vec::new();
+    let (mut given_sent, mut given_received) = (0i64, 0i64);
+    for h in first_hour..=last_hour {
+        let end = ((h + 1) as f64 * 3600.0).min(to);
+        let covered = ((end - from) / span).clamp(0.0, 1.0);
+        let (cum_sent, cum_received) = if h == last_hour {
+            (sent, received)
+        } else {
+            (
+                (sent as f64 * covered).round() as i64,
+                (received as f64 * covered).round() as i64,
+            )
+        };
+        out.push((
+            h * 3600,
+            cum_sent - given_sent,
+            cum_received - given_received,
+        ));
+        (given_sent, given_received) = (cum_sent, cum_received);
+    }
+    out
 }
 
 fn insert_payload(tx: &Connection, p: &PayloadObs) -> rusqlite::Result<()> {
@@ -918,6 +972,20 @@ mod tests {
             .unwrap();
         assert_eq!((flows, sent, dest_flows), (1, 250, 1));
         assert_eq!(store.samples().unwrap(), 2);
+    }
+
+    #[test]
+    fn growth_is_spread_over_the_hours_it_covers() {
+        // 1.5 h starting half-way through an hour: a quarter, half a quarter… exactly.
+        let parts = spread_over_hours(1800.0, 7200.0, 3000, 301);
+        assert_eq!(parts, vec![(0, 1000, 100), (3600, 2000, 201)]);
+        assert_eq!(spread_over_hours(5000.0, 5000.0, 7, 8), vec![(3600, 7, 8)]);
+        // Ten hours of one replayed line: ten hours of summary, summing to the total.
+        let parts = spread_over_hours(0.0, 36_000.0, 1_000_003, 0);
+        assert_eq!(parts.len(), 10);
+        assert_eq!(parts.iter().map(|p| p.1).sum::<i64>(), 1_000_003);
+        // Never more than 31 days of hours, whatever the start says.
+        assert_eq!(spread_over_hours(0.0, 400.0 * 86400.0, 1, 1).len(), 31 * 24);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `launchwatch_egress`: long-lived or heavy uploads per (program identity, destination),
 //! external destinations only (AN0082). L scores cumulative duration on RITA's long-connection
 //! buckets; V scores this hour's bytes out against the identity's own hourly history (robust
-//! z) with absolute floors; the upload ratio boosts exfiltration-shaped traffic; the signer
-//! class is the context (Apple-signed code counts for a fifth).
+//! z) with absolute floors; N scores an unsigned or ad-hoc program's first heavy upload to a
+//! destination it never used before, which needs no baseline (a new implant has none); the
+//! upload ratio boosts exfiltration-shaped traffic; the signer class is the context
+//! (Apple-signed code counts for a fifth).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -33,7 +35,9 @@ const COLUMNS: &[Column] = &[
     double("bytes_sent_per_hour_z", "Robust z, (x − median)/max(1.4826·MAD, 256 KiB), of this hour's bytes out against the identity's hourly history (7 days); NULL with under 24 hours of history"),
     double("duration_score", "L: 0 under 1 h cumulative, 0.2→0.8 over 1–12 h"),
     double("volume_score", "V: clamp((z − 3)/5), at least 0.5 from 25 MB/h and 1 from 500 MB/h; times this destination's share of the program's top destination's bytes out"),
-    double("egress_score", "max(L, V) × 1.2 when upload_ratio ≥ 0.8, × signer context, clamped to [0, 1]"),
+    integer("new_destination", "1 when the program's first contact with this destination (any port, from the long-lived summaries) falls inside the window"),
+    double("first_upload_score", "N: for an unsigned, ad-hoc or invalidly signed program and a new destination, bytes out in the window / 1 GB, at most 1; else 0. Needs no history"),
+    double("egress_score", "max(L, V, N) × 1.2 when upload_ratio ≥ 0.8, × signer context, clamped to [0, 1]"),
     integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label"),
 ];
 
@@ -60,6 +64,17 @@ pub fn volume_score(z: Option<f64>, bytes_this_hour: f64) -> f64 {
         v = 1.0;
     }
     v
+}
+
+/// Bytes out to a new destination at which an unsigned or ad-hoc program's first upload scores 1.
+pub const FIRST_UPLOAD_FULL_BYTES: f64 = 1e9;
+
+/// N: a first heavy upload by code nobody vouches for, scored on its size alone.
+pub fn first_upload_score(signer_class: &str, new_destination: bool, bytes_sent: f64) -> f64 {
+    if !new_destination || !matches!(signer_class, "unsigned" | "adhoc" | "invalid") {
+        return 0.0;
+    }
+    clamp01(bytes_sent / FIRST_UPLOAD_FULL_BYTES)
 }
 
 /// The smallest spread the robust z divides by: a program that usually sends nothing is not
@@ -115,7 +130,15 @@ impl Table for Egress {
             })?;
             rows.collect()
         })?;
-        let paths: BTreeSet<String> = hourly.iter().map(|h| h.0.clone()).collect();
+        // First contact per (path, destination), from the summaries that outlive raw flows.
+        let contacts: Vec<(String, String, f64)> = env.store.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT path, remote, min(first_seen) FROM destination_summary GROUP BY path, remote")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        let mut paths: BTreeSet<String> = hourly.iter().map(|h| h.0.clone()).collect();
+        paths.extend(contacts.iter().map(|c| c.0.clone()));
         let signer_of = signers(env, &paths);
         let mut per_identity: HashMap<String, std::collections::BTreeMap<i64, f64>> =
             HashMap::new();
@@ -129,6 +152,18 @@ impl Table for Egress {
                 .or_default()
                 .entry(hour)
                 .or_insert(0.0) += bytes;
+        }
+        let mut first_contact: HashMap<(String, String), f64> = HashMap::new();
+        for (path, remote, first) in contacts {
+            let id = signer_of
+                .get(&path)
+                .map(|s| s.identity.clone())
+                .unwrap_or(path);
+            let is_ip = remote.parse::<std::net::IpAddr>().is_ok();
+            let key =
+                crate::analytics::destination_key((!is_ip).then_some(remote.as_str()), &remote);
+            let e = first_contact.entry((id, key)).or_insert(first);
+            *e = e.min(first);
         }
         let this_hour = (now / 3600.0).floor() as i64 * 3600;
         let identities = ctx.equals("identity");
@@ -180,9 +215,16 @@ impl Table for Egress {
                 .map_or(0.0, |t| sent / t);
             let v = volume_score(z, current) * share;
             let last = fl[fl.len() - 1];
+            let first_seen = first_contact
+                .get(&(identity.clone(), remote.clone()))
+                .copied()
+                .unwrap_or(fl[0].start);
+            let new_destination = first_seen >= since;
+            let n = first_upload_score(&last.signer_class, new_destination, sent);
             let boost = if ratio >= 0.8 { 1.2 } else { 1.0 };
-            let score =
-                clamp01(l.max(v) * boost * signer_multiplier(&last.signer_class, last.notarized));
+            let score = clamp01(
+                l.max(v).max(n) * boost * signer_multiplier(&last.signer_class, last.notarized),
+            );
             rows.push(vec![
                 Value::from(last.path.as_str()),
                 Value::from(identity.as_str()),
@@ -200,6 +242,8 @@ impl Table for Egress {
                 Value::from(z),
                 Value::Double(l),
                 Value::Double(v),
+                Value::from(new_destination),
+                Value::Double(n),
                 Value::Double(score),
                 Value::from(env.config.allowlist.matches(
                     &last.path,
@@ -240,5 +284,18 @@ mod tests {
             None,
             "under 24 hours of history"
         );
+    }
+
+    #[test]
+    fn a_first_heavy_upload_needs_no_history_but_a_new_destination_and_no_vouching_signer() {
+        assert_eq!(first_upload_score("unsigned", true, 4e9), 1.0);
+        assert!((first_upload_score("adhoc", true, 5e8) - 0.5).abs() < 1e-12);
+        assert_eq!(
+            first_upload_score("unsigned", false, 4e9),
+            0.0,
+            "known destination"
+        );
+        assert_eq!(first_upload_score("developer_id", true, 4e9), 0.0);
+        assert_eq!(first_upload_score("apple", true, 4e9), 0.0);
     }
 }

@@ -1,5 +1,7 @@
 //! `launchwatch_fallbacks`: an established beacon goes silent while the host is still online,
-//! and soon after the same program reaches a destination or protocol new to it (AN1378).
+//! and later the same program reaches a destination or protocol new to it (AN1378). Implants
+//! often retry their primary for an hour or more before failing over, so there is no cutoff
+//! near the silence: proximity halves with every [`proximity_half_life`] of delay, up to a day.
 //! Score F = 0.4·novelty + 0.3·timing similarity + 0.3·proximity (docs/design.md, "Fallback channels").
 
 use std::collections::BTreeMap;
@@ -14,6 +16,20 @@ use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
 use crate::tables::beacons::{by_key, window_flows};
 
 pub struct Fallbacks;
+
+/// How long after the silence onset a new channel can still be the fallback.
+pub const FALLBACK_HORIZON_SECONDS: f64 = 86_400.0;
+
+/// Proximity halves every this many seconds of delay: the fallback window, at least an hour.
+pub fn proximity_half_life(window: f64) -> f64 {
+    window.max(3600.0)
+}
+
+/// 1 at (or before) the silence onset, halving with every half-life of delay: a fallback an
+/// hour late still counts, one half a day late barely adds to the score.
+pub fn proximity(delay_seconds: f64, window: f64) -> f64 {
+    clamp01(0.5f64.powf(delay_seconds.max(0.0) / proximity_half_life(window)))
+}
 
 const COLUMNS: &[Column] = &[
     text("path", "Program path"),
@@ -36,7 +52,7 @@ const COLUMNS: &[Column] = &[
     double("period_seconds", "The primary channel's period"),
     double(
         "score",
-        "0.4·novelty + 0.3·timing similarity + 0.3·proximity, × the signer context, in [0, 1]",
+        "0.4·novelty + 0.3·timing similarity + 0.3·proximity (halving every max(window, 1 h) after the silence onset), × the signer context, in [0, 1]",
     ),
     integer("allowlisted", "1 when the config's [allowlist] names this path, identity, either destination or the label"),
 ];
@@ -105,14 +121,14 @@ impl Table for Fallbacks {
             }
             let window = (a.window_periods * s.period).max(a.min_window_seconds);
             // A destination key (or protocol/port) this identity first used after the primary's
-            // last check-in, within the window after silence onset.
+            // last check-in, up to a day after the silence onset.
             let candidate = first_contact
                 .iter()
                 .filter(|((id, r, p), first)| {
                     id == identity
                         && (r != remote || *p != primary_proto)
                         && **first > last_checkin
-                        && **first <= onset + window
+                        && **first <= onset + FALLBACK_HORIZON_SECONDS
                 })
                 .min_by(|a, b| a.1.total_cmp(b.1));
             let Some(((_, fb_remote, fb_proto), fb_first)) = candidate else {
@@ -155,7 +171,7 @@ impl Table for Fallbacks {
             } else {
                 0.5
             };
-            let proximity = clamp01(1.0 - (fb_first - onset).max(0.0) / window);
+            let proximity = proximity(*fb_first - onset, window);
             let last = fl[fl.len() - 1];
             let f = clamp01(
                 (0.4 * novelty + 0.3 * timing_similarity + 0.3 * proximity)
@@ -180,5 +196,23 @@ impl Table for Fallbacks {
             ]);
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proximity_falls_gradually_with_no_cutoff() {
+        assert_eq!(proximity(-10.0, 900.0), 1.0);
+        assert!((proximity(3600.0, 900.0) - 0.5).abs() < 1e-12);
+        assert!((proximity(7200.0, 900.0) - 0.25).abs() < 1e-12);
+        let mut last = 1.0;
+        for minutes in (5..=720).step_by(5) {
+            let p = proximity(minutes as f64 * 60.0, 900.0);
+            assert!(p < last && p > 0.0, "{minutes} min: {p}");
+            last = p;
+        }
     }
 }
