@@ -35,6 +35,8 @@ pub struct SamplerFigures {
     pub last_cost_us: AtomicU64,
     pub errors: AtomicU64,
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// Each collector's state after the last tick (`launchwatch_status.sources`).
+    pub sources: std::sync::Mutex<Vec<crate::facts::SourceStatus>>,
 }
 
 impl SamplerFigures {

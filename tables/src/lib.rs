@@ -8,6 +8,7 @@ pub mod config;
 pub mod docs;
 pub mod env;
 pub mod executables;
+pub mod facts;
 pub mod framework;
 pub mod launchd;
 pub mod net;

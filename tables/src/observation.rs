@@ -30,6 +30,9 @@ pub struct ProcessObs {
     pub start_time: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppid: Option<i64>,
+    /// Process group: with `ppid`, what job attribution follows to a job's whole tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +43,9 @@ pub struct ProcessObs {
     pub cpu_time: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launchd_label: Option<String>,
+    /// How `launchd_label` was found (spec.md `label_source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_source: Option<String>,
 }
 
 /// One connection; byte counters are its cumulative totals at `end` (or at the sample).
@@ -55,6 +61,13 @@ pub struct FlowObs {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launchd_label: Option<String>,
+    /// How `launchd_label` was found (spec.md `label_source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_source: Option<String>,
+    /// Which collector saw the flow (spec.md `source`: ntstat, pcblist, tracepoint,
+    /// sock_diag, replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_address: Option<String>,

@@ -14,8 +14,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::env::{wall_clock, TableEnv};
+use crate::facts::KernelFlow;
 use crate::observation::{FlowObs, Observation, ProcessObs};
-use crate::platform::{self, SocketCollector, SocketSample};
+use crate::platform::{self, KernelSource, SocketCollector, SocketSample};
 
 /// Prune at most this often: deleting is cheap but not free.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -43,14 +44,26 @@ struct Owner {
     path: Option<String>,
     start: Option<f64>,
     label: Option<String>,
+    label_source: Option<String>,
 }
 
-#[derive(Default)]
+/// How long a tuple the kernel events closed stays known, so the poller's later sighting of
+/// its TIME_WAIT remnant (no inode, no counters, no owner) is not taken for a new flow.
+const KERNEL_CLOSED_MEMORY_S: f64 = 180.0;
+
 pub struct Sampler {
     sockets: SocketCollector,
+    kernel: KernelSource,
     flows: HashMap<FlowKey, Tracked>,
     owners: HashMap<i64, Owner>,
+    kernel_closed: HashMap<FlowKey, f64>,
     resumed: bool,
+}
+
+impl Default for Sampler {
+    fn default() -> Sampler {
+        Sampler::new()
+    }
 }
 
 /// Which collectors a tick runs.
@@ -68,8 +81,45 @@ impl Due {
 }
 
 impl Sampler {
+    /// A sampler that polls only (what `query`'s short window uses).
     pub fn new() -> Sampler {
-        Sampler::default()
+        Sampler::with_kernel(KernelSource::off("not started for a one-off query"))
+    }
+
+    /// A sampler that also follows the kernel's connection events where the platform and
+    /// privileges allow (the extension and `record`).
+    pub fn with_kernel_events() -> Sampler {
+        Sampler::with_kernel(KernelSource::start())
+    }
+
+    fn with_kernel(kernel: KernelSource) -> Sampler {
+        Sampler {
+            sockets: SocketCollector::default(),
+            kernel,
+            flows: HashMap::new(),
+            owners: HashMap::new(),
+            kernel_closed: HashMap::new(),
+            resumed: false,
+        }
+    }
+
+    /// The kernel-event collector's connection table (4-tuple → owner), when it runs: what
+    /// packet capture asks to attribute a packet.
+    pub fn flow_table(&self) -> Option<std::sync::Arc<crate::facts::FlowTable>> {
+        self.kernel.table()
+    }
+
+    /// How each collector is doing (for `launchwatch_status.sources`).
+    pub fn sources(&self) -> Vec<crate::facts::SourceStatus> {
+        let mut v = self.kernel.status();
+        v.push(crate::facts::SourceStatus {
+            name: platform::POLL_SOURCE.into(),
+            running: true,
+            reason: None,
+            events_per_s: 0.0,
+            drops: 0,
+        });
+        v
     }
 
     /// Picks up flows the store still has open (a restarted extension, or history a `query`
@@ -92,6 +142,8 @@ impl Sampler {
                         process_start: r.get(2)?,
                         path: r.get(3)?,
                         launchd_label: r.get(4)?,
+                        label_source: None,
+                        source: None,
                         protocol: r.get(5)?,
                         local_address: r.get(6)?,
                         local_port: r.get(7)?,
@@ -144,6 +196,7 @@ impl Sampler {
                 path,
                 start: Some(start),
                 label: None,
+                label_source: None,
             })
             .unwrap_or_default();
         self.owners.insert(pid, o.clone());
@@ -172,14 +225,23 @@ impl Sampler {
             if !self.resumed {
                 self.resume(env);
             }
+            // Kernel events first: connections that already ended, with their owners.
+            let (ended, procs) = self.kernel.drain();
+            observations.extend(procs.into_iter().map(Observation::Process));
+            let ended = self.apply_kernel(ended, now);
+            report.closed += ended.len();
+            observations.extend(ended.into_iter().map(Observation::Flow));
             match self.sockets.sample() {
                 Ok(sample) => {
                     let (flows, open, closed) = self.track(sample, now);
                     report.sockets = open;
-                    report.closed = closed;
+                    report.closed += closed;
                     observations.extend(flows.into_iter().map(Observation::Flow));
                 }
                 Err(e) => errors.push(format!("sockets: {e}")),
+            }
+            if let Ok(mut s) = env.sampler.sources.lock() {
+                *s = self.sources();
             }
         }
         if let Err(e) = env.store.write_batch(&observations, 1) {
@@ -200,6 +262,67 @@ impl Sampler {
         }
     }
 
+    /// Connections the kernel events saw end: the poller's flow for the same tuple (if it saw
+    /// one) is closed with the final counters, else a new closed flow is made.
+    fn apply_kernel(&mut self, ended: Vec<KernelFlow>, now: f64) -> Vec<FlowObs> {
+        let mut out = Vec::new();
+        for k in ended {
+            let key: FlowKey = ("tcp", k.local, k.local_port, k.remote, k.remote_port);
+            self.kernel_closed.insert(key, now);
+            let owner = k.owner.as_ref();
+            let mut f = match self.flows.remove(&key) {
+                Some(t) => t.flow,
+                None => FlowObs {
+                    start: k.start,
+                    end: None,
+                    pid: None,
+                    process_start: None,
+                    path: String::new(),
+                    launchd_label: None,
+                    label_source: None,
+                    source: None,
+                    protocol: "tcp".into(),
+                    local_address: Some(k.local.to_string()),
+                    local_port: Some(k.local_port),
+                    remote_address: k.remote.to_string(),
+                    remote_port: k.remote_port,
+                    remote_name: None,
+                    bytes_sent: None,
+                    bytes_received: None,
+                    state: None,
+                    last_seen: None,
+                    prev_seen: None,
+                    prev_bytes_sent: None,
+                    prev_bytes_received: None,
+                },
+            };
+            // The event's facts were read while the process lived: they win.
+            f.start = f.start.min(k.start);
+            f.pid = Some(k.pid);
+            if let Some(o) = owner {
+                f.process_start = Some(o.start_time);
+                if let Some(p) = &o.path {
+                    f.path = p.clone();
+                }
+                if o.launchd_label.is_some() {
+                    f.launchd_label = o.launchd_label.clone();
+                    f.label_source = o.label_source.clone();
+                }
+            }
+            f.bytes_sent = k.bytes_sent.or(f.bytes_sent);
+            f.bytes_received = k.bytes_received.or(f.bytes_received);
+            f.source = Some("tracepoint".into());
+            let end = k.end.unwrap_or(k.start);
+            f.end = Some(end);
+            f.last_seen = Some(end.max(f.start));
+            f.state = Some("CLOSED".into());
+            out.push(f);
+        }
+        self.kernel_closed
+            .retain(|_, at| now - *at < KERNEL_CLOSED_MEMORY_S);
+        out
+    }
+
     /// Turns a socket sample into flow observations: every open flow with its current counters,
     /// and every flow that vanished (or whose 5-tuple now belongs to a new socket) as CLOSED.
     fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowObs>, usize, usize) {
@@ -212,6 +335,10 @@ impl Sampler {
                 continue;
             }
             let key = (s.protocol, s.local, s.local_port, s.remote, s.remote_port);
+            if s.socket_id == 0 && self.kernel_closed.contains_key(&key) {
+                // The TIME_WAIT remnant of a connection the kernel events already closed.
+                continue;
+            }
             let previous = self.flows.remove(&key).or_else(|| seen.remove(&key));
             let continues = previous.as_ref().is_some_and(|t| {
                 t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id
@@ -224,6 +351,7 @@ impl Sampler {
                         closed += 1;
                     }
                     let owner = s.pid.map(|p| self.owner(p)).unwrap_or_default();
+                    let source = Some(platform::POLL_SOURCE.to_string());
                     Tracked {
                         socket_id: s.socket_id,
                         flow: FlowObs {
@@ -233,6 +361,8 @@ impl Sampler {
                             process_start: owner.start,
                             path: owner.path.unwrap_or_default(),
                             launchd_label: owner.label,
+                            label_source: owner.label_source,
+                            source,
                             protocol: s.protocol.to_string(),
                             local_address: Some(s.local.to_string()),
                             local_port: Some(s.local_port),
@@ -261,6 +391,21 @@ impl Sampler {
                 f.path = owner.path.unwrap_or_default();
                 f.process_start = owner.start;
                 f.launchd_label = owner.label;
+                f.label_source = owner.label_source;
+            }
+            // No owner from the poll (TIME_WAIT, a socket that changed hands): the kernel
+            // events may know who opened it.
+            if f.pid.is_none() && s.protocol == "tcp" {
+                if let Some(o) = self.kernel.table().and_then(|t| {
+                    t.lookup((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                }) {
+                    f.pid = Some(o.pid);
+                    f.process_start = o.process_start;
+                    f.path = o.path.unwrap_or_default();
+                    f.launchd_label = o.launchd_label;
+                    f.label_source = o.label_source;
+                    f.source = Some("tracepoint".into());
+                }
             }
             // Counters only grow; a socket that no longer reports them keeps its last values.
             f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
@@ -285,6 +430,7 @@ fn owner_of(p: &ProcessObs) -> Owner {
         path: p.path.clone(),
         start: Some(p.start_time),
         label: p.launchd_label.clone(),
+        label_source: p.label_source.clone(),
     }
 }
 
@@ -336,7 +482,7 @@ impl StopSignal {
 pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
     let process_every = Duration::from_secs_f64(env.config.sampler.process_interval);
     let socket_every = Duration::from_secs_f64(env.config.sampler.socket_interval);
-    let mut sampler = Sampler::new();
+    let mut sampler = Sampler::with_kernel_events();
     let mut last_prune = Instant::now();
     let (mut next_process, mut next_socket) = (Instant::now(), Instant::now());
     loop {

@@ -417,6 +417,8 @@ pub fn observations(keys: &[Key]) -> Vec<Observation> {
                 process_start: None,
                 path: k.path.clone(),
                 launchd_label: None,
+                label_source: None,
+                source: None,
                 protocol: "tcp".into(),
                 local_address: Some("192.0.2.10".into()),
                 local_port: Some(40000 + (i % 20000) as u16),

@@ -143,6 +143,7 @@ pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
     let labels = pid_labels(&uids);
     for p in &mut out {
         p.launchd_label = labels.get(&p.pid).cloned();
+        p.label_source = p.launchd_label.as_ref().map(|_| "launchctl".to_string());
     }
     Ok(out)
 }
@@ -179,12 +180,14 @@ fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
             pid: pid as i64,
             start_time: b.pbi_start_tvsec as f64 + b.pbi_start_tvusec as f64 / 1e6,
             ppid: Some(b.pbi_ppid as i64),
+            pgid: Some(b.pbi_pgid as i64),
             uid: Some(b.pbi_uid as i64),
             path: pid_path(pid),
             name: Some(name),
             cpu_time: mach_ticks_to_seconds(info.ptinfo.pti_total_user, hz)
                 + mach_ticks_to_seconds(info.ptinfo.pti_total_system, hz),
             launchd_label: None,
+            label_source: None,
         });
     }
     Ok(out)

@@ -2,16 +2,13 @@
 //! observations. Each backend reads raw kernel data and hands it to pure parsers in
 //! [`parse`], which are tested on byte and text fixtures on any host.
 
-pub mod parse;
-pub mod pcblist;
-pub mod sockdiag;
-
-#[cfg(target_os = "linux")]
 pub mod linux;
 #[cfg(target_os = "macos")]
 pub mod macos;
 #[cfg(target_os = "macos")]
 pub mod macos_signing;
+pub mod parse;
+pub mod pcblist;
 
 use std::collections::BTreeMap;
 
@@ -59,7 +56,7 @@ pub struct SocketSample {
 
 /// The socket collector of this platform (keeps caches between samples).
 #[cfg(target_os = "linux")]
-pub use linux::sockets::Collector as SocketCollector;
+pub use linux::sock_diag::collector::Collector as SocketCollector;
 #[cfg(target_os = "macos")]
 pub use macos::sockets::Collector as SocketCollector;
 
@@ -126,5 +123,99 @@ pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
             "process sampling is not implemented on {}",
             std::env::consts::OS
         ))
+    }
+}
+
+/// Where polled flows come from on this platform (spec.md `source`).
+#[cfg(target_os = "macos")]
+pub const POLL_SOURCE: &str = "pcblist";
+#[cfg(not(target_os = "macos"))]
+pub const POLL_SOURCE: &str = "sock_diag";
+
+/// The kernel-event connection collector of this platform: Linux tracepoints today. When it
+/// cannot run it says why, and the socket poller alone attributes flows.
+pub struct KernelSource {
+    #[cfg(target_os = "linux")]
+    events: Option<linux::tracepoint::KernelEvents>,
+    why_not: Option<String>,
+}
+
+impl KernelSource {
+    /// A source that is off on purpose (`query`'s short window needs no event stream).
+    pub fn off(why: &str) -> KernelSource {
+        KernelSource {
+            #[cfg(target_os = "linux")]
+            events: None,
+            why_not: Some(why.to_string()),
+        }
+    }
+
+    pub fn start() -> KernelSource {
+        #[cfg(target_os = "linux")]
+        {
+            match linux::tracepoint::KernelEvents::start() {
+                Ok(e) => KernelSource {
+                    events: Some(e),
+                    why_not: None,
+                },
+                Err(e) => {
+                    // SAFETY: no preconditions.
+                    let root = unsafe { libc::geteuid() } == 0;
+                    KernelSource {
+                        events: None,
+                        why_not: Some(if root {
+                            e
+                        } else {
+                            format!("{e} (needs root; sockets are polled instead)")
+                        }),
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            KernelSource::off("no kernel event source on this platform yet; sockets are polled")
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.why_not.is_none()
+    }
+
+    /// Connections that ended, and processes seen starting or connecting, since last call.
+    pub fn drain(&self) -> (Vec<crate::facts::KernelFlow>, Vec<ProcessObs>) {
+        #[cfg(target_os = "linux")]
+        if let Some(e) = &self.events {
+            return e.drain();
+        }
+        (Vec::new(), Vec::new())
+    }
+
+    /// The 4-tuple → owner map the events keep, for the poller and packet capture.
+    pub fn table(&self) -> Option<std::sync::Arc<crate::facts::FlowTable>> {
+        #[cfg(target_os = "linux")]
+        if let Some(e) = &self.events {
+            return Some(e.table());
+        }
+        None
+    }
+
+    pub fn status(&self) -> Vec<crate::facts::SourceStatus> {
+        #[cfg(target_os = "linux")]
+        if let Some(e) = &self.events {
+            return e.status();
+        }
+        let name = if cfg!(target_os = "macos") {
+            "ntstat"
+        } else {
+            "tracepoint"
+        };
+        vec![crate::facts::SourceStatus {
+            name: name.into(),
+            running: false,
+            reason: self.why_not.clone(),
+            events_per_s: 0.0,
+            drops: 0,
+        }]
     }
 }

@@ -6,6 +6,8 @@ pub struct ProcStat {
     pub pid: i64,
     pub comm: String,
     pub ppid: i64,
+    /// Process group (field 5).
+    pub pgid: i64,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
     /// Process start, clock ticks after boot.
@@ -41,6 +43,7 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
         pid,
         comm,
         ppid: field(4)?.parse().map_err(|_| "field 4 is not a number")?,
+        pgid: field(5)?.parse().map_err(|_| "field 5 is not a number")?,
         cpu_ticks: num(14)?.saturating_add(num(15)?),
         start_ticks: num(22)?,
     })
@@ -101,7 +104,10 @@ mod tests {
         let s = parse_proc_stat(text).unwrap();
         assert_eq!(s.pid, 4242);
         assert_eq!(s.comm, "evil) (x y");
-        assert_eq!((s.ppid, s.cpu_ticks, s.start_ticks), (1, 300, 123456));
+        assert_eq!(
+            (s.ppid, s.pgid, s.cpu_ticks, s.start_ticks),
+            (1, 4242, 300, 123456)
+        );
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl Store {
             Ok(())
         };
         let mut stmt = conn.prepare(
-            "SELECT ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label FROM process_samples ORDER BY ts, pid",
+            "SELECT ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label, pgid, label_source FROM process_samples ORDER BY ts, pid",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -202,12 +202,14 @@ impl Store {
                 name: r.get(6)?,
                 cpu_time: r.get(7)?,
                 launchd_label: r.get(8)?,
+                pgid: r.get(9)?,
+                label_source: r.get(10)?,
             }))?;
         }
         let mut stmt = conn.prepare(
             "SELECT start, end, pid, process_start, path, launchd_label, protocol, local_address, local_port,
                     remote_address, remote_port, remote_name, bytes_sent, bytes_received, state, last_seen,
-                    prev_seen, prev_bytes_sent, prev_bytes_received FROM flows ORDER BY start, id",
+                    prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source FROM flows ORDER BY start, id",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -231,6 +233,8 @@ impl Store {
                 prev_seen: r.get(16)?,
                 prev_bytes_sent: r.get(17)?,
                 prev_bytes_received: r.get(18)?,
+                label_source: r.get(19)?,
+                source: r.get(20)?,
             }))?;
         }
         let mut stmt = conn.prepare(
@@ -456,10 +460,10 @@ fn percent_encode_path(path: &Path) -> String {
 
 fn insert_process(tx: &Connection, p: &ProcessObs) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO process_samples(ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO process_samples(ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label, pgid, label_source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
-    .execute(params![p.ts, p.pid, p.start_time, p.ppid, p.uid, p.path, p.name, p.cpu_time, p.launchd_label])?;
+    .execute(params![p.ts, p.pid, p.start_time, p.ppid, p.uid, p.path, p.name, p.cpu_time, p.launchd_label, p.pgid, p.label_source])?;
     Ok(())
 }
 
@@ -497,7 +501,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 "UPDATE flows SET end = ?2, last_seen = max(last_seen, ?3), bytes_sent = ?4, bytes_received = ?5,
                  state = ?6, remote_name = ifnull(?7, remote_name), launchd_label = ifnull(?8, launchd_label),
                  path = CASE WHEN ?9 != '' THEN ?9 ELSE path END, pid = ifnull(?13, pid), prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
-                 prev_bytes_received = ifnull(?12, prev_bytes_received) WHERE id = ?1",
+                 prev_bytes_received = ifnull(?12, prev_bytes_received), label_source = ifnull(?14, label_source),
+                 source = ifnull(?15, source), process_start = ifnull(?16, process_start) WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -512,7 +517,10 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 prev_seen,
                 prev_sent,
                 prev_received,
-                f.pid
+                f.pid,
+                f.label_source,
+                f.source,
+                f.process_start
             ])?;
             // A row that just learned its program counts as that program's flow from now on.
             let adopted = i64::from(old_path.is_empty() && !f.path.is_empty());
@@ -526,8 +534,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
                  local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
-                 prev_seen, prev_bytes_sent, prev_bytes_received)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                 prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             )?
             .execute(params![
                 f.start,
@@ -548,7 +556,9 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 f.state,
                 f.prev_seen,
                 f.prev_bytes_sent,
-                f.prev_bytes_received
+                f.prev_bytes_received,
+                f.label_source,
+                f.source
             ])?;
             (1, sent.max(0), received.max(0))
         }
