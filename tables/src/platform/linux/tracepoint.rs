@@ -1003,19 +1003,11 @@ mod live {
             Some(p)
         }
 
+        /// Facts at connect time: read afresh while the process lives (its cgroup may have
+        /// changed since fork, as a service manager moves new processes), else the last known.
         fn get(&mut self, pid: u32, now: f64) -> Option<ProcessObs> {
-            // Fresh facts while the process lives (a changed start time means a reused pid).
-            match process_facts(pid as i64, now, &self.clock, false) {
-                Some(p) => match self.by_pid.get(&pid) {
-                    Some(c) if c.start_time == p.start_time && c.path == p.path => {
-                        let mut c = c.clone();
-                        c.ts = now;
-                        Some(c)
-                    }
-                    _ => self.refresh(pid, now),
-                },
-                None => self.by_pid.get(&pid).cloned(),
-            }
+            self.refresh(pid, now)
+                .or_else(|| self.by_pid.get(&pid).cloned())
         }
 
         fn prune(&mut self) {
