@@ -275,11 +275,29 @@ fn query(
                 .filter_map(Observation::time)
                 .reduce(f64::max)
         });
+        // A replayed flow says so, unless the file recorded which collector saw it.
+        for o in &mut loaded.observations {
+            if let Observation::Flow(f) = o {
+                f.source.get_or_insert_with(|| "replay".to_string());
+            }
+        }
         store
             .write_batch(&loaded.observations, 0)
             .map_err(|e| e.to_string())?;
     }
     let env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    if !live {
+        *env.sampler
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = vec![launchwatch_tables::facts::SourceStatus {
+            name: "replay".into(),
+            running: true,
+            reason: None,
+            events_per_s: 0.0,
+            drops: 0,
+        }];
+    }
     let tables = table_set(env);
     if live && !no_sample {
         // Two fresh samples a short window apart, so rates and CPU percentages are real.

@@ -2,7 +2,9 @@
 //! Kernel buffers: macOS pcblist_n (both record shapes, both counter layouts) and Linux
 //! sock_diag dumps, plus /proc text.
 use libfuzzer_sys::fuzz_target;
-use launchwatch_tables::platform::{parse, pcblist, sockdiag};
+use launchwatch_tables::platform::linux::sock_diag as sockdiag;
+use launchwatch_tables::platform::macos::pcblist;
+use launchwatch_tables::platform::parse;
 
 fuzz_target!(|data: &[u8]| {
     let _ = pcblist::parse(data, true, 23);

@@ -58,13 +58,22 @@ impl FlowTable {
     /// captured packet's source may be the remote end). `None` when nothing the kernel
     /// reported covers that moment.
     pub fn lookup(&self, tuple: FlowTuple, at: f64) -> Option<FlowOwner> {
-        let tuple = canonical(tuple);
         let (p, la, lp, ra, rp) = tuple;
+        self.find(&[tuple, (p, ra, rp, la, lp)], at)
+    }
+
+    /// Like [`FlowTable::lookup`] but only with `local` as the connection's own end: the
+    /// accepting side of a loopback connection is another socket, maybe another process.
+    pub fn lookup_directed(&self, tuple: FlowTuple, at: f64) -> Option<FlowOwner> {
+        self.find(&[tuple], at)
+    }
+
+    fn find(&self, tuples: &[FlowTuple], at: f64) -> Option<FlowOwner> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
         // A little slack: packet and event clocks are read at different moments.
         const SLACK: f64 = 1.0;
-        [tuple, (p, ra, rp, la, lp)].iter().find_map(|t| {
-            map.get(t)?
+        tuples.iter().map(|t| canonical(*t)).find_map(|t| {
+            map.get(&t)?
                 .iter()
                 .filter(|o| o.start - SLACK <= at && o.end.is_none_or(|e| at <= e + SLACK))
                 .max_by(|a, b| a.start.total_cmp(&b.start))
@@ -170,6 +179,11 @@ mod tests {
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(t.lookup((6, a, 5000, v4, 80), 105.0).unwrap().pid, 1);
         assert_eq!(t.lookup((6, v4, 80, a, 5000), 105.0).unwrap().pid, 1);
+        assert!(t.lookup_directed((6, v4, 80, a, 5000), 105.0).is_none());
+        assert_eq!(
+            t.lookup_directed((6, a, 5000, v4, 80), 105.0).unwrap().pid,
+            1
+        );
         assert_eq!(t.lookup((6, a, 5000, v4, 80), 300.0).unwrap().pid, 2);
         assert!(t.lookup((6, a, 5000, v4, 80), 150.0).is_none());
         assert!(t.lookup((17, a, 5000, v4, 80), 105.0).is_none());

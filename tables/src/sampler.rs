@@ -36,6 +36,57 @@ type FlowKey = (&'static str, IpAddr, u16, IpAddr, u16);
 struct Tracked {
     socket_id: u64,
     flow: FlowObs,
+    /// What the store last got: (time, bytes sent, bytes received, state, pid); `None` until
+    /// the first write.
+    written: Option<Written>,
+    /// The reading before this one, when it was not written: the rate's true start.
+    unwritten: Option<(f64, Option<i64>, Option<i64>)>,
+}
+
+type Written = (f64, Option<i64>, Option<i64>, Option<String>, Option<i64>);
+
+/// When live state is written to the store (store by change).
+#[derive(Debug, Clone, Copy)]
+pub struct WritePolicy {
+    pub flow_age: f64,
+    pub flow_step: i64,
+    pub idle_refresh: f64,
+    /// A process whose CPU moved is written at most this often.
+    pub process_age: f64,
+}
+
+impl WritePolicy {
+    pub const EVERY_SAMPLE: WritePolicy = WritePolicy {
+        flow_age: 0.0,
+        flow_step: 0,
+        idle_refresh: 0.0,
+        process_age: 0.0,
+    };
+}
+
+impl Default for WritePolicy {
+    fn default() -> WritePolicy {
+        WritePolicy::from(&crate::config::SamplerConfig::default())
+    }
+}
+
+impl From<&crate::config::SamplerConfig> for WritePolicy {
+    fn from(c: &crate::config::SamplerConfig) -> WritePolicy {
+        WritePolicy {
+            flow_age: c.flow_write_age,
+            flow_step: c.flow_write_step as i64,
+            idle_refresh: c.idle_refresh,
+            // A little under the interval, so tick jitter never skips a reading.
+            process_age: c.process_interval * 0.9,
+        }
+    }
+}
+
+/// The last reading of one process instance: (time, cpu) written, and the latest unwritten.
+#[derive(Debug, Clone, Copy)]
+struct ProcessWritten {
+    written: (f64, f64),
+    unwritten: Option<(f64, f64)>,
 }
 
 /// Who a pid is: path, start time and launchd label (or systemd unit).
@@ -57,6 +108,9 @@ pub struct Sampler {
     flows: HashMap<FlowKey, Tracked>,
     owners: HashMap<i64, Owner>,
     kernel_closed: HashMap<FlowKey, f64>,
+    processes: HashMap<(i64, u64), ProcessWritten>,
+    process_collector: platform::ProcessCollector,
+    pub policy: WritePolicy,
     resumed: bool,
 }
 
@@ -81,9 +135,12 @@ impl Due {
 }
 
 impl Sampler {
-    /// A sampler that polls only (what `query`'s short window uses).
+    /// A sampler that polls only and writes every reading (what `query`'s short window uses:
+    /// its two readings a second apart are what its rates come from).
     pub fn new() -> Sampler {
-        Sampler::with_kernel(KernelSource::off("not started for a one-off query"))
+        let mut s = Sampler::with_kernel(KernelSource::off("not started for a one-off query"));
+        s.policy = WritePolicy::EVERY_SAMPLE;
+        s
     }
 
     /// A sampler that also follows the kernel's connection events where the platform and
@@ -99,6 +156,9 @@ impl Sampler {
             flows: HashMap::new(),
             owners: HashMap::new(),
             kernel_closed: HashMap::new(),
+            processes: HashMap::new(),
+            process_collector: platform::ProcessCollector::default(),
+            policy: WritePolicy::default(),
             resumed: false,
         }
     }
@@ -181,6 +241,14 @@ impl Sampler {
                 key,
                 Tracked {
                     socket_id: 0,
+                    written: Some((
+                        f.seen(),
+                        f.bytes_sent,
+                        f.bytes_received,
+                        f.state.clone(),
+                        f.pid,
+                    )),
+                    unwritten: None,
                     flow: f,
                 },
             );
@@ -194,7 +262,7 @@ impl Sampler {
         let o = platform::process_identity(pid)
             .map(|(path, start)| Owner {
                 path,
-                start: Some(start),
+                start,
                 label: None,
                 label_source: None,
             })
@@ -212,10 +280,11 @@ impl Sampler {
         let mut observations = Vec::new();
         let mut errors = Vec::new();
         if due.processes {
-            match platform::processes(now) {
+            match self.process_collector.sample(now) {
                 Ok(procs) => {
                     self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
                     report.processes = procs.len();
+                    let procs = self.processes_to_write(procs);
                     observations.extend(procs.into_iter().map(Observation::Process));
                 }
                 Err(e) => errors.push(format!("processes: {e}")),
@@ -233,6 +302,9 @@ impl Sampler {
             observations.extend(ended.into_iter().map(Observation::Flow));
             match self.sockets.sample() {
                 Ok(sample) => {
+                    if let Some(w) = self.sockets.take_warning() {
+                        errors.push(format!("sockets (partial): {w}"));
+                    }
                     let (flows, open, closed) = self.track(sample, now);
                     report.sockets = open;
                     report.closed += closed;
@@ -296,8 +368,8 @@ impl Sampler {
                     prev_bytes_received: None,
                 },
             };
-            // The event's facts were read while the process lived: they win.
-            f.start = f.start.min(k.start);
+            // The event's facts were read while the process lived: they win. The start stays
+            // what the store already has (it is part of the row's identity).
             f.pid = Some(k.pid);
             if let Some(o) = owner {
                 f.process_start = Some(o.start_time);
@@ -350,14 +422,32 @@ impl Sampler {
                         out.push(close(old.flow));
                         closed += 1;
                     }
-                    let owner = s.pid.map(|p| self.owner(p)).unwrap_or_default();
-                    let source = Some(platform::POLL_SOURCE.to_string());
+                    // A delegated pid owns the flow only if that process already ran when the
+                    // flow appeared (so_e_pid may name an exited process or a reused pid).
+                    let pid = match s.delegate_pid {
+                        Some(e) if self.owner(e).start.is_some_and(|st| st <= now) => Some(e),
+                        _ => s.pid,
+                    };
+                    let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
+                    let mut source = Some(platform::POLL_SOURCE.to_string());
+                    // A connection the kernel events saw open: its real start time.
+                    let start = match self.kernel.table().and_then(|t| {
+                        t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                    }) {
+                        Some(o) if s.protocol == "tcp" && o.start <= now => {
+                            source = Some("tracepoint".to_string());
+                            o.start
+                        }
+                        _ => now,
+                    };
                     Tracked {
                         socket_id: s.socket_id,
+                        written: None,
+                        unwritten: None,
                         flow: FlowObs {
-                            start: now,
+                            start,
                             end: None,
-                            pid: s.pid,
+                            pid,
                             process_start: owner.start,
                             path: owner.path.unwrap_or_default(),
                             launchd_label: owner.label,
@@ -397,7 +487,7 @@ impl Sampler {
             // events may know who opened it.
             if f.pid.is_none() && s.protocol == "tcp" {
                 if let Some(o) = self.kernel.table().and_then(|t| {
-                    t.lookup((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                    t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
                 }) {
                     f.pid = Some(o.pid);
                     f.process_start = o.process_start;
@@ -412,7 +502,9 @@ impl Sampler {
             f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
             f.state = s.state.clone();
             f.last_seen = Some(now);
-            out.push(f.clone());
+            if let Some(w) = self.write_due(&mut tracked, now) {
+                out.push(w);
+            }
             seen.insert(key, tracked);
         }
         for (_, gone) in self.flows.drain() {
@@ -422,6 +514,84 @@ impl Sampler {
         let open = seen.len();
         self.flows = seen;
         (out, open, closed)
+    }
+}
+
+impl Sampler {
+    /// Store by change: the flow as it should be written now, or `None` when the store already
+    /// has what matters (unchanged, or changed less than the step and written recently).
+    fn write_due(&self, t: &mut Tracked, now: f64) -> Option<FlowObs> {
+        let f = &t.flow;
+        let p = &self.policy;
+        let due = match &t.written {
+            None => true,
+            Some((at, sent, received, state, pid)) => {
+                let moved = (f.bytes_sent != *sent) || (f.bytes_received != *received);
+                let jump = f.bytes_sent.unwrap_or(0) - sent.unwrap_or(0) >= p.flow_step
+                    || f.bytes_received.unwrap_or(0) - received.unwrap_or(0) >= p.flow_step;
+                let age = now - at;
+                f.state != *state
+                    || f.pid != *pid
+                    || (moved && (jump || age >= p.flow_age - 1e-6))
+                    || age >= p.idle_refresh
+            }
+        };
+        if !due {
+            t.unwritten = Some((now, f.bytes_sent, f.bytes_received));
+            return None;
+        }
+        let mut w = f.clone();
+        // The reading before this one was held back: it, not the last write, starts the rate.
+        if let Some((at, sent, received)) = t.unwritten.take() {
+            if at < now {
+                (w.prev_seen, w.prev_bytes_sent, w.prev_bytes_received) =
+                    (Some(at), sent, received);
+            }
+        }
+        t.written = Some((now, f.bytes_sent, f.bytes_received, f.state.clone(), f.pid));
+        Some(w)
+    }
+
+    /// Store by change for processes: a new instance at once, its CPU when it moved (at most
+    /// every `process_age`), an idle one every `idle_refresh`. A change after an idle stretch
+    /// also writes the held-back reading before it, so the burst is not spread over the gap.
+    fn processes_to_write(&mut self, procs: Vec<ProcessObs>) -> Vec<ProcessObs> {
+        let p = self.policy;
+        let mut out = Vec::new();
+        let mut live = HashMap::with_capacity(procs.len());
+        for obs in procs {
+            let key = (obs.pid, obs.start_time.to_bits());
+            let state = match self.processes.get(&key).copied() {
+                None => {
+                    out.push(obs.clone());
+                    ProcessWritten {
+                        written: (obs.ts, obs.cpu_time),
+                        unwritten: None,
+                    }
+                }
+                Some(mut w) => {
+                    let age = obs.ts - w.written.0;
+                    let moved = obs.cpu_time != w.written.1;
+                    if (moved && age >= p.process_age) || age >= p.idle_refresh {
+                        if let Some((ts, cpu)) = w.unwritten.take() {
+                            if moved && cpu == w.written.1 && ts > w.written.0 {
+                                let mut before = obs.clone();
+                                (before.ts, before.cpu_time) = (ts, cpu);
+                                out.push(before);
+                            }
+                        }
+                        w.written = (obs.ts, obs.cpu_time);
+                        out.push(obs);
+                    } else {
+                        w.unwritten = Some((obs.ts, obs.cpu_time));
+                    }
+                    w
+                }
+            };
+            live.insert(key, state);
+        }
+        self.processes = live;
+        out
     }
 }
 
@@ -483,6 +653,7 @@ pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
     let process_every = Duration::from_secs_f64(env.config.sampler.process_interval);
     let socket_every = Duration::from_secs_f64(env.config.sampler.socket_interval);
     let mut sampler = Sampler::with_kernel_events();
+    sampler.policy = WritePolicy::from(&env.config.sampler);
     let mut last_prune = Instant::now();
     let (mut next_process, mut next_socket) = (Instant::now(), Instant::now());
     loop {
@@ -538,6 +709,7 @@ mod tests {
             state: Some(state.into()),
             listening: false,
             pid,
+            delegate_pid: None,
             socket_id: id,
             bytes_sent: sent,
             bytes_received: sent,
@@ -604,6 +776,74 @@ mod tests {
         let new = f.iter().find(|f| f.end.is_none()).unwrap();
         assert_eq!((old.start, old.bytes_sent), (100.0, Some(10)));
         assert_eq!((new.start, new.bytes_sent), (105.0, Some(1)));
+    }
+
+    #[test]
+    fn store_by_change_writes_new_moved_and_closed_flows_only() {
+        let mut s = Sampler::with_kernel(KernelSource::off("test"));
+        s.policy = WritePolicy {
+            flow_age: 5.0,
+            flow_step: 1000,
+            idle_refresh: 300.0,
+            process_age: 9.0,
+        };
+        let est = |sent| vec![sock(7, 5000, Some(sent), None, "ESTABLISHED")];
+        assert_eq!(s.track(est(10), 100.0).0.len(), 1, "new: written");
+        assert!(
+            s.track(est(10), 105.0).0.is_empty(),
+            "unchanged: not rewritten"
+        );
+        // Moved a little, 7 s after the write at 100 s: written. Then held back 2 s later.
+        assert_eq!(s.track(est(20), 107.0).0.len(), 1);
+        assert!(
+            s.track(est(25), 109.0).0.is_empty(),
+            "moved, 2 s after the last write"
+        );
+        let (f, _, _) = s.track(est(30), 112.5);
+        assert_eq!(f.len(), 1, "moved and 5 s since the last write");
+        // The rate starts at the held-back reading (109 s, 25 bytes), not the last write.
+        assert_eq!(
+            (f[0].prev_seen, f[0].prev_bytes_sent, f[0].bytes_sent),
+            (Some(109.0), Some(25), Some(30))
+        );
+        assert_eq!(s.track(est(5000), 113.0).0.len(), 1, "a jump past the step");
+        assert!(s.track(est(5000), 118.0).0.is_empty(), "unchanged");
+        assert_eq!(s.track(est(5000), 413.5).0.len(), 1, "idle refresh");
+        let (f, _, closed) = s.track(vec![], 414.0);
+        assert_eq!(
+            (f.len(), closed),
+            (1, 1),
+            "closed: written with its final counters"
+        );
+        assert_eq!(f[0].bytes_sent, Some(5000));
+
+        let proc_at = |ts: f64, cpu: f64| ProcessObs {
+            ts,
+            pid: 42,
+            start_time: 1.0,
+            ppid: Some(1),
+            pgid: Some(42),
+            uid: None,
+            path: None,
+            name: None,
+            cpu_time: cpu,
+            launchd_label: None,
+            label_source: None,
+        };
+        assert_eq!(s.processes_to_write(vec![proc_at(10.0, 1.0)]).len(), 1);
+        assert!(s.processes_to_write(vec![proc_at(20.0, 1.0)]).is_empty());
+        assert!(s.processes_to_write(vec![proc_at(30.0, 1.0)]).is_empty());
+        // Busy after idling: the held-back idle reading is written first.
+        let w = s.processes_to_write(vec![proc_at(40.0, 6.0)]);
+        assert_eq!(
+            w.iter().map(|p| (p.ts, p.cpu_time)).collect::<Vec<_>>(),
+            vec![(30.0, 1.0), (40.0, 6.0)]
+        );
+        assert_eq!(s.processes_to_write(vec![proc_at(50.0, 9.0)]).len(), 1);
+        // A vanished instance is forgotten; the same pid with a new start is new.
+        let mut reborn = proc_at(60.0, 0.0);
+        reborn.start_time = 55.0;
+        assert_eq!(s.processes_to_write(vec![reborn]).len(), 1);
     }
 
     #[test]

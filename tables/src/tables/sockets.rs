@@ -28,6 +28,7 @@ const COLUMNS: &[Column] = &[
     bigint("process_start_time", "Owner's start time, Unix epoch: with pid, joins launchwatch_process_cpu (and osquery's processes) without pid-reuse mistakes"),
     bigint("last_seen", "Latest counter reading, Unix epoch"),
     double("duration_seconds", "From first sight to the end (closed) or the latest reading (open)"),
+    text("source", "Which collector saw the flow: tracepoint (Linux kernel connection events: owner from connect(2), final counters at close), sock_diag (Linux polling), ntstat or pcblist (macOS), replay (loaded from a file)"),
 ];
 
 impl Table for Sockets {
@@ -79,7 +80,7 @@ impl Table for Sockets {
                     f.remote_port, coalesce(f.remote_name,
                       (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
                     f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
-                    f.start, f.last_seen, f.end, f.process_start
+                    f.start, f.last_seen, f.end, f.process_start, f.source
              FROM flows f {} ORDER BY f.start, f.id",
             if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) }
         );
@@ -122,6 +123,7 @@ impl Table for Sockets {
                     Value::from(r.get::<_, Option<f64>>(18)?.map(|p| p.floor() as i64)),
                     Value::from(last_seen.floor() as i64),
                     Value::Double(end.unwrap_or(last_seen) - start),
+                    Value::from(r.get::<_, Option<String>>(19)?),
                 ]);
             }
             Ok(out)

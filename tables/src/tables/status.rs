@@ -23,10 +23,26 @@ const COLUMNS: &[Column] = &[
     integer("schema_version", "Store schema version"),
     text("platform", "Operating system this build runs on (darwin, linux)"),
     text(
+        "sources",
+        "JSON array, one object per collector: name (tracepoint, sock_diag_destroy, sock_diag, ntstat, pcblist), running, reason (why not, or what it fell back to), events_per_s, drops",
+    ),
+    text(
         "last_error",
         "The latest problem: a start-up one (bad config, unusable state directory: the extension then runs with defaults or in memory) or the last failed sample",
     ),
 ];
+
+/// The collectors as the sampler last saw them; before the first tick (or in `query`,
+/// which does not run the sampler thread) what this process would use.
+fn sources_json(env: &TableEnv) -> String {
+    let sources = env
+        .sampler
+        .sources
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    serde_json::to_string(&sources).unwrap_or_else(|_| "[]".into())
+}
 
 impl Table for Status {
     fn name(&self) -> &'static str {
@@ -60,6 +76,7 @@ impl Table for Status {
             Value::from(store.file().map(|p| p.display().to_string())),
             Value::from(SCHEMA_VERSION),
             Value::from(std::env::consts::OS.replace("macos", "darwin")),
+            Value::from(sources_json(env)),
             Value::from(
                 env.sampler
                     .last_error

@@ -147,7 +147,7 @@ mod tests {
 
 /// The executable and start time of one process (for socket owners not in the last process
 /// sample).
-pub fn process_identity(pid: i64) -> Option<(Option<String>, f64)> {
+pub fn process_identity(pid: i64) -> Option<(Option<String>, Option<f64>)> {
     let clock = Clock::read().ok()?;
-    process_facts(pid, 0.0, &clock, false).map(|p| (p.path, p.start_time))
+    process_facts(pid, 0.0, &clock, false).map(|p| (p.path, Some(p.start_time)))
 }

@@ -511,11 +511,20 @@ pub mod collector {
     pub struct Collector {
         owners: HashMap<u32, i64>,
         seq: u32,
+        warning: Option<String>,
     }
 
     impl Collector {
+        pub fn take_warning(&mut self) -> Option<String> {
+            self.warning.take()
+        }
+
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
             let mut raw = Vec::new();
+            // One family or protocol failing does not discard the others (its error waits in
+            // take_warning); only all failing is an error.
+            let mut errors = Vec::new();
+            let mut read_any = false;
             for (family, protocol) in [
                 (libc::AF_INET, libc::IPPROTO_TCP),
                 (libc::AF_INET6, libc::IPPROTO_TCP),
@@ -524,11 +533,17 @@ pub mod collector {
             ] {
                 self.seq = self.seq.wrapping_add(1);
                 let tcp = protocol == libc::IPPROTO_TCP;
-                raw.extend(
-                    dump(family as u8, protocol as u8, self.seq)?
-                        .into_iter()
-                        .map(|s| (tcp, s)),
-                );
+                match dump(family as u8, protocol as u8, self.seq) {
+                    Ok(socks) => {
+                        read_any = true;
+                        raw.extend(socks.into_iter().map(|s| (tcp, s)));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            self.warning = (!errors.is_empty()).then(|| errors.join("; "));
+            if !read_any {
+                return Err(self.warning.take().unwrap_or_default());
             }
             if raw
                 .iter()
@@ -554,6 +569,7 @@ pub mod collector {
                     pid: (s.inode != 0)
                         .then(|| self.owners.get(&s.inode).copied())
                         .flatten(),
+                    delegate_pid: None,
                     socket_id: s.inode as u64,
                     // tcpi_bytes_acked: the connecting side's SYN counts as one byte (the
                     // accepting side's SYN-ACK does not), so it can exceed the payload by one.

@@ -461,18 +461,22 @@ impl Tracker {
 
     /// A destroy notification: the socket's final counters.
     pub fn on_destroy(&mut self, d: DiagSocket, now: f64) {
-        if !self.join_destroy(&d) {
+        if !self.join_destroy(&d, true) {
             self.pending_destroys.push((now, d));
         }
     }
 
-    fn join_destroy(&mut self, d: &DiagSocket) -> bool {
+    /// Joins a destroy notification to its connection. The kernel frees a socket only after
+    /// its move to CLOSE, so a notification read before that event (the ring and the netlink
+    /// socket are read one after the other) waits for it, unless `closed_only` is off.
+    fn join_destroy(&mut self, d: &DiagSocket, closed_only: bool) -> bool {
         let (local, remote) = (canonical_ip(d.local), canonical_ip(d.remote));
         let found = self
             .by_sk
             .iter()
             .filter(|(_, f)| {
-                f.local_port == d.local_port
+                (f.end.is_some() || !closed_only)
+                    && f.local_port == d.local_port
                     && f.remote_port == d.remote_port
                     && f.local == local
                     && f.remote == remote
@@ -507,7 +511,8 @@ impl Tracker {
     pub fn settle(&mut self, now: f64) {
         let pending = std::mem::take(&mut self.pending_destroys);
         for (at, d) in pending {
-            if !self.join_destroy(&d) && now - at < JOIN_WAIT_S {
+            // After a second, the CLOSE event was lost (ring overflow): join anyway.
+            if !self.join_destroy(&d, now - at < 1.0) && now - at < JOIN_WAIT_S {
                 self.pending_destroys.push((at, d));
             }
         }
@@ -1459,9 +1464,39 @@ format:
             &mut f,
         );
         t.settle(100.5);
+        // No CLOSE event yet: the notification waits for it (it may still be in the ring).
+        assert!(t.take_finished().is_empty());
+        // A second later the CLOSE event is taken as lost: joined anyway.
+        t.settle(101.2);
         let done = t.take_finished();
         // FIN not acked: acked - SYN = 10 = sent.
         assert_eq!(done[0].bytes_sent, Some(10));
+        // The usual race: the notification is read before the CLOSE event that precedes it.
+        t.on_event(
+            &sock_event(300, 502, 0xd, TCP_CLOSE, TCP_SYN_SENT, 0),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(300, 0, 0xd, TCP_SYN_SENT, TCP_ESTABLISHED, 40003),
+            &mut f,
+        );
+        t.on_destroy(destroy(40003, 252, 250, 0, 101), 300.1);
+        t.on_event(&sock_event(300, 0, 0xd, 1, TCP_FIN_WAIT1, 40003), &mut f);
+        t.on_event(
+            &sock_event(300, 0, 0xd, TCP_FIN_WAIT1, TCP_FIN_WAIT2, 40003),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(300, 0, 0xd, TCP_FIN_WAIT2, TCP_CLOSE, 40003),
+            &mut f,
+        );
+        t.settle(300.2);
+        let done = t.take_finished();
+        assert_eq!(
+            (done[0].pid, done[0].bytes_sent, done[0].bytes_received),
+            (502, Some(250), Some(100)),
+            "the peer's FIN is not payload"
+        );
         // Closed but never destroyed: finished without counters after the wait.
         t.on_event(
             &sock_event(200, 501, 0xc, TCP_CLOSE, TCP_SYN_SENT, 0),
