@@ -22,7 +22,7 @@ pub struct TableEnv {
     /// Whether first-payload capture (pktap) is running; off until a capture backend exists.
     pub capture_enabled: bool,
     /// Parsed executables, shared by the signing and crypto-import tables.
-    pub binaries: crate::executables::BinaryCache,
+    pub binaries: crate::binary_cache::BinaryCache,
     /// Problems found at start-up that did not stop the extension (bad config, unwritable
     /// store): reported by `launchwatch_status` instead of a crash loop under osqueryd.
     pub startup_errors: Vec<String>,

@@ -139,6 +139,24 @@ pub struct KernelFlow {
     pub peer_fin: bool,
 }
 
+/// Code signing facts for one executable path: what Security.framework (macOS) or the bytes
+/// alone say. The platform produces them; the signing table and analytics read them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SigningFacts {
+    pub status: String,
+    pub signer_class: String,
+    pub identifier: Option<String>,
+    pub team_id: Option<String>,
+    pub authority: Option<Vec<String>>,
+    pub cdhash: Option<String>,
+    pub notarized: Option<bool>,
+    pub hardened_runtime: Option<bool>,
+    pub platform_binary: Option<bool>,
+    pub linker_signed: Option<bool>,
+    pub source: &'static str,
+    pub error: Option<String>,
+}
+
 /// How one collector is doing, for `launchwatch_status.sources`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SourceStatus {

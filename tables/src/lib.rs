@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod binary;
+pub mod binary_cache;
 pub mod config;
 pub mod docs;
 pub mod env;

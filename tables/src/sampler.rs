@@ -109,6 +109,8 @@ pub struct Sampler {
     owners: HashMap<i64, Owner>,
     kernel_closed: HashMap<FlowKey, f64>,
     processes: HashMap<(i64, u64), ProcessWritten>,
+    /// Executables whose verified signing facts were already asked for.
+    signed: std::collections::HashSet<String>,
     process_collector: platform::ProcessCollector,
     pub policy: WritePolicy,
     resumed: bool,
@@ -157,6 +159,7 @@ impl Sampler {
             owners: HashMap::new(),
             kernel_closed: HashMap::new(),
             processes: HashMap::new(),
+            signed: std::collections::HashSet::new(),
             process_collector: platform::ProcessCollector::default(),
             policy: WritePolicy::default(),
             resumed: false,
@@ -285,6 +288,7 @@ impl Sampler {
                     self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
                     report.processes = procs.len();
                     let procs = self.processes_to_write(procs);
+                    observations.extend(self.signing_of_new_paths(&procs));
                     observations.extend(procs.into_iter().map(Observation::Process));
                 }
                 Err(e) => errors.push(format!("processes: {e}")),
@@ -591,6 +595,38 @@ impl Sampler {
             live.insert(key, state);
         }
         self.processes = live;
+        out
+    }
+}
+
+/// Verified signing lookups per tick: the first tick on a Mac sees hundreds of executables.
+const SIGNING_PER_TICK: usize = 32;
+
+impl Sampler {
+    /// Signing facts, as observations, for executables not asked about before (macOS:
+    /// Security.framework; elsewhere the platform has none and this emits nothing). This is
+    /// how verified facts reach the analytics, which never call the platform themselves.
+    fn signing_of_new_paths(&mut self, procs: &[ProcessObs]) -> Vec<Observation> {
+        let mut out = Vec::new();
+        if !cfg!(target_os = "macos") {
+            return out;
+        }
+        for path in procs.iter().filter_map(|p| p.path.as_deref()) {
+            if out.len() >= SIGNING_PER_TICK || self.signed.contains(path) {
+                continue;
+            }
+            self.signed.insert(path.to_string());
+            if let Some(f) = platform::code_signing(path, false) {
+                out.push(Observation::Signing(crate::observation::SigningObs {
+                    path: path.to_string(),
+                    signer_class: f.signer_class,
+                    status: Some(f.status),
+                    team_id: f.team_id,
+                    identifier: f.identifier,
+                    notarized: f.notarized.map(i64::from),
+                }));
+            }
+        }
         out
     }
 }

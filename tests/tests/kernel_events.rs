@@ -86,7 +86,7 @@ fn twenty_short_connections_of_an_exited_child_keep_pid_path_start_label_and_byt
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.jsonl");
     let state = dir.path().join("state");
-    let mut rec = Command::new(bin())
+    let rec = Command::new(bin())
         .args([
             "record",
             "--config",

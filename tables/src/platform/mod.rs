@@ -97,7 +97,7 @@ pub fn process_identity(pid: i64) -> Option<(Option<String>, Option<f64>)> {
 
 /// Verified code signing facts from Security.framework (macOS only; `None` elsewhere or when
 /// the framework cannot open the file, so the caller falls back to static facts).
-pub fn code_signing(path: &str, notarized: bool) -> Option<crate::tables::signing::SigningFacts> {
+pub fn code_signing(path: &str, notarized: bool) -> Option<crate::facts::SigningFacts> {
     #[cfg(target_os = "macos")]
     {
         macos::signing::inspect(path, notarized)
@@ -195,29 +195,6 @@ pub fn run_bounded(
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use std::process::Command;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn a_hung_command_is_killed_at_its_timeout_and_output_is_read_whole() {
-        let t = Instant::now();
-        let err = super::run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(300))
-            .unwrap_err();
-        assert!(err.contains("killed"), "{err}");
-        assert!(t.elapsed() < Duration::from_secs(10));
-        // More than a pipe's buffer, so a reader that waited for exit first would hang.
-        let big = super::run_bounded(
-            Command::new("sh").args(["-c", "head -c 300000 /dev/zero | tr '\\0' x"]),
-            Duration::from_secs(20),
-        )
-        .unwrap();
-        assert_eq!(big.len(), 300_000);
-        assert!(super::run_bounded(&mut Command::new("false"), Duration::from_secs(5)).is_err());
-    }
-}
-
 /// Where polled flows come from on this platform (spec.md `source`).
 #[cfg(target_os = "macos")]
 pub const POLL_SOURCE: &str = "pcblist";
@@ -309,5 +286,28 @@ impl KernelSource {
             events_per_s: 0.0,
             drops: 0,
         }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_hung_command_is_killed_at_its_timeout_and_output_is_read_whole() {
+        let t = Instant::now();
+        let err = super::run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(300))
+            .unwrap_err();
+        assert!(err.contains("killed"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // More than a pipe's buffer, so a reader that waited for exit first would hang.
+        let big = super::run_bounded(
+            Command::new("sh").args(["-c", "head -c 300000 /dev/zero | tr '\\0' x"]),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(big.len(), 300_000);
+        assert!(super::run_bounded(&mut Command::new("false"), Duration::from_secs(5)).is_err());
     }
 }

@@ -113,6 +113,13 @@ pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
     processes_cached(now, &mut Default::default())
 }
 
+/// The executable and start time of one process (for socket owners not in the last process
+/// sample).
+pub fn process_identity(pid: i64) -> Option<(Option<String>, Option<f64>)> {
+    let clock = Clock::read().ok()?;
+    process_facts(pid, 0.0, &clock, false).map(|p| (p.path, Some(p.start_time)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,11 +150,4 @@ mod tests {
         let age = crate::env::wall_clock() - mine.start_time;
         assert!((0.0..600.0).contains(&age), "started {age} s ago");
     }
-}
-
-/// The executable and start time of one process (for socket owners not in the last process
-/// sample).
-pub fn process_identity(pid: i64) -> Option<(Option<String>, Option<f64>)> {
-    let clock = Clock::read().ok()?;
-    process_facts(pid, 0.0, &clock, false).map(|p| (p.path, Some(p.start_time)))
 }

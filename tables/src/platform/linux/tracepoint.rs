@@ -452,10 +452,8 @@ impl Tracker {
         if *new == TCP_CLOSE {
             f.end = Some(t);
         }
-        if f.local_port != 0 {
-            if !had_port || f.end.is_some() {
-                self.table.insert(tuple(f), owner_fact(f));
-            }
+        if f.local_port != 0 && (!had_port || f.end.is_some()) {
+            self.table.insert(tuple(f), owner_fact(f));
         }
     }
 

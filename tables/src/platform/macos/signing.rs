@@ -23,7 +23,7 @@ use security_framework::certificate::SecCertificate;
 use security_framework::os::macos::code_signing::{Flags, SecRequirement, SecStaticCode};
 
 use crate::binary::{CS_ADHOC, CS_LINKER_SIGNED, CS_RUNTIME};
-use crate::tables::signing::SigningFacts;
+use crate::facts::SigningFacts;
 
 /// `kSecCSSigningInformation` (Security `SecCode.h`): ask for identifier, team, certificates.
 const K_SEC_CS_SIGNING_INFORMATION: u32 = 1 << 1;
