@@ -177,3 +177,71 @@ fn twenty_short_connections_of_an_exited_child_keep_pid_path_start_label_and_byt
         "the child appears as a process observation with ppid and pgid"
     );
 }
+
+#[test]
+fn status_names_each_collector_and_replayed_rows_say_where_they_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let q = |args: &[&str]| {
+        let o = Command::new(bin())
+            .args(args)
+            .env("LAUNCHWATCH_CONFIG", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v
+    };
+    // A live query polls; it says the event collector is off and why.
+    let live = q(&[
+        "query",
+        "--json",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "SELECT sources FROM launchwatch_status",
+    ]);
+    let sources: serde_json::Value =
+        serde_json::from_str(live[0]["sources"].as_str().unwrap()).unwrap();
+    let by_name = |n: &str| {
+        sources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {n} in {sources}"))
+    };
+    assert_eq!(by_name("sock_diag")["running"], true);
+    let tp = by_name("tracepoint");
+    assert_eq!(tp["running"], false);
+    assert!(tp["reason"].as_str().is_some_and(|r| !r.is_empty()), "{tp}");
+
+    // Replayed rows keep a recorded collector, else say replay.
+    let file = dir.path().join("r.jsonl");
+    std::fs::write(
+        &file,
+        "{\"kind\":\"flow\",\"start\":1,\"end\":2,\"path\":\"/a\",\"protocol\":\"tcp\",\"remote_address\":\"192.0.2.1\",\"remote_port\":443,\"source\":\"tracepoint\"}\n\
+         {\"kind\":\"flow\",\"start\":1,\"end\":2,\"path\":\"/b\",\"protocol\":\"tcp\",\"remote_address\":\"192.0.2.1\",\"remote_port\":443}\n",
+    )
+    .unwrap();
+    let rows = q(&[
+        "query",
+        "--json",
+        "--replay",
+        file.to_str().unwrap(),
+        "SELECT path, source FROM launchwatch_sockets ORDER BY path",
+    ]);
+    assert_eq!(rows[0]["source"], "tracepoint");
+    assert_eq!(rows[1]["source"], "replay");
+    let status = q(&[
+        "query",
+        "--json",
+        "--replay",
+        file.to_str().unwrap(),
+        "SELECT sources FROM launchwatch_status",
+    ]);
+    assert!(status[0]["sources"]
+        .as_str()
+        .unwrap()
+        .contains("\"replay\""));
+}
