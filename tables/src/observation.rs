@@ -46,6 +46,9 @@ pub struct ProcessObs {
     /// How `launchd_label` was found (spec.md `label_source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_source: Option<String>,
+    /// macOS: the process launchd holds responsible (an app for its helpers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible_pid: Option<i64>,
 }
 
 /// One connection; byte counters are its cumulative totals at `end` (or at the sample).

@@ -865,6 +865,7 @@ mod tests {
             cpu_time: cpu,
             launchd_label: None,
             label_source: None,
+            responsible_pid: None,
         };
         assert_eq!(s.processes_to_write(vec![proc_at(10.0, 1.0)]).len(), 1);
         assert!(s.processes_to_write(vec![proc_at(20.0, 1.0)]).is_empty());

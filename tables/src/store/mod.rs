@@ -204,6 +204,7 @@ impl Store {
                 launchd_label: r.get(8)?,
                 pgid: r.get(9)?,
                 label_source: r.get(10)?,
+                responsible_pid: None,
             }))?;
         }
         let mut stmt = conn.prepare(
@@ -729,6 +730,7 @@ mod tests {
                         cpu_time: 0.0,
                         launchd_label: Some("job".into()),
                         label_source: Some("cgroup".into()),
+                        responsible_pid: None,
                     }),
                     obs(r#"{"kind":"flow","start":3,"end":8,"pid":8,"path":"/bin/y","protocol":"tcp","remote_address":"203.0.113.9","remote_port":443,"launchd_label":"job","label_source":"cgroup","source":"tracepoint"}"#),
                 ],

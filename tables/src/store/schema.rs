@@ -113,9 +113,9 @@ pub const MIGRATIONS: &[&str] = &[
     // v4: where a row came from and how its job label was found (spec.md `source` and
     // `label_source`), and the process group, so job attribution can follow a job's tree.
     r#"
-    ALTER TABLE process_samples ADD COLUMN pgid INTEGER;
-    ALTER TABLE process_samples ADD COLUMN label_source TEXT;
     ALTER TABLE flows ADD COLUMN label_source TEXT;
     ALTER TABLE flows ADD COLUMN source TEXT;
+    ALTER TABLE process_samples ADD COLUMN pgid INTEGER;
+    ALTER TABLE process_samples ADD COLUMN label_source TEXT;
     "#,
 ];

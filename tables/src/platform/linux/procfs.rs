@@ -69,6 +69,7 @@ pub fn process_facts(pid: i64, now: f64, clock: &Clock, with_unit: bool) -> Opti
         cpu_time: stat.cpu_ticks as f64 / clock.hz,
         label_source: unit.as_ref().map(|_| "cgroup".to_string()),
         launchd_label: unit,
+        responsible_pid: None,
     })
 }
 

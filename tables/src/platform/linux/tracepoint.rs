@@ -1392,6 +1392,7 @@ format:
             cpu_time: 0.0,
             launchd_label: Some("client.service".into()),
             label_source: Some("cgroup".into()),
+            responsible_pid: None,
         })
     }
 

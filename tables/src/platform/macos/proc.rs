@@ -162,6 +162,7 @@ fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
                 + mach_ticks_to_seconds(info.ptinfo.pti_total_system, hz),
             launchd_label: None,
             label_source: None,
+            responsible_pid: None,
         });
     }
     Ok(out)
