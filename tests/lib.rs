@@ -1,6 +1,6 @@
 //! Helpers for end-to-end tests that run the real `launchwatch` binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary under test: `$LAUNCHWATCH_BIN`, else the workspace's debug build (`tests/run`
@@ -18,15 +18,61 @@ pub fn bin() -> PathBuf {
     p
 }
 
-/// Runs `launchwatch ARGS` with a private state directory and no system config.
-pub fn launchwatch(args: &[&str], state: &std::path::Path) -> Output {
-    Command::new(bin())
-        .args(args)
+/// `launchwatch --state-dir STATE/store …` with the environment pointed at `state` too.
+///
+/// As root the default store is the host's own (`/var/lib/launchwatch`, `/var/db/launchwatch`),
+/// which `XDG_STATE_HOME`/`HOME` do not move: only `--state-dir` keeps a test off it. Every test
+/// starts the binary through here (or passes `--state-dir` itself).
+pub fn command(state: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--state-dir")
+        .arg(state.join("store"))
         .env("XDG_STATE_HOME", state)
         .env("HOME", state)
-        .env("TZ", "UTC")
-        .output()
-        .expect("launchwatch runs")
+        .env("TZ", "UTC");
+    c
+}
+
+/// Runs `launchwatch ARGS` with a private state directory under `state` (see [`command`]),
+/// unless ARGS name their own `--state-dir`.
+pub fn launchwatch(args: &[&str], state: &Path) -> Output {
+    let mut c = if args.contains(&"--state-dir") {
+        let mut c = Command::new(bin());
+        c.env("XDG_STATE_HOME", state)
+            .env("HOME", state)
+            .env("TZ", "UTC");
+        c
+    } else {
+        command(state)
+    };
+    c.args(args).output().expect("launchwatch runs")
+}
+
+/// Runs `launchwatch ARGS` in a fresh private state directory of its own (unless ARGS name one).
+pub fn run(args: &[&str]) -> Output {
+    let state = tempfile::tempdir().expect("a temporary directory");
+    launchwatch(args, state.path())
+}
+
+/// Whether this test runs as root. Tests that need root for part of what they prove call this;
+/// without root they may prove less locally, but under CI (`CI=true`, run as root) a missing
+/// privilege is a failure, never a silent skip.
+pub fn root_or_fail_in_ci(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            !in_ci(),
+            "CI=true but not running as root: {what} cannot be proven"
+        );
+        eprintln!("not root: {what} is not checked (CI runs it as root)");
+    }
+    root
+}
+
+/// `CI=true` (or `1`): missing privileges or kernel features fail tests instead of skipping.
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -46,4 +92,20 @@ pub fn json_rows(o: &Output) -> Vec<serde_json::Map<String, serde_json::Value>> 
         .iter()
         .map(|r| r.as_object().expect("objects").clone())
         .collect()
+}
+
+/// For tests that need root (to chown files to another user, or because the behaviour under
+/// test only applies to root). CI runs as root, so with `CI=true` a missing root fails the test
+/// instead of skipping it.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test needs root, and CI=true: refusing to skip"
+    );
+    eprintln!("skipped: needs root");
+    false
 }

@@ -1,6 +1,7 @@
 //! `launchwatch`: the osquery extension (when osqueryd starts it with `--socket`), the
 //! standalone `query` host, and `record`.
 
+mod hunt;
 mod osquery;
 mod standalone;
 mod testing;
@@ -12,17 +13,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use launchwatch_tables::config::Config;
+use launchwatch_tables::config::{Config, LoadError};
 use launchwatch_tables::env::TableEnv;
 use launchwatch_tables::framework::TableSet;
 use launchwatch_tables::observation::{read_jsonl, Loaded, Observation};
 use launchwatch_tables::sampler::{self, Due, Sampler, StopSignal};
-use launchwatch_tables::store::Store;
+use launchwatch_tables::store::{Store, STORE_FILE};
+use launchwatch_tables::trust::StateDir;
+
+/// `launchwatch --version`: what a fleet operator needs to match a binary to a release.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LAUNCHWATCH_GIT_COMMIT"),
+    ", ",
+    env!("LAUNCHWATCH_TARGET"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "launchwatch",
-    version,
+    version = LONG_VERSION,
+    propagate_version = true,
     about = "osquery extension: launchd beaconing, fallback channels, background mining, custom crypto and unusual egress",
     after_help = "osqueryd starts the extension as: launchwatch --socket PATH --timeout S --interval S [--verbose]"
 )]
@@ -64,6 +77,8 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Run SQL over launchwatch's tables in-process (no osqueryd needed).
+    // `launchwatch SUBCOMMAND --version` prints exactly what `launchwatch --version` does.
+    #[command(display_name = "launchwatch")]
     Query {
         /// Print osqueryi-style JSON (every value a string, NULL as "").
         #[arg(long)]
@@ -77,7 +92,19 @@ enum Command {
         /// The SQL statement.
         sql: String,
     },
+    /// Run every detection of the bundled pack once (live or on a replay) and print the
+    /// findings by analytic, each with the analytic table's reasons for triage.
+    #[command(display_name = "launchwatch")]
+    Hunt {
+        /// Print JSON: one object per detection with its findings and their reasons.
+        #[arg(long)]
+        json: bool,
+        /// Load observations from JSON Lines instead of sampling this host (repeatable).
+        #[arg(long, value_name = "FILE")]
+        replay: Vec<PathBuf>,
+    },
     /// Write live observations as JSON Lines.
+    #[command(display_name = "launchwatch")]
     Record {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -85,14 +112,21 @@ enum Command {
         #[arg(long, value_name = "S")]
         duration: Option<f64>,
     },
-    /// Write seeded, labelled synthetic host-days as JSON Lines observations (for --replay).
+    /// Write a demo host (--host DIR: plists, executables and a day of observations on which
+    /// every detection fires once), or seeded beacon-evaluation host-days (--seed N --out FILE).
+    #[command(display_name = "launchwatch")]
     Simulate {
+        /// Write the demo host into DIR (DIR/root and DIR/observations.jsonl).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["seed", "days", "out"], required_unless_present = "out")]
+        host: Option<PathBuf>,
+        /// Beacon-evaluation generator: the seed of the labelled host-days.
         #[arg(long, default_value = "1")]
         seed: u64,
         #[arg(long, default_value = "1")]
         days: u64,
+        /// Beacon-evaluation generator: the JSON Lines file to write.
         #[arg(long, value_name = "FILE")]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
     /// Regenerate the table reference docs into DIR.
     #[command(hide = true)]
@@ -111,13 +145,18 @@ fn main() -> ExitCode {
         Some(Command::Query { json, ref replay, no_sample, ref sql }) => query(&cli.global, json, replay, no_sample, sql),
         Some(Command::Record { ref out, duration }) => record(&cli.global, out, duration),
         Some(Command::GenPacks { ref dir }) => launchwatch_tables::pack::write_all(dir).map(|_| ExitCode::SUCCESS),
-        Some(Command::Simulate { seed, days, ref out }) => simulate(seed, days, out),
+        Some(Command::Hunt { json, ref replay }) => hunt(&cli.global, json, replay),
+        Some(Command::Simulate { ref host, seed, days, ref out }) => match (host, out) {
+            (Some(dir), _) => simulate_host(dir),
+            (None, Some(out)) => simulate(seed, days, out),
+            (None, None) => Err("simulate: say what to write: --host DIR (the demo host) or --out FILE (beacon-evaluation days)".into()),
+        },
         Some(Command::GenDocs { ref dir }) => launchwatch_tables::docs::write_all(dir, &launchwatch_tables::tables::all())
             .map(|_| ExitCode::SUCCESS)
             .map_err(|e| format!("{}: {e}", dir.display())),
         None => match cli.socket.clone() {
             Some(socket) => extension(&cli, socket),
-            None => Err("nothing to do: pass --socket (extension mode) or a command (query, record); see --help".into()),
+            None => Err("nothing to do: pass --socket (extension mode) or a command (query, hunt, record, simulate); see --help".into()),
         },
     };
     match result {
@@ -129,26 +168,75 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(global: &Global) -> Result<Config, String> {
-    match &global.config {
-        Some(path) => Config::load(path),
+/// The config in effect and the problems to report. A config another user could write is
+/// never used by a root process (its allowlist would silence detections): defaults apply and
+/// the reason is reported. An invalid config is an error for `query` and `record`; the
+/// extension (`degrade`) runs with defaults instead of crash-looping under osqueryd.
+fn load_config(global: &Global, degrade: bool) -> Result<(Config, Vec<String>), String> {
+    let path = match &global.config {
+        Some(path) => path.clone(),
         None => {
-            // LAUNCHWATCH_CONFIG names another default (tests point it at an empty file so a
+            // LAUNCHWATCH_CONFIG names another default (tests point it at /dev/null so a
             // host's own config cannot change their thresholds).
-            let default = std::env::var_os("LAUNCHWATCH_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/etc/launchwatch.toml"));
-            let default = default.as_path();
-            if default.exists() {
-                Config::load(default)
-            } else {
-                Ok(Config::default())
+            match std::env::var_os("LAUNCHWATCH_CONFIG").map(PathBuf::from) {
+                Some(named) => {
+                    // Named explicitly, so a missing file is a mistake, not "no config".
+                    // symlink_metadata: a dangling link in its place is still reported.
+                    if std::fs::symlink_metadata(&named).is_err() {
+                        let e = format!(
+                            "LAUNCHWATCH_CONFIG names {}, which does not exist: fix the path or unset LAUNCHWATCH_CONFIG",
+                            named.display()
+                        );
+                        return if degrade {
+                            Ok((
+                                Config::default(),
+                                vec![format!("config ignored, running with defaults: {e}")],
+                            ))
+                        } else {
+                            Err(e)
+                        };
+                    }
+                    named
+                }
+                None => {
+                    let default = PathBuf::from("/etc/launchwatch.toml");
+                    if std::fs::symlink_metadata(&default).is_err() {
+                        return Ok((Config::default(), Vec::new()));
+                    }
+                    default
+                }
             }
         }
+    };
+    match Config::load(&path, launchwatch_tables::trust::enforced()) {
+        Ok(config) => Ok((config, Vec::new())),
+        Err(e @ LoadError::Untrusted(_)) => Ok((
+            Config::rejected(&path),
+            vec![format!(
+                "config ignored, running with defaults and no allowlist: {e}"
+            )],
+        )),
+        Err(LoadError::Invalid(e)) if degrade => Ok((
+            Config::rejected(&path),
+            vec![format!("config ignored, running with defaults: {e}")],
+        )),
+        Err(LoadError::Invalid(e)) => Err(e),
     }
 }
 
-/// spec.md's defaults: a system directory for root, the XDG state directory otherwise.
+/// Running as root, a state directory another user could have written is not used: it is moved
+/// aside and a fresh one made (the event is returned for reporting); `Err` when no directory
+/// there can be trusted.
+fn trusted_state_dir(dir: &Path) -> Result<Option<String>, String> {
+    if !launchwatch_tables::trust::enforced() {
+        return Ok(None);
+    }
+    let now = launchwatch_tables::env::wall_clock() as u64;
+    launchwatch_tables::trust::prepare_state_dir(dir, STORE_FILE, now)
+}
+
+/// The documented defaults (README, "State"): a system directory for root, the XDG state
+/// directory otherwise.
 fn state_dir(global: &Global) -> PathBuf {
     if let Some(dir) = &global.state_dir {
         return dir.clone();
@@ -183,16 +271,18 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     // osqueryd restarts an extension that exits, every few seconds and forever. A bad config or
     // an unusable state directory therefore degrades (defaults, in-memory history) and says so
     // on stderr and in launchwatch_status, rather than crash-looping with no tables at all.
-    let mut startup_errors = Vec::new();
-    let config = load_config(&cli.global).unwrap_or_else(|e| {
-        startup_errors.push(format!("config ignored, running with defaults: {e}"));
-        Config::default()
-    });
+    let (config, mut startup_errors) = load_config(&cli.global, true)?;
     let dir = state_dir(&cli.global);
-    let store = Store::open(&dir, config.store.clone()).or_else(|e| {
-        startup_errors.push(format!("history not persisted (in memory only): {e}"));
-        Store::in_memory(config.store.clone())
-    });
+    let store = trusted_state_dir(&dir)
+        .map_err(|e| launchwatch_tables::store::StoreError(format!("state directory refused: {e}")))
+        .and_then(|event| {
+            startup_errors.extend(event);
+            Store::open(&dir, config.store.clone())
+        })
+        .or_else(|e| {
+            startup_errors.push(format!("history not persisted (in memory only): {e}"));
+            Store::in_memory(config.store.clone())
+        });
     let store = store.map_err(|e| e.to_string())?;
     for e in &startup_errors {
         eprintln!("launchwatch: {e}");
@@ -242,27 +332,53 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     Ok(ExitCode::from(code as u8))
 }
 
-fn query(
+/// The tables a `query` or `hunt` runs on: a replay in memory, or this host's history (read
+/// from the state directory into memory) plus two fresh samples.
+fn standalone_tables(
     global: &Global,
-    json: bool,
     replay: &[PathBuf],
     no_sample: bool,
-    sql: &str,
-) -> Result<ExitCode, String> {
-    let config = load_config(global)?;
+) -> Result<Arc<TableSet>, String> {
+    let (config, mut problems) = load_config(global, false)?;
     let mut store = Store::in_memory(config.store.clone()).map_err(|e| e.to_string())?;
     let fixed_now;
     let live = replay.is_empty();
+    let mut history = None;
     if live {
         fixed_now = global.now;
-        match store.import_history(&state_dir(global)) {
+        let dir = state_dir(global);
+        // Read-only here: a tampered history is left where it is, and not read.
+        let trusted = if launchwatch_tables::trust::enforced() {
+            match launchwatch_tables::trust::check_state_dir(&dir, STORE_FILE) {
+                Ok(StateDir::Trusted) => Ok(()),
+                Ok(StateDir::Tampered(e)) | Err(e) => {
+                    Err(format!("history in {} not read: {e}", dir.display()))
+                }
+            }
+        } else {
+            Ok(())
+        };
+        // History is a bonus for a live query: say why it is missing and go on.
+        match trusted.and_then(|_| store.import_history(&dir).map_err(|e| e.to_string())) {
             Ok(_) => {}
-            // History is a bonus for a live query: say why it is missing and go on.
-            Err(e) => eprintln!("launchwatch: warning: {e}"),
+            Err(e) => problems.push(e),
         }
+        history = Some(dir.join(launchwatch_tables::store::STORE_FILE));
     } else {
         let mut loaded = Loaded::default();
         for file in replay {
+            if file.is_dir() {
+                let inside = file.join("observations.jsonl");
+                return Err(format!(
+                    "--replay {}: is a directory; pass a JSON Lines file{}",
+                    file.display(),
+                    if inside.is_file() {
+                        format!(", e.g. --replay {}", inside.display())
+                    } else {
+                        " (what record or simulate writes)".to_string()
+                    }
+                ));
+            }
             read_jsonl(file, &mut loaded)?;
         }
         for w in &loaded.warnings {
@@ -275,6 +391,12 @@ fn query(
                 .filter_map(Observation::time)
                 .reduce(f64::max)
         });
+        // A process without a label inherits its parent's; flows and payloads follow their
+        // process (spec.md), exactly as the live sampler attributes them.
+        launchwatch_tables::attribution::attribute(
+            &mut loaded.observations,
+            &mut launchwatch_tables::attribution::ProcessTree::new("replay"),
+        );
         // A replayed flow says so, unless the file recorded which collector saw it.
         for o in &mut loaded.observations {
             if let Observation::Flow(f) = o {
@@ -285,7 +407,12 @@ fn query(
             .write_batch(&loaded.observations, 0)
             .map_err(|e| e.to_string())?;
     }
-    let env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    for p in &problems {
+        eprintln!("launchwatch: warning: {p}");
+    }
+    let mut env = TableEnv::new(store, config, global.root.clone(), fixed_now);
+    env.startup_errors = problems;
+    env.history_path = history;
     if !live {
         *env.sampler
             .sources
@@ -312,18 +439,100 @@ fn query(
             eprintln!("launchwatch: warning: sample: {e}");
         }
     }
-    let conn = standalone::connection(&tables).map_err(|e| e.to_string())?;
-    let rs = standalone::run_sql(&conn, sql)?;
-    let text = if json {
-        standalone::to_json(&rs)
-    } else {
-        standalone::to_text(&rs)
-    };
+    Ok(tables)
+}
+
+fn print(text: &str) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
         .and_then(|_| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+/// Turns SQLite's wording into one line that says what is wrong and what to do.
+fn explain_sql_error(sql: &str, e: String, tables: &TableSet) -> String {
+    if let Some(table) = e.strip_prefix("no such table: ") {
+        let ours: Vec<&str> = tables.tables().map(|t| t.name()).collect();
+        return if table.starts_with("launchwatch_") {
+            format!(
+                "query: no such table: {table}; launchwatch's tables are {}",
+                ours.join(", ")
+            )
+        } else {
+            format!(
+                "query: no such table: {table}; launchwatch query has only launchwatch_* tables ({}); for osquery's own tables (processes, …) load the extension into osqueryi: osqueryi --extension PATH/launchwatch.ext",
+                ours.join(", ")
+            )
+        };
+    }
+    if e.contains("syntax error") {
+        return format!("query: {e} in {:?}; check the statement's SQL", sql.trim());
+    }
+    format!("query: {e}")
+}
+
+fn query(
+    global: &Global,
+    json: bool,
+    replay: &[PathBuf],
+    no_sample: bool,
+    sql: &str,
+) -> Result<ExitCode, String> {
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Err("query: the SQL statement is empty; pass one, e.g. launchwatch query \"SELECT * FROM launchwatch_status\"".into());
+    }
+    let tables = standalone_tables(global, replay, no_sample)?;
+    let conn = standalone::connection(&tables).map_err(|e| e.to_string())?;
+    // Writes are refused whether SQLite would prepare them (CREATE) or not (INSERT into a
+    // launchwatch table): either way nothing could come of them.
+    let first_word = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let writes = matches!(
+        first_word.as_str(),
+        "INSERT"
+            | "UPDATE"
+            | "DELETE"
+            | "CREATE"
+            | "DROP"
+            | "ALTER"
+            | "REPLACE"
+            | "ATTACH"
+            | "DETACH"
+    );
+    if writes || matches!(conn.prepare(sql).map(|s| s.readonly()), Ok(false)) {
+        return Err(format!(
+            "query: only SELECT statements run here ({:?} would change an in-memory database that is thrown away); ask with SELECT … FROM launchwatch_…",
+            sql.trim()
+        ));
+    }
+    let rs = standalone::run_sql(&conn, sql).map_err(|e| explain_sql_error(sql, e, &tables))?;
+    if rs.columns.is_empty() {
+        return Err(format!(
+            "query: {:?} returns no columns; ask with SELECT … FROM launchwatch_…",
+            sql.trim()
+        ));
+    }
+    print(&if json {
+        standalone::to_json(&rs)
+    } else {
+        standalone::to_text(&rs)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hunt(global: &Global, json: bool, replay: &[PathBuf]) -> Result<ExitCode, String> {
+    let tables = standalone_tables(global, replay, false)?;
+    let conn = standalone::connection(&tables).map_err(|e| e.to_string())?;
+    let detections = hunt::run(&conn).map_err(|e| format!("hunt: {e}"))?;
+    print(&if json {
+        hunt::to_json(&detections)
+    } else {
+        hunt::to_text(&detections)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -331,21 +540,39 @@ fn query(
 /// With an explicit `--state-dir` the samples also persist there (as a running extension's
 /// would); otherwise they live in memory only.
 fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode, String> {
-    let config = load_config(global)?;
+    let (config, mut problems) = load_config(global, false)?;
     let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, signalled.clone()).map_err(|e| e.to_string())?;
     }
     let store = match &global.state_dir {
-        Some(dir) => Store::open(dir, config.store.clone()),
+        Some(dir) => {
+            problems.extend(trusted_state_dir(dir)?);
+            Store::open(dir, config.store.clone())
+        }
         None => Store::in_memory(config.store.clone()),
     }
     .map_err(|e| e.to_string())?;
+    for p in &problems {
+        eprintln!("launchwatch: warning: {p}");
+    }
     // Fail on an unwritable target now, not after the recording.
+    check_out_dir(out, "record")?;
     let tmp = out.with_extension("partial");
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?,
-    );
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| {
+        format!(
+            "record: cannot write next to --out {} ({e}); choose a writable place",
+            out.display()
+        )
+    })?);
+    let interval = config.sampler.process_interval;
+    if let Some(d) = duration.filter(|d| *d < 2.0 * interval) {
+        eprintln!(
+            "launchwatch: warning: record: --duration {d} s is shorter than two CPU samples ([sampler] process_interval = {interval} s), so CPU figures will be NULL; record at least {} s or lower process_interval",
+            2.0 * interval
+        );
+    }
+    let started = Instant::now();
     let env = Arc::new(TableEnv::new(store, config, global.root.clone(), None));
     let stop = Arc::new(StopSignal::default());
     let sampler_thread = {
@@ -374,24 +601,71 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     drop(file);
     // Renamed only when complete: a reader never sees half a file.
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
-    if global.verbose {
-        eprintln!(
-            "launchwatch: recorded {lines} observations to {}",
-            out.display()
-        );
-    }
+    eprintln!(
+        "launchwatch: recorded {lines} observations over {:.0} s to {}; look at them with: launchwatch hunt --replay {}",
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// An output file's folder must exist: say so in the user's own terms, naming their path.
+fn check_out_dir(out: &Path, command: &str) -> Result<(), String> {
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(dir) if !dir.is_dir() => Err(format!(
+            "{command}: cannot write --out {}: the folder {} does not exist; create it or choose another path",
+            out.display(),
+            dir.display()
+        )),
+        _ if out.is_dir() => Err(format!(
+            "{command}: --out {} is a directory; name a file inside it",
+            out.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn simulate(seed: u64, days: u64, out: &Path) -> Result<ExitCode, String> {
     use launchwatch_tables::analytics::simulate::{host_day, observations};
+    check_out_dir(out, "simulate")?;
     let mut text = String::new();
+    let mut lines = 0usize;
     for day in 0..days {
         for o in observations(&host_day(seed, day)) {
             text.push_str(&o.to_json_line());
             text.push('\n');
+            lines += 1;
         }
     }
-    std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out, text).map_err(|e| format!("simulate: {}: {e}", out.display()))?;
+    eprintln!(
+        "launchwatch: wrote {lines} observations (beacon-evaluation seed {seed}, {days} day{}) to {}; score them with: launchwatch query --replay {} \"SELECT * FROM launchwatch_beacons\"",
+        if days == 1 { "" } else { "s" },
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn simulate_host(dir: &Path) -> Result<ExitCode, String> {
+    use launchwatch_tables::analytics::demo;
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "simulate: --host {} is a file; name a folder to write the demo host into",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("simulate: --host {}: {e}", dir.display()))?;
+    let w = demo::write_host(dir).map_err(|e| format!("simulate: {e}"))?;
+    eprintln!(
+        "launchwatch: wrote a demo host: {} observations in {}, plists and programs under {}; hunt on it with: launchwatch hunt --replay {} --root {}",
+        w.lines,
+        w.observations.display(),
+        w.root.display(),
+        w.observations.display(),
+        w.root.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -258,20 +258,64 @@ pub fn run_sql(conn: &Connection, sql: &str) -> Result<ResultSet, String> {
     while let Some(row) = cursor.next().map_err(|e| sql_error(&e))? {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            out.push(match row.get_ref(i).map_err(|e| sql_error(&e))? {
-                ValueRef::Null => None,
-                ValueRef::Integer(v) => Some(v.to_string()),
-                ValueRef::Real(v) => Some(v.to_string()),
-                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            });
+            out.push(cell(row.get_ref(i).map_err(|e| sql_error(&e))?));
         }
         rows.push(out);
     }
     Ok(ResultSet { columns, rows })
 }
 
-fn sql_error(e: &rusqlite::Error) -> String {
+/// One value as osqueryi prints it: doubles with 15 significant digits (`0.16`, not
+/// `0.16000000000000003`) and `.0` appended when that leaves no decimal point, as osquery's
+/// row serialisation does (osquery `utils/conversions/castvariant.h`).
+pub fn cell(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(v) => Some(v.to_string()),
+        ValueRef::Real(v) => Some(real_text(v)),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+/// C's `%.15g`, then `.0` when the result has no `.`: `2` → `2.0`, `1e+20` → `1e+20.0`.
+pub fn real_text(v: f64) -> String {
+    let g = if !v.is_finite() {
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    } else if v == 0.0 {
+        "0".to_string()
+    } else {
+        let sci = format!("{v:.14e}");
+        let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
+        let exp: i32 = exp.parse().expect("a decimal exponent");
+        let trim = |s: &str| -> String {
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        if !(-4..15).contains(&exp) {
+            let sign = if exp < 0 { '-' } else { '+' };
+            format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+        } else {
+            trim(&format!("{v:.*}", (14 - exp).max(0) as usize))
+        }
+    };
+    if g.contains('.') {
+        g
+    } else {
+        format!("{g}.0")
+    }
+}
+
+pub fn sql_error(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
         rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
@@ -375,6 +419,22 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&to_json(&empty)).unwrap(),
             serde_json::json!([])
         );
+    }
+
+    #[test]
+    fn doubles_print_as_osqueryi_prints_them() {
+        for (v, text) in [
+            (0.1 + 0.06, "0.16"),
+            (2.0, "2.0"),
+            (-0.5, "-0.5"),
+            (119.87654321012345, "119.876543210123"),
+            (1e20, "1e+20.0"),
+            (1.5e-7, "1.5e-07"),
+            (0.0, "0.0"),
+            (123456789012345.0, "123456789012345.0"),
+        ] {
+            assert_eq!(real_text(v), text, "{v}");
+        }
     }
 
     #[test]

@@ -1,11 +1,7 @@
 #![no_main]
-//! Mach-O (thin, universal), ELF and code-signature parsing: never panic, whatever the bytes.
-use libfuzzer_sys::fuzz_target;
+//! Fuzz target `binary`: the bytes go to `harness::binary` (fuzz/harness.rs), which the normal test
+//! suite also runs on every corpus input.
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(b) = launchwatch_tables::binary::inspect(data) {
-        let _ = launchwatch_tables::binary::crypto_apis(&b);
-        let _ = launchwatch_tables::binary::crypto_libraries(&b);
-        let _ = launchwatch_tables::tables::signing::static_facts(&b);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::binary(data));

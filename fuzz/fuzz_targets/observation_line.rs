@@ -1,8 +1,7 @@
 #![no_main]
-//! Hostile JSON Lines for --replay.
-use libfuzzer_sys::fuzz_target;
+//! Fuzz target `observation_line`: the bytes go to `harness::observation_line` (fuzz/harness.rs), which the normal test
+//! suite also runs on every corpus input.
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    let mut loaded = launchwatch_tables::observation::Loaded::default();
-    let _ = launchwatch_tables::observation::read_jsonl_from(std::path::Path::new("f"), data, &mut loaded);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::observation_line(data));

@@ -1,12 +1,7 @@
 #![no_main]
-//! osqueryd's constraint context JSON.
-use libfuzzer_sys::fuzz_target;
+//! Fuzz target `query_context`: the bytes go to `harness::query_context` (fuzz/harness.rs), which the normal test
+//! suite also runs on every corpus input.
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(ctx) = launchwatch_tables::framework::QueryContext::parse_json(text) {
-            let _ = ctx.equals("path");
-            let _ = ctx.to_json(&["path", "label"]);
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::query_context(data));

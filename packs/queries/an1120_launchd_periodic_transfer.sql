@@ -1,11 +1,12 @@
 -- name: launchwatch_an1120_launchd_periodic_transfer
 -- mitre: AN1120
--- description: A launchd job (or systemd unit) contacts the same external destination on a timer: beacon_score >= 0.7 after signer, novelty and launchd-schedule context. Allowlist in /etc/launchwatch.toml [allowlist].
+-- description: A launchd job (or systemd unit) contacts the same external destination on a timer: beacon_score >= 0.7 after the weaker of signer and job trust (job_class), novelty and launchd-schedule context; the job's whole process tree counts (label_source parent). Allowlist in /etc/launchwatch.toml [allowlist].
 -- platform: darwin,linux
 -- interval: 3600
 -- logging: differential
-SELECT b.identity, b.path, b.launchd_label, b.signer_class, b.remote, b.remote_port, b.protocol,
-       b.explained_by_launchd, l.path AS plist, l.schedule_kind, l.user_writable
+SELECT b.identity, b.path, b.launchd_label, b.label_source, b.job_class, b.signer_class, b.remote,
+       b.remote_port, b.protocol, b.explained_by_launchd, b.job_file AS plist, l.plist_sha256,
+       l.schedule_kind, l.user_writable
 FROM launchwatch_beacons AS b
 LEFT JOIN launchwatch_launchd AS l ON l.label = b.launchd_label
 WHERE b.beacon_score >= 0.7

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use launchwatch_tables::analytics::beacon::{cv_rule, score, BeaconParams, Conn, Presence};
 use launchwatch_tables::analytics::rita;
-use launchwatch_tables::analytics::signer_multiplier;
 use launchwatch_tables::analytics::simulate::{host_day, Key, Rng};
+use launchwatch_tables::jobs::{trust_multiplier, Trust};
 
 const ALERT: f64 = 0.7;
 
@@ -40,14 +40,27 @@ fn judge(k: &Key, active: &[i64], day: f64, p: &BeaconParams) -> (bool, bool, bo
         (Some(s), Some(period)) => (s.period - period).abs() <= (0.05 * period).max(2.0),
         _ => false,
     };
-    let mut context = signer_multiplier(k.signer_class, false);
+    // The table's own context rule: the weaker of signer and job trust.
+    let mut context = trust_multiplier(&Trust {
+        signer_class: k.signer_class,
+        notarized: false,
+        job_class: k.job_class,
+        interpreter: k.interpreter,
+        masquerading: false,
+    });
     // Novelty, as launchwatch_destinations would give it (config defaults).
     if k.first_seen_days <= 7.0 {
         context *= 1.15;
     } else if k.first_seen_days >= 30.0 {
         context *= 0.85;
     }
-    if explained && !matches!(k.signer_class, "adhoc" | "unsigned" | "invalid") {
+    // A timer explains a period only for root-only jobs running Apple or Developer ID code
+    // that is not an interpreter (the generator's jobs are root-only unless `user`).
+    if explained
+        && !k.interpreter
+        && k.job_class != "user"
+        && matches!(k.signer_class, "apple" | "developer_id")
+    {
         context *= 0.6;
     }
     let ts: Vec<f64> = k.conns.iter().map(|c| c.start).collect();
@@ -204,6 +217,9 @@ fn main() {
     println!("Alert threshold {ALERT} for launchwatch (beacon_score includes the signer, novelty and launchd-schedule context; raw is behaviour only).");
     println!("Context assumed by the generator: implants are ad-hoc or unsigned and their destination is 0–7 days old; benign programs are");
     println!("Apple, App Store or Developer ID signed (one dev tool unsigned), their destinations 30–365 days old except one in ten (0–7 days).");
+    println!("Job classes (issue 9, own random stream so the classes above are unchanged per seed): one malicious job a day — Apple's curl,");
+    println!("python3 or osascript run by a user's LaunchAgent, a `sh -c curl` daemon in /Library, an ad-hoc SMAppService helper — beside");
+    println!("Apple's own timer, a Developer ID updater job in /Library and a user's interactive curl; context is the weaker of signer and job trust.");
     println!("RITA v5's total at its 0.7 (low) and 0.9 (medium) bucket edges; CV rule = interval CV < 0.3 with ≥ 6 sessions.");
     print("Tuning range", 0..100);
     print("Report range", 100..400);

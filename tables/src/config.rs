@@ -1,7 +1,11 @@
-//! `--config FILE` (TOML). Every section and key is optional; defaults are spec.md's. Unknown
+//! `--config FILE` (TOML). Every section and key is optional; defaults are the README's. Unknown
 //! keys are an error, so a typo in a threshold never silently falls back to the default.
+//!
+//! Running as root, a config that another user could change is not used at all (see
+//! [`crate::trust`]): its `[allowlist]` would let that user silence every detection.
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -16,7 +20,65 @@ pub struct Config {
     pub beacons: crate::analytics::beacon::BeaconParams,
     pub signing: SigningConfig,
     pub allowlist: Allowlist,
+    /// Where this config came from (reported by `launchwatch_status`), not a config key.
+    #[serde(skip)]
+    pub origin: ConfigOrigin,
 }
+
+/// Which file the config in effect came from, so that every change of what is being silenced
+/// shows in `launchwatch_status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigOrigin {
+    /// The file read (or refused); `None` when there was none and defaults apply.
+    pub path: Option<PathBuf>,
+    /// SHA-256 of the bytes in effect; `None` when defaults apply.
+    pub sha256: Option<String>,
+    /// The file was refused (untrusted or invalid) and defaults apply instead.
+    pub rejected: bool,
+}
+
+/// Why a config file was not used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadError {
+    /// Another user could have written it (root only); the reason names the file or directory.
+    Untrusted(String),
+    /// Unreadable, not a regular file, or not a valid config.
+    Invalid(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Untrusted(e) => write!(f, "not trusted: {e}"),
+            LoadError::Invalid(e) => f.write_str(e),
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Opens a regular file without blocking on a FIFO or device someone put in its place.
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    Ok(file)
+}
+
+/// Larger than any real config; stops a huge file from being read into memory.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,7 +88,7 @@ pub struct SigningConfig {
     pub notarization: bool,
 }
 
-/// Windows, baselines and multipliers of the analytic tables (anchors-detection.md §7).
+/// Windows, baselines and multipliers of the analytic tables (docs/design.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
@@ -185,14 +247,79 @@ impl Allowlist {
     }
 }
 
+impl Allowlist {
+    /// Entries over all four lists.
+    pub fn entries(&self) -> usize {
+        self.paths.len() + self.identities.len() + self.remotes.len() + self.launchd_labels.len()
+    }
+}
+
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    /// Reads the config at `path`. With `require_root_owned` (launchwatch runs as root) the
+    /// file and every directory on the way must be root's and writable by nobody else.
+    /// `/dev/null` is an empty config: the way to say "no config" (the test command does).
+    pub fn load(path: &Path, require_root_owned: bool) -> Result<Config, LoadError> {
+        let shown = path.display();
+        let invalid = |e: String| LoadError::Invalid(format!("{shown}: {e}"));
+        let bytes = if std::fs::canonicalize(path).is_ok_and(|p| p == Path::new("/dev/null")) {
+            Vec::new()
+        } else {
+            let target = if require_root_owned {
+                let resolved = crate::trust::resolve(path).map_err(LoadError::Untrusted)?;
+                if resolved.meta.is_none() {
+                    return Err(invalid("no such file".into()));
+                }
+                resolved.path
+            } else {
+                path.to_path_buf()
+            };
+            let mut file = open_regular(&target).map_err(&invalid)?;
+            let meta = file.metadata().map_err(|e| invalid(e.to_string()))?;
+            if require_root_owned {
+                // Checked on the open file: what is read is what was checked.
+                crate::trust::check_owned_by_root(&target, &meta, "config file")
+                    .map_err(LoadError::Untrusted)?;
+            }
+            if meta.len() > MAX_CONFIG_BYTES {
+                return Err(invalid(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+            }
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| invalid(e.to_string()))?;
+            bytes
+        };
+        let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))?;
+        let mut config = Config::parse(&text).map_err(&invalid)?;
+        config.origin = ConfigOrigin {
+            path: Some(path.to_path_buf()),
+            sha256: Some(sha256_hex(text.as_bytes())),
+            rejected: false,
+        };
+        Ok(config)
+    }
+
+    /// Defaults (no allowlist) standing in for the refused file at `path`.
+    pub fn rejected(path: &Path) -> Config {
+        Config {
+            origin: ConfigOrigin {
+                path: Some(path.to_path_buf()),
+                sha256: None,
+                rejected: true,
+            },
+            ..Config::default()
+        }
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        // The key's dotted path goes with the reason: "sampler.process_interval: invalid type …".
+        let de = toml::Deserializer::parse(text).map_err(|e| e.message().to_string())?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let reason = crate::observation::plain_types(e.inner().message());
+            match e.path().to_string().as_str() {
+                "." => reason,
+                key => format!("{key}: {reason}"),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -319,5 +446,58 @@ mod tests {
         assert!(Config::parse("[networks]\ninternal = [\"10.0.0.0/40\"]\n")
             .unwrap_err()
             .contains("networks.internal"));
+    }
+
+    #[test]
+    fn dev_null_is_no_config_and_a_fifo_is_refused() {
+        let c = Config::load(Path::new("/dev/null"), true).unwrap();
+        assert_eq!(c.allowlist.entries(), 0);
+        assert_eq!(c.origin.path.as_deref(), Some(Path::new("/dev/null")));
+        assert!(!c.origin.rejected);
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        // Returns at once (no writer would ever come) with a clear error.
+        for root_owned in [false, true] {
+            match Config::load(&fifo, root_owned) {
+                Err(LoadError::Invalid(e)) => assert!(e.contains("not a regular file"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_root_process_uses_only_a_config_nobody_else_can_write() {
+        use crate::trust::tests::{as_root, chmod, chown, OTHER_UID};
+        if !as_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("launchwatch.toml");
+        let text = "[allowlist]\npaths = [\"/Users/Shared/*\"]\nremotes = [\"a\", \"b\"]\n";
+        std::fs::write(&path, text).unwrap();
+        chmod(&path, 0o644);
+        let c = Config::load(&path, true).unwrap();
+        assert_eq!(c.allowlist.entries(), 3);
+        assert_eq!(
+            c.origin.sha256.as_deref(),
+            Some(sha256_hex(text.as_bytes()).as_str())
+        );
+        for (mode, uid, why) in [
+            (0o666, 0, "writable by others"),
+            (0o664, 0, "writable by its group"),
+            (0o644, OTHER_UID, "owned by uid 65534"),
+        ] {
+            chmod(&path, mode);
+            chown(&path, uid);
+            match Config::load(&path, true) {
+                Err(LoadError::Untrusted(e)) => assert!(e.contains(why), "{e}"),
+                other => panic!("{mode:o} {uid}: {other:?}"),
+            }
+            // A non-root process reads its user's file as before.
+            assert_eq!(Config::load(&path, false).unwrap().allowlist.entries(), 3);
+        }
     }
 }

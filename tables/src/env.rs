@@ -26,6 +26,9 @@ pub struct TableEnv {
     /// Problems found at start-up that did not stop the extension (bad config, unwritable
     /// store): reported by `launchwatch_status` instead of a crash loop under osqueryd.
     pub startup_errors: Vec<String>,
+    /// The on-disk history an in-memory store was loaded from (live `query`/`hunt`), so
+    /// `launchwatch_status.store_path` names it.
+    pub history_path: Option<PathBuf>,
 }
 
 /// Written by the sampler, read by `launchwatch_status`.
@@ -68,6 +71,7 @@ impl TableEnv {
             capture_enabled: false,
             binaries: Default::default(),
             startup_errors: Vec::new(),
+            history_path: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! tables only through [`framework::TableSet`].
 
 pub mod analytics;
+pub mod attribution;
 pub mod binary;
 pub mod binary_cache;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod env;
 pub mod executables;
 pub mod facts;
 pub mod framework;
+pub mod jobs;
 pub mod launchd;
 pub mod net;
 pub mod observation;
@@ -19,3 +21,4 @@ pub mod platform;
 pub mod sampler;
 pub mod store;
 pub mod tables;
+pub mod trust;

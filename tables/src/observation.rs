@@ -1,5 +1,5 @@
 //! Observations: what collectors see and what `record` / `--replay` exchange as JSON Lines
-//! (spec.md "Observations"). Live collectors and replay produce the same values, so every table
+//! (docs/observations.md). Live collectors and replay produce the same values, so every table
 //! downstream is exercised the same way by both.
 
 use std::io::{BufRead, BufReader, Read};
@@ -30,9 +30,6 @@ pub struct ProcessObs {
     pub start_time: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppid: Option<i64>,
-    /// Process group: with `ppid`, what job attribution follows to a job's whole tree.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pgid: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,10 +40,13 @@ pub struct ProcessObs {
     pub cpu_time: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launchd_label: Option<String>,
-    /// How `launchd_label` was found (spec.md `label_source`).
+    /// Process group: survives re-parenting to launchd, so a job's grandchildren stay its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<i64>,
+    /// How `launchd_label` was learned (spec.md value list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_source: Option<String>,
-    /// macOS: the process launchd holds responsible (an app for its helpers).
+    /// macOS: the process the system holds responsible (an app for its helpers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responsible_pid: Option<i64>,
 }
@@ -64,13 +64,6 @@ pub struct FlowObs {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launchd_label: Option<String>,
-    /// How `launchd_label` was found (spec.md `label_source`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_source: Option<String>,
-    /// Which collector saw the flow (spec.md `source`: ntstat, pcblist, tracepoint,
-    /// sock_diag, replay).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_address: Option<String>,
@@ -86,7 +79,13 @@ pub struct FlowObs {
     pub bytes_received: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// Extension to the spec'd format: when the counters were last read (defaults to `end`,
+    /// How `launchd_label` was learned (spec.md value list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_source: Option<String>,
+    /// Which collector saw the flow (spec.md value list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Optional in the format: when the counters were last read (defaults to `end`,
     /// else `start`), and the reading before it, so rates survive a record/replay round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<f64>,
@@ -208,9 +207,12 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
     };
     let json = Json::Object(obj);
     fn typed<T: serde::de::DeserializeOwned>(kind: &str, json: Json) -> Result<T, String> {
-        serde_path_to_error::deserialize(json).map_err(|e| match e.path().to_string().as_str() {
-            "." => format!("{kind}: {}", e.inner()),
-            path => format!("{kind}: field `{path}`: {}", e.inner()),
+        serde_path_to_error::deserialize(json).map_err(|e| {
+            let reason = plain_types(&e.inner().to_string());
+            match e.path().to_string().as_str() {
+                "." => format!("{kind}: {reason}"),
+                path => format!("{kind}: field `{path}`: {reason}"),
+            }
         })
     }
     let obs = match kind.as_str() {
@@ -223,6 +225,26 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
     };
     validate(&obs)?;
     Ok(Parsed::Observation(obs))
+}
+
+/// A deserializer's reason with Rust's type names in words: "expected i64" means nothing to
+/// someone writing JSON or TOML.
+pub fn plain_types(reason: &str) -> String {
+    let mut out = reason.to_string();
+    for (rust, words) in [
+        ("expected u16", "expected an integer from 0 to 65535"),
+        ("expected u8", "expected an integer from 0 to 255"),
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected i32", "expected an integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
 }
 
 fn validate(obs: &Observation) -> Result<(), String> {

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::attribution::{attribute, ProcessTree};
 use crate::env::{wall_clock, TableEnv};
 use crate::facts::KernelFlow;
 use crate::observation::{FlowObs, Observation, ProcessObs};
@@ -113,6 +114,8 @@ pub struct Sampler {
     signed: std::collections::HashSet<String>,
     process_collector: platform::ProcessCollector,
     pub policy: WritePolicy,
+    /// Every process instance seen lately: children of a job inherit its label from here.
+    tree: ProcessTree,
     resumed: bool,
 }
 
@@ -121,6 +124,9 @@ impl Default for Sampler {
         Sampler::new()
     }
 }
+
+/// A process instance not seen for this long leaves the attribution tree.
+const TREE_MEMORY_SECONDS: f64 = 3600.0;
 
 /// Which collectors a tick runs.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +164,7 @@ impl Sampler {
             flows: HashMap::new(),
             owners: HashMap::new(),
             kernel_closed: HashMap::new(),
+            tree: ProcessTree::new(platform::LABEL_SOURCE),
             processes: HashMap::new(),
             signed: std::collections::HashSet::new(),
             process_collector: platform::ProcessCollector::default(),
@@ -176,7 +183,7 @@ impl Sampler {
     pub fn sources(&self) -> Vec<crate::facts::SourceStatus> {
         let mut v = self.kernel.status();
         v.push(crate::facts::SourceStatus {
-            name: platform::POLL_SOURCE.into(),
+            name: platform::SOCKET_SOURCE.into(),
             running: true,
             reason: None,
             events_per_s: 0.0,
@@ -284,7 +291,18 @@ impl Sampler {
         let mut errors = Vec::new();
         if due.processes {
             match self.process_collector.sample(now) {
-                Ok(procs) => {
+                Ok(mut procs) => {
+                    // Labels first: a job's children inherit its label, so their flows do too.
+                    for p in &procs {
+                        self.tree.observe(p);
+                    }
+                    self.tree.forget_before(now - TREE_MEMORY_SECONDS);
+                    for p in procs.iter_mut() {
+                        if let Some(a) = self.tree.attribute(p.pid, Some(p.start_time), now) {
+                            p.launchd_label = Some(a.label);
+                            p.label_source = Some(a.source);
+                        }
+                    }
                     self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
                     report.processes = procs.len();
                     let procs = self.processes_to_write(procs);
@@ -320,6 +338,9 @@ impl Sampler {
                 *s = self.sources();
             }
         }
+        // Flows of processes born and gone between process ticks still find their job through
+        // the parent the tree remembers.
+        attribute(&mut observations, &mut self.tree);
         if let Err(e) = env.store.write_batch(&observations, 1) {
             errors.push(e.to_string());
         }
@@ -433,7 +454,7 @@ impl Sampler {
                         _ => s.pid,
                     };
                     let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
-                    let mut source = Some(platform::POLL_SOURCE.to_string());
+                    let mut source = Some(platform::SOCKET_SOURCE.to_string());
                     // A connection the kernel events saw open: its real start time.
                     let start = match self.kernel.table().and_then(|t| {
                         t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)

@@ -1,7 +1,7 @@
 """An osqueryd stand-in for driving the real launchwatch binary over its Unix socket.
 
 It uses the official `osquery` PyPI bindings' generated thrift code with the pure-Python
-TBinaryProtocol (osquery-protocol.md §7: the accelerated protocol cannot decode the 0.10-era
+TBinaryProtocol (the accelerated protocol cannot decode the 0.10-era
 specs under thrift >= 0.11). It behaves as osqueryd does where the tests depend on it:
 
 * the ExtensionManager is a threaded server (one thread per connection), not osquery-python's

@@ -328,7 +328,8 @@ def test_query_reads_a_running_extensions_history(osqueryd, spawn, workdir):
     row = run_query(state, "SELECT samples, store_path FROM launchwatch_status")[0]
     # The extension's ticks plus the query's own two fresh samples.
     assert int(row["samples"]) >= live + 2, (live, row)
-    assert row["store_path"] == "", "query works on an in-memory copy; the extension's store is untouched"
+    # It names the history it read (it works on an in-memory copy of it).
+    assert row["store_path"] == os.path.join(state, "launchwatch.db"), row
 
 
 def test_store_survives_kill_9_at_any_moment(osqueryd, spawn, workdir):
@@ -366,3 +367,57 @@ def test_bad_config_and_state_dir_degrade_instead_of_crash_looping(osqueryd, spa
     assert int(row["errors"]) >= 2, row
     assert "store_path" not in row, "in-memory: NULL store path"
     assert ext.proc.poll() is None
+
+
+def require_root():
+    # CI runs as root: there a skip would hide the test, so it fails instead.
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("needs root, and CI=true: refusing to skip")
+        pytest.skip("needs root")
+
+
+def test_a_root_extension_ignores_a_world_writable_config(osqueryd, spawn, workdir):
+    require_root()
+    config = write_config(workdir, '[allowlist]\npaths = ["/Users/Shared/*"]\n')
+    os.chmod(config, 0o666)
+    ext = spawn(osqueryd, config=config)
+    uuid = osqueryd.wait_registered("launchwatch")
+    row = rows_of(osqueryd.generate(uuid, "launchwatch_status"))[0]
+    assert row["config_path"] == config
+    assert row["config_rejected"] == "1"
+    assert row["allowlist_entries"] == "0"
+    assert "config_sha256" not in row, "NULL is an omitted key over thrift"
+    assert "config ignored" in row["last_error"] and "writable by others" in row["last_error"], row
+    # Made safe, the next start uses it.
+    ext.kill()
+    os.chmod(config, 0o644)
+    peer = FakeOsqueryd(os.path.join(workdir, "second.em")).start()
+    try:
+        spawn(peer, config=config)
+        uuid = peer.wait_registered("launchwatch")
+        row = rows_of(peer.generate(uuid, "launchwatch_status"))[0]
+        assert (row["config_rejected"], row["allowlist_entries"]) == ("0", "1"), row
+        assert len(row["config_sha256"]) == 64
+    finally:
+        peer.stop()
+
+
+def test_a_root_extension_refuses_a_tampered_state_directory(osqueryd, spawn, workdir):
+    require_root()
+    state = os.path.join(workdir, "state")
+    os.mkdir(state)
+    planted = os.path.join(state, "launchwatch.db")
+    with open(planted, "w") as f:
+        f.write("not history")
+    os.chown(planted, 65534, 65534)
+    spawn(osqueryd, state_dir=state)
+    uuid = osqueryd.wait_registered("launchwatch")
+    row = rows_of(osqueryd.generate(uuid, "launchwatch_status"))[0]
+    assert "refused" in row["last_error"] and "uid 65534" in row["last_error"], row
+    assert row["store_path"] == planted, "a fresh store in the same place"
+    aside = [n for n in os.listdir(workdir) if n.startswith("state.rejected-")]
+    assert len(aside) == 1, os.listdir(workdir)
+    assert os.stat(os.path.join(workdir, aside[0], "launchwatch.db")).st_uid == 65534
+    assert os.stat(state).st_mode & 0o777 == 0o700
+    assert os.stat(planted).st_uid == 0

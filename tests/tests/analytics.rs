@@ -6,18 +6,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use launchwatch_e2e::{bin, json_rows};
+use launchwatch_e2e::{json_rows, launchwatch, run};
 use serde_json::{Map, Value};
 
 fn query(args: &[&str], sql: &str) -> Vec<Map<String, Value>> {
-    let out = Command::new(bin())
-        .arg("query")
-        .arg("--json")
-        .args(args)
-        .arg(sql)
-        .output()
-        .unwrap();
-    json_rows(&out)
+    let mut all = vec!["query", "--json"];
+    all.extend_from_slice(args);
+    all.push(sql);
+    json_rows(&run(&all))
 }
 
 fn f(row: &Map<String, Value>, col: &str) -> f64 {
@@ -51,12 +47,11 @@ fn flow(
 fn a_generated_beacon_tops_the_table_and_apple_timers_are_suppressed() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sim.jsonl");
-    let st = Command::new(bin())
-        .args(["simulate", "--seed", "8", "--out"])
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let st = launchwatch(
+        &["simulate", "--seed", "8", "--out", file.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(st.status.success());
     let rows = query(
         &["--replay", file.to_str().unwrap()],
         "SELECT * FROM launchwatch_beacons ORDER BY beacon_score DESC",
@@ -327,12 +322,12 @@ fn the_analytic_tables_answer_on_this_live_host() {
 fn every_pack_query_runs_and_the_allowlist_marks_rows() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sim.jsonl");
-    assert!(Command::new(bin())
-        .args(["simulate", "--seed", "8", "--out"])
-        .arg(&file)
-        .status()
-        .unwrap()
-        .success());
+    assert!(launchwatch(
+        &["simulate", "--seed", "8", "--out", file.to_str().unwrap()],
+        dir.path()
+    )
+    .status
+    .success());
     let queries = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packs/queries");
     let mut n = 0;
     for entry in std::fs::read_dir(queries).unwrap().flatten() {
@@ -346,12 +341,10 @@ fn every_pack_query_runs_and_the_allowlist_marks_rows() {
             vec!["--replay", file.to_str().unwrap()],
             vec!["--state-dir", dir.path().join("s").to_str().unwrap()],
         ] {
-            let out = Command::new(bin())
-                .arg("query")
-                .args(&args)
-                .arg(&sql)
-                .output()
-                .unwrap();
+            let mut all = vec!["query"];
+            all.extend_from_slice(&args);
+            all.push(&sql);
+            let out = run(&all);
             assert!(
                 out.status.success(),
                 "{}: {}",

@@ -286,7 +286,7 @@ fn replayed_signing_observations_win_for_their_paths() {
         "{\"kind\":\"signing\",\"path\":\"/crypto_x86_64\",\"signer_class\":\"developer_id\",\"status\":\"valid\",\"team_id\":\"ABCDE12345\",\"identifier\":\"com.example.agent\",\"notarized\":1}\n",
     )
     .unwrap();
-    let out = Command::new(bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args(["query", "--json", "--root"])
         .arg(fixtures())
         .arg("--replay")

@@ -181,9 +181,10 @@ fn every_row_matches_the_golden_file() {
     let mut failures = Vec::new();
     let expected_rows = golden["rows"].as_array().unwrap();
     assert!(expected_rows.len() >= 25);
-    // Ownership-dependent values need the test to run as root (CI does).
+    // Ownership-dependent values need the test to run as root (CI does, and fails without).
+    let as_root = launchwatch_e2e::root_or_fail_in_ci("user_writable and per-user disabled");
     let owner_dependent = |path: &str, col: &str| {
-        !is_root() && (col == "user_writable" || (col == "disabled" && path.starts_with("/Users/")))
+        !as_root && (col == "user_writable" || (col == "disabled" && path.starts_with("/Users/")))
     };
     for exp in expected_rows {
         let path = exp["path"].as_str().unwrap();

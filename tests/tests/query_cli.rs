@@ -38,7 +38,11 @@ fn status_prints_one_row_of_strings() {
             .unwrap()
             >= 2
     );
-    assert_eq!(row["store_path"], "", "NULL prints as \"\"");
+    // A live query names the history it read: this test's own state directory.
+    assert_eq!(
+        row["store_path"],
+        state.path().join("store/launchwatch.db").to_str().unwrap()
+    );
     // osqueryi's shape: one object per line.
     let text = stdout(&out);
     assert!(
@@ -171,14 +175,13 @@ fn bad_config_is_refused_with_the_key_named() {
 #[test]
 fn standalone_host_pushes_constraints_like_osqueryd() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(launchwatch_e2e::bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args([
             "query",
             "--json",
             "SELECT constraints FROM launchwatch_test_fault WHERE mode = 'ok' AND sleep_ms > 3 AND sleep_ms != 9 LIMIT 1 OFFSET 0",
         ])
         .env("LAUNCHWATCH_TEST_TABLES", "1")
-        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let rows = json_rows(&out);
@@ -188,10 +191,9 @@ fn standalone_host_pushes_constraints_like_osqueryd() {
         rows.is_empty(),
         "SQLite re-checks every constraint: {rows:?}"
     );
-    let out = std::process::Command::new(launchwatch_e2e::bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args(["query", "--json", "SELECT constraints FROM launchwatch_test_fault WHERE mode = 'ok' AND sleep_ms != 9 LIMIT 1 OFFSET 0"])
         .env("LAUNCHWATCH_TEST_TABLES", "1")
-        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let rows = json_rows(&out);
@@ -206,10 +208,9 @@ fn or_queries_do_not_lose_rows_to_rowid_merging() {
     // SQLite may answer `a = x OR b = y` on a virtual table with one scan per term merged by
     // rowid; rows from different scans must not collide. Two test-fault rows differ by mode.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(launchwatch_e2e::bin())
+    let out = launchwatch_e2e::command(dir.path())
         .args(["query", "--json", "SELECT mode, sleep_ms FROM launchwatch_test_fault WHERE mode = 'ok' OR mode = 'null' OR sleep_ms = 5 ORDER BY mode, sleep_ms"])
         .env("LAUNCHWATCH_TEST_TABLES", "1")
-        .env("XDG_STATE_HOME", dir.path())
         .output()
         .unwrap();
     let rows = json_rows(&out);
@@ -220,4 +221,248 @@ fn or_queries_do_not_lose_rows_to_rowid_merging() {
         .map(|r| (r["mode"].as_str().unwrap(), r["sleep_ms"].as_str().unwrap()))
         .collect();
     assert_eq!(got, [("null", ""), ("ok", "0"), ("ok", "5")], "{rows:?}");
+}
+
+/// A failure is exactly one line on stderr, containing every needle, with nothing on stdout.
+fn one_line_error(out: &std::process::Output, needles: &[&str]) {
+    assert!(!out.status.success(), "must fail: {}", stdout(out));
+    assert!(
+        stdout(out).is_empty(),
+        "nothing half-written: {}",
+        stdout(out)
+    );
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} in {err}");
+    }
+}
+
+#[test]
+fn empty_sql_says_the_statement_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    for sql in ["", "  ;  "] {
+        let out = launchwatch(&["query", sql], dir.path());
+        one_line_error(
+            &out,
+            &["SQL statement is empty", "launchwatch query \"SELECT"],
+        );
+    }
+}
+
+#[test]
+fn statements_that_are_not_selects_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for sql in [
+        "CREATE TABLE t(x)",
+        "INSERT INTO launchwatch_status(version) VALUES ('x')",
+    ] {
+        let out = launchwatch(&["query", "--no-sample", sql], dir.path());
+        one_line_error(&out, &["only SELECT statements run here"]);
+    }
+}
+
+#[test]
+fn osquery_core_tables_point_at_osqueryi() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = launchwatch(
+        &["query", "--no-sample", "SELECT * FROM processes"],
+        dir.path(),
+    );
+    one_line_error(
+        &out,
+        &[
+            "no such table: processes",
+            "launchwatch_status",
+            "osqueryi --extension",
+        ],
+    );
+}
+
+#[test]
+fn a_config_value_of_the_wrong_type_names_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "c.toml",
+        "[sampler]\nprocess_interval = \"ten\"\n",
+    );
+    let out = launchwatch(&["query", "--config", &config, "SELECT 1"], dir.path());
+    one_line_error(
+        &out,
+        &["c.toml", "sampler.process_interval", "expected a number"],
+    );
+    assert!(!stderr(&out).contains("f64"), "{}", stderr(&out));
+}
+
+#[test]
+fn launchwatch_config_naming_a_missing_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = launchwatch_e2e::command(dir.path())
+        .args(["query", "--no-sample", "SELECT 1"])
+        .env("LAUNCHWATCH_CONFIG", dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    one_line_error(
+        &out,
+        &["LAUNCHWATCH_CONFIG names", "missing.toml", "does not exist"],
+    );
+}
+
+#[test]
+fn a_directory_given_to_replay_is_called_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = launchwatch(&["query", "--replay", d, "SELECT 1"], dir.path());
+    one_line_error(&out, &["is a directory", "JSON Lines file"]);
+    assert!(
+        !stderr(&out).contains(":1:"),
+        "no line number for a directory"
+    );
+    // The demo host's folder: point at the file inside it.
+    let host = dir.path().join("demo");
+    assert!(
+        launchwatch(&["simulate", "--host", host.to_str().unwrap()], dir.path())
+            .status
+            .success()
+    );
+    let out = launchwatch(&["hunt", "--replay", host.to_str().unwrap()], dir.path());
+    one_line_error(&out, &["is a directory", "demo/observations.jsonl"]);
+}
+
+#[test]
+fn replay_type_errors_speak_json_not_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    for (line, needle) in [
+        (r#"{"kind":"dns","ts":"x","name":"a","address":"b"}"#, "field `ts`: invalid type: string \"x\", expected a number"),
+        (r#"{"kind":"flow","start":1,"path":"a","protocol":"tcp","remote_address":"b","remote_port":70000}"#, "field `remote_port`: invalid value: integer `70000`, expected an integer from 0 to 65535"),
+        (r#"{"kind":"process","ts":1,"pid":1.5,"start_time":1,"cpu_time":1}"#, "expected an integer"),
+    ] {
+        let file = write(dir.path(), "t.jsonl", &format!("{line}\n"));
+        let out = launchwatch(&["query", "--replay", &file, "SELECT 1"], dir.path());
+        one_line_error(&out, &["t.jsonl:1:", needle]);
+        for rust in ["i64", "u16", "f64"] {
+            assert!(!stderr(&out).contains(rust), "{}", stderr(&out));
+        }
+    }
+}
+
+#[test]
+fn out_into_a_missing_folder_names_the_users_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("no/such/folder/rec.jsonl");
+    let out_s = out_file.to_str().unwrap();
+    for args in [
+        vec!["record", "--duration", "0", "--out", out_s],
+        vec!["simulate", "--seed", "1", "--out", out_s],
+    ] {
+        let out = launchwatch(&args, dir.path());
+        one_line_error(&out, &[out_s, "does not exist", "create it"]);
+        assert!(!stderr(&out).contains(".partial"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn record_and_simulate_say_what_they_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let out = launchwatch(
+        &[
+            "record",
+            "--duration",
+            "0.5",
+            "--out",
+            rec.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let done = err.lines().last().unwrap();
+    assert!(
+        done.contains("recorded")
+            && done.contains(rec.to_str().unwrap())
+            && done.contains("hunt --replay"),
+        "{err}"
+    );
+    let n: usize = done.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(
+        n,
+        std::fs::read_to_string(&rec).unwrap().lines().count(),
+        "{done}"
+    );
+    let sim = dir.path().join("sim.jsonl");
+    let out = launchwatch(
+        &["simulate", "--seed", "2", "--out", sim.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let n: usize = err.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(
+        n,
+        std::fs::read_to_string(&sim).unwrap().lines().count(),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_record_shorter_than_two_cpu_samples_says_cpu_will_be_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let config = write(dir.path(), "c.toml", "[sampler]\nprocess_interval = 3\n");
+    let out = launchwatch(
+        &[
+            "record",
+            "--config",
+            &config,
+            "--duration",
+            "1",
+            "--out",
+            rec.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains("warning")
+            && l.contains("--duration 1 s")
+            && l.contains("process_interval = 3 s")
+            && l.contains("CPU figures will be NULL")
+            && l.contains("at least 6 s")),
+        "{err}"
+    );
+    // Long enough: no warning.
+    let out = launchwatch(
+        &[
+            "record",
+            "--config",
+            &config,
+            "--duration",
+            "6",
+            "--out",
+            rec.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn text_output_prints_doubles_as_osqueryi_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = launchwatch(
+        &[
+            "query",
+            "--no-sample",
+            "SELECT 0.1 + 0.06 AS x, 2.0 AS y, 1e20 AS z",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("| 0.16 | 2.0 | 1e+20.0 |"), "{text}");
+    assert!(!text.contains("0.16000000000000003"));
 }

@@ -2,7 +2,7 @@
 //! `Extension.ping/call/shutdown` on `<socket>.<uuid>`.
 //!
 //! Own code on the `thrift` crate rather than osquery-rust-ng 2.0.0, whose defects
-//! (osquery-protocol.md §6) break required behaviour: it ignores a refused registration and
+//! (docs/osquery-protocol.md, "Why launchwatch has its own host") break required behaviour: it ignores a refused registration and
 //! serves on `<socket>.0`, fixes the version at "1.0", ignores `--timeout` and `--interval`,
 //! caps the server at 10 connection threads (so slow calls starve osqueryd's pre-call ping),
 //! never stops its listener thread, loses error text on `generate`, and does not parse

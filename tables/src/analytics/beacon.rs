@@ -1,4 +1,4 @@
-//! Beacon scoring for one (program identity, destination) key (anchors-detection.md §7.1).
+//! Beacon scoring for one (program identity, destination) key (docs/design.md, "Beacons").
 //!
 //! * Sessions: connection starts within 2 s merge (parallel connections of one check-in).
 //! * Timing T = 0.5·T_disp + 0.25·T_skew + 0.25·T_cv over the intervals between sessions:

@@ -24,6 +24,19 @@ pub struct Flow {
     pub end: f64,
     pub bytes_sent: f64,
     pub bytes_received: f64,
+    /// How the label was learned (spec.md `label_source`).
+    pub label_source: Option<String>,
+    /// The job behind the flow (spec.md `job_class`), `none` without one.
+    pub job_class: &'static str,
+    /// The program is an interpreter or downloader: the job is the identity.
+    pub interpreter: bool,
+    /// The job wears an Apple label outside Apple's directories.
+    pub masquerading: bool,
+    /// The job's launchd timer may explain a period (root-only job, Apple or Developer ID
+    /// program, not an interpreter), and its period.
+    pub explainable_period: Option<i64>,
+    /// The job's plist or unit file.
+    pub job_file: Option<String>,
 }
 
 impl Flow {
@@ -44,6 +57,8 @@ pub struct Signer {
     pub class: String,
     pub notarized: bool,
     pub identity: String,
+    /// The code directory hash, when the file was read here.
+    pub cdhash: Option<String>,
 }
 
 pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Signer> {
@@ -76,6 +91,7 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
                     ),
                     class: class.clone(),
                     notarized: *notarized,
+                    cdhash: None,
                 }
             } else {
                 let facts = env.binaries.get(&env.root, p);
@@ -92,6 +108,7 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
                                 f.identifier.as_deref(),
                                 f.cdhash.as_deref(),
                             ),
+                            cdhash: f.cdhash.clone(),
                             class: f.signer_class,
                             notarized: f.notarized.unwrap_or(false),
                         }
@@ -100,6 +117,7 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
                         identity: p.clone(),
                         class: "unknown".into(),
                         notarized: false,
+                        cdhash: None,
                     },
                 }
             };
@@ -109,7 +127,7 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
 }
 
 /// One flow row as read: path, label, protocol, address, port, name, start, end, last seen,
-/// bytes sent, bytes received.
+/// bytes sent, bytes received, label source.
 type RawFlow = (
     String,
     Option<String>,
@@ -122,6 +140,7 @@ type RawFlow = (
     f64,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 /// Flows active at or after `since`: started in the window, still open, or last seen in it
@@ -131,16 +150,17 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
         let mut stmt = c.prepare(
             "SELECT f.path, f.launchd_label, f.protocol, f.remote_address, f.remote_port,
                     coalesce(f.remote_name, (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
-                    f.start, f.end, f.last_seen, f.bytes_sent, f.bytes_received
+                    f.start, f.end, f.last_seen, f.bytes_sent, f.bytes_received, f.label_source
              FROM flows f WHERE f.start >= ?1 OR f.last_seen >= ?1 OR f.end IS NULL ORDER BY f.start",
         )?;
         let rows = stmt.query_map([since], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?))
         })?;
         rows.collect()
     })?;
     let paths: BTreeSet<String> = raw.iter().map(|r| r.0.clone()).collect();
     let signers = signers(env, &paths);
+    let jobs = crate::jobs::inventory(&env.root, env.now() as i64);
     let internal = env.config.internal_networks();
     Ok(raw
         .into_iter()
@@ -157,14 +177,36 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
                 last_seen,
                 sent,
                 received,
+                label_source,
             )| {
                 let s = signers.get(&path).cloned().unwrap_or(Signer {
                     class: "unknown".into(),
                     notarized: false,
                     identity: path.clone(),
+                    cdhash: None,
                 });
+                let job = label.as_deref().and_then(|l| jobs.get(l));
+                let interpreter = crate::jobs::is_interpreter(&path);
+                // An interpreter run by a job is that job: its label and what it runs.
+                let identity = match (&label, interpreter) {
+                    (Some(l), true) if crate::attribution::is_job_label(l) => {
+                        crate::jobs::job_identity(
+                            l,
+                            job.map(|j| j.arguments.as_slice()).unwrap_or(&[]),
+                        )
+                    }
+                    _ => s.identity,
+                };
                 Flow {
-                    identity: s.identity,
+                    identity,
+                    job_class: job.map_or("none", |j| j.class(Some(&s.class))),
+                    interpreter,
+                    masquerading: job.is_some_and(|j| j.masquerading),
+                    explainable_period: job
+                        .filter(|j| crate::jobs::timer_may_explain(j, &s.class, interpreter))
+                        .and_then(|j| j.period),
+                    job_file: job.map(|j| j.file.clone()),
+                    label_source,
                     signer_class: s.class,
                     notarized: s.notarized,
                     launchd_label: label,

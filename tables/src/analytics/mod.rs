@@ -2,6 +2,7 @@
 //! fallback and egress scoring. Tables gather inputs from the store and call these.
 
 pub mod beacon;
+pub mod demo;
 pub mod history;
 pub mod payload;
 pub mod rita;
@@ -25,7 +26,7 @@ pub fn destination_key(remote_name: Option<&str>, remote_address: &str) -> Strin
     remote_address.to_string()
 }
 
-/// What identifies a program across paths and updates (spec.md): `team_id:identifier` when a
+/// What identifies a program across paths and updates (docs/design.md): `team_id:identifier` when a
 /// team signed it, the identifier alone for Apple, else the path (`#cdhash` when known).
 pub fn program_identity(
     path: &str,
@@ -48,7 +49,7 @@ pub fn program_identity(
     }
 }
 
-/// Context multiplier for a signer class (anchors-detection.md §7 common plumbing).
+/// Context multiplier for a signer class (docs/design.md, "Beacons").
 pub fn signer_multiplier(signer_class: &str, notarized: bool) -> f64 {
     match signer_class {
         "apple" => 0.2,

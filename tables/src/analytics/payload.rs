@@ -1,8 +1,8 @@
-//! First-payload classification (anchors-detection.md §2.4): known protocols first, then
+//! First-payload classification (docs/design.md, "First payloads"): known protocols first, then
 //! plaintext, then a randomness test that is fair to short payloads — entropy is compared
 //! with what *random bytes of the same length* would score, not with 8 bits.
 //!
-//! Classes (spec.md): `tls`, `ssh`, `http`, `quic`, `dns`, `stratum`, `random`, `printable`,
+//! Classes (docs/tables.md, launchwatch_payloads): `tls`, `ssh`, `http`, `quic`, `dns`, `stratum`, `random`, `printable`,
 //! `other`, `undetermined` (fewer than 32 bytes).
 
 /// Shannon entropy, bits per byte.
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn expected_entropy_matches_known_values() {
-        // Random n-byte payloads (anchors-detection.md §2.3 simulation): 32 → 4.88, 256 → 7.18, 1024 → 7.81.
+        // Random n-byte payloads (simulated): 32 → 4.88, 256 → 7.18, 1024 → 7.81.
         for (n, want) in [(32, 4.88), (64, 5.77), (256, 7.18), (1024, 7.81)] {
             let e = expected_random_entropy(n);
             assert!((e - want).abs() < 0.02, "{n}: {e}");

@@ -61,6 +61,12 @@ pub struct Key {
     /// days); benign programs mostly long established (30–365 days), one in ten freshly
     /// installed (0–7 days).
     pub first_seen_days: f64,
+    /// The job behind the key (spec.md `job_class`), `none` for programs no job runs.
+    pub job_class: &'static str,
+    /// The program is an interpreter or downloader (curl, python3, osascript, sh, …).
+    pub interpreter: bool,
+    /// The launchd label that runs it, when a job does.
+    pub launchd_label: Option<String>,
 }
 
 /// The host's sleep schedule: awake intervals within the day.
@@ -159,6 +165,9 @@ fn beacon(
         durations,
         addresses,
         first_seen_days: rng.range(0.0, 7.0),
+        job_class: "none",
+        interpreter: false,
+        launchd_label: None,
     }
 }
 
@@ -211,7 +220,117 @@ fn benign(
         } else {
             rng.range(30.0, 365.0)
         },
+        job_class: "none",
+        interpreter: false,
+        launchd_label: None,
     }
+}
+
+/// launchd jobs judged by the job (issue 9's classes), drawn from their own stream so the
+/// keys above stay identical for every seed. One malicious job a day — curl, python3 or
+/// osascript in a user's LaunchAgent, a `sh -c curl` daemon in /Library, an ad-hoc
+/// SMAppService helper — beside Apple's own timer, a Developer ID updater job and a user's
+/// interactive curl.
+fn job_keys(seed: u64, day_index: u64, day: f64, w: &[(f64, f64)]) -> Vec<Key> {
+    let mut rng = Rng::new(seed.wrapping_mul(7_919).wrapping_add(day_index) ^ 0x10b5);
+    let mut keys = Vec::new();
+    let (class, path, signer, job_class, interpreter): (
+        &str,
+        &str,
+        &'static str,
+        &'static str,
+        bool,
+    ) = match rng.next_u64() % 5 {
+        0 => ("agent_curl", "/usr/bin/curl", "apple", "user", true),
+        1 => ("agent_python3", "/usr/bin/python3", "apple", "user", true),
+        2 => (
+            "agent_osascript",
+            "/usr/bin/osascript",
+            "apple",
+            "user",
+            true,
+        ),
+        3 => (
+            "daemon_sh_curl",
+            "/usr/bin/curl",
+            "apple",
+            "third_party",
+            true,
+        ),
+        _ => (
+            "smappservice_adhoc",
+            "/Applications/Helper.app/Contents/MacOS/helperd",
+            "adhoc",
+            "app_bundle",
+            false,
+        ),
+    };
+    let period = *rng.pick(&[60.0, 120.0, 300.0, 600.0, 900.0]);
+    let jitter = *rng.pick(&[0.0, 0.05, 0.2]);
+    let mut k = beacon(&mut rng, class, period, Jitter::Symmetric(jitter), day, w);
+    k.path = path.to_string();
+    k.signer_class = signer;
+    k.job_class = job_class;
+    k.interpreter = interpreter;
+    k.launchd_label = Some(format!("com.{class}.job"));
+    keys.push(k);
+    // Apple's own timer: a job in /System running Apple's program, period explained.
+    let apple_period = *rng.pick(&[900.0, 1800.0, 3600.0]);
+    let mut k = benign(
+        &mut rng,
+        "job_apple_timer",
+        "apple",
+        "sync.apple.example",
+        day,
+        w,
+        &mut |_, _| Some(apple_period),
+        Some(apple_period),
+        (300.0, 320.0),
+        (0.3, 1.0),
+    );
+    k.path = "/usr/libexec/timed-sync".into();
+    k.job_class = "apple";
+    k.launchd_label = Some("com.apple.timed-sync".into());
+    keys.push(k);
+    // A Developer ID updater job in /Library on an hourly timer.
+    let mut k = benign(
+        &mut rng,
+        "job_devid_updater",
+        "developer_id",
+        "updates.vendor.example",
+        day,
+        w,
+        &mut |_, _| Some(3600.0),
+        Some(3600.0),
+        (700.0, 760.0),
+        (0.5, 2.0),
+    );
+    k.job_class = "third_party";
+    k.launchd_label = Some("com.vendor.updater".into());
+    keys.push(k);
+    // A user's own curl in a Terminal: bursts of commands, long pauses.
+    let mut k = benign(
+        &mut rng,
+        "interactive_curl",
+        "apple",
+        "api.github.example",
+        day,
+        w,
+        &mut |r, _| {
+            Some(if r.f() < 0.5 {
+                r.range(5.0, 120.0)
+            } else {
+                r.exp(3600.0)
+            })
+        },
+        None,
+        (200.0, 2000.0),
+        (0.2, 2.0),
+    );
+    k.path = "/usr/bin/curl".into();
+    k.interpreter = true;
+    keys.push(k);
+    keys
 }
 
 /// One host-day of labelled keys (one malicious beacon and a realistic benign mix).
@@ -383,10 +502,11 @@ pub fn host_day(seed: u64, day_index: u64) -> Vec<Key> {
         (1000.0, 100_000.0),
         (0.5, 5.0),
     ));
+    keys.extend(job_keys(seed, day_index, day, &w));
     keys
 }
 
-/// A host-day as spec'd observations: one flow line per connection and a signing line per
+/// A host-day as observations (docs/observations.md): one flow line per connection and a signing line per
 /// program, for `launchwatch query --replay`.
 pub fn observations(keys: &[Key]) -> Vec<Observation> {
     let mut out = Vec::new();
@@ -416,9 +536,7 @@ pub fn observations(keys: &[Key]) -> Vec<Observation> {
                 pid: Some(1000 + k_index as i64),
                 process_start: None,
                 path: k.path.clone(),
-                launchd_label: None,
-                label_source: None,
-                source: None,
+                launchd_label: k.launchd_label.clone(),
                 protocol: "tcp".into(),
                 local_address: Some("192.0.2.10".into()),
                 local_port: Some(40000 + (i % 20000) as u16),
@@ -432,6 +550,8 @@ pub fn observations(keys: &[Key]) -> Vec<Observation> {
                 prev_seen: None,
                 prev_bytes_sent: None,
                 prev_bytes_received: None,
+                label_source: None,
+                source: None,
             }));
         }
     }
@@ -447,7 +567,8 @@ mod tests {
         assert_eq!(host_day(7, 0), host_day(7, 0));
         assert_ne!(host_day(7, 0)[0].conns, host_day(8, 0)[0].conns);
         let keys = host_day(3, 1);
-        assert_eq!(keys.iter().filter(|k| k.malicious).count(), 1);
+        // One beacon from the classic stream, one from the launchd-job stream.
+        assert_eq!(keys.iter().filter(|k| k.malicious).count(), 2);
         assert!(keys.iter().all(|k| k.conns.len() == k.durations.len()));
         let obs = observations(&keys);
         assert!(obs.iter().any(|o| matches!(o, Observation::Signing(_))));

@@ -4,8 +4,11 @@
 //! * `Weekday` 0 and 7 are both Sunday.
 //! * With both `Day` and `Weekday`, the entry fires when *either* matches (as cron does).
 //! * An array of entries fires at the union of their times.
-//! * A present but non-integer value acts as a wildcard (observed behaviour, reported by Chef's
-//!   launchd resource); an out-of-range integer makes the entry never fire. Both are reported.
+//! * As launchd's own parser does (launchd-842 `src/core.c`, `calendarinterval_new_from_obj_dict_walk`
+//!   and `cronemu_wday`): keys match case-insensitively; a negative value, and `Month` 0, is a
+//!   wildcard (launchd logs a warning); a value that is not an integer drops the whole entry;
+//!   when `Weekday` is set the schedule ignores `Month`. An out-of-range positive integer can
+//!   never match, so the entry never fires. Each of these is reported.
 //! * Firings are in the host's local time zone; [`LocalClock`] abstracts it so tests use UTC.
 
 use std::collections::BTreeMap;
@@ -30,22 +33,31 @@ pub enum RawField {
     Other,
 }
 
-/// Builds an entry from raw keys (`Minute`, `Hour`, …), returning it with its JSON form (the
-/// effective schedule: wildcards omitted, original integers kept, so Weekday 7 stays 7) and
-/// the problems found.
+/// Builds an entry from raw keys (`Minute`, `Hour`, …, in any case), returning it with its JSON
+/// form (the effective schedule: wildcards omitted, original integers kept, so Weekday 7 stays 7)
+/// and the problems found. `None` when launchd would drop the entry (a non-integer value).
 pub fn entry_from_fields(
     fields: &BTreeMap<String, RawField>,
-) -> (CalendarEntry, BTreeMap<String, i64>, Vec<String>) {
+) -> (Option<CalendarEntry>, BTreeMap<String, i64>, Vec<String>) {
     let mut e = CalendarEntry::default();
     let mut json = BTreeMap::new();
     let mut problems = Vec::new();
-    for (key, lo, hi) in [
+    let mut dropped = false;
+    const KEYS: [(&str, i64, i64); 5] = [
         ("Minute", 0, 59),
         ("Hour", 0, 23),
         ("Day", 1, 31),
         ("Weekday", 0, 7),
         ("Month", 1, 12),
-    ] {
+    ];
+    for (raw_key, value) in fields {
+        let Some(&(key, lo, hi)) = KEYS.iter().find(|k| k.0.eq_ignore_ascii_case(raw_key)) else {
+            problems.push(format!(
+                "StartCalendarInterval has unknown key {}",
+                raw_key.escape_default()
+            ));
+            continue;
+        };
         let slot = match key {
             "Minute" => &mut e.minute,
             "Hour" => &mut e.hour,
@@ -53,34 +65,34 @@ pub fn entry_from_fields(
             "Weekday" => &mut e.weekday,
             _ => &mut e.month,
         };
-        match fields.get(key) {
-            None => {}
-            Some(RawField::Other) => problems.push(format!(
-                "StartCalendarInterval.{key} is not an integer (treated as a wildcard)"
+        match value {
+            RawField::Other => {
+                problems.push(format!(
+                    "StartCalendarInterval.{key} is not an integer (launchd drops this entry)"
+                ));
+                dropped = true;
+            }
+            RawField::Int(v) if *v < 0 || (key == "Month" && *v == 0) => problems.push(format!(
+                "StartCalendarInterval.{key} {v} is a wildcard (as launchd treats it)"
             )),
-            Some(RawField::Int(v)) if *v < lo || *v > hi => {
+            RawField::Int(v) if *v < lo || *v > hi => {
                 problems.push(format!(
                     "StartCalendarInterval.{key} {v} is out of range {lo}-{hi} (never fires)"
                 ));
                 e.never = true;
                 json.insert(key.to_string(), *v);
             }
-            Some(RawField::Int(v)) => {
+            RawField::Int(v) => {
                 let v = *v as u32;
                 *slot = Some(if key == "Weekday" { v % 7 } else { v });
                 json.insert(key.to_string(), v as i64);
             }
         }
     }
-    for key in fields.keys() {
-        if !["Minute", "Hour", "Day", "Weekday", "Month"].contains(&key.as_str()) {
-            problems.push(format!(
-                "StartCalendarInterval has unknown key {}",
-                key.escape_default()
-            ));
-        }
+    if dropped {
+        return (None, BTreeMap::new(), problems);
     }
-    (e, json, problems)
+    (Some(e), json, problems)
 }
 
 /// A local civil time, minute resolution.
@@ -196,7 +208,8 @@ pub fn weekday_of(days: i64) -> u32 {
 }
 
 fn matches_day(e: &CalendarEntry, month: u32, day: u32, weekday: u32) -> bool {
-    if e.never || e.month.is_some_and(|m| m != month) {
+    // launchd's cronemu ignores the month when a weekday is given.
+    if e.never || (e.weekday.is_none() && e.month.is_some_and(|m| m != month)) {
         return false;
     }
     match (e.day, e.weekday) {
@@ -308,7 +321,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), RawField::Int(*v)))
             .collect();
-        entry_from_fields(&fields).0
+        entry_from_fields(&fields).0.expect("valid entry")
     }
 
     #[test]
@@ -482,24 +495,76 @@ mod tests {
 
     #[test]
     fn wildcards_and_bad_values() {
+        // A non-integer value drops the entry, as launchd's parser rejects it.
         let mut fields = BTreeMap::new();
         fields.insert("Minute".to_string(), RawField::Other);
         fields.insert("Hour".to_string(), RawField::Int(3));
         let (e, json, problems) = entry_from_fields(&fields);
-        assert_eq!((e.minute, e.hour), (None, Some(3)));
-        assert_eq!(
-            json.into_iter().collect::<Vec<_>>(),
-            vec![("Hour".to_string(), 3)]
-        );
-        assert!(problems[0].contains("Minute is not an integer"));
+        assert_eq!(e, None);
+        assert!(json.is_empty());
+        assert!(problems[0].contains("Minute is not an integer (launchd drops"));
         // Out of range never fires.
         let mut fields = BTreeMap::new();
         fields.insert("Minute".to_string(), RawField::Int(75));
         let (e, _, problems) = entry_from_fields(&fields);
+        let e = e.unwrap();
         assert!(e.never && problems[0].contains("out of range"));
         assert_eq!(firings(&[e], 0, 30, &Utc).count, 0);
         // No keys at all: every minute.
         let f = firings(&[CalendarEntry::default()], ep(2024, 1, 1, 0, 0), 1, &Utc);
         assert_eq!((f.count, f.mean_gap), (1440, Some(60.0)));
+    }
+
+    #[test]
+    fn negative_values_and_month_zero_are_wildcards() {
+        let mut fields = BTreeMap::new();
+        fields.insert("Minute".to_string(), RawField::Int(0));
+        fields.insert("Hour".to_string(), RawField::Int(-1));
+        fields.insert("Month".to_string(), RawField::Int(0));
+        let (e, json, problems) = entry_from_fields(&fields);
+        let e = e.unwrap();
+        assert_eq!(
+            (e.minute, e.hour, e.month, e.never),
+            (Some(0), None, None, false)
+        );
+        assert_eq!(
+            json.into_iter().collect::<Vec<_>>(),
+            vec![("Minute".to_string(), 0)]
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        // Hourly, every day of the year.
+        let f = firings(&[e], ep(2024, 1, 1, 0, 0), 1, &Utc);
+        assert_eq!((f.count, f.mean_gap), (24, Some(3600.0)));
+    }
+
+    #[test]
+    fn keys_match_in_any_case() {
+        let mut fields = BTreeMap::new();
+        fields.insert("minute".to_string(), RawField::Int(30));
+        fields.insert("HOUR".to_string(), RawField::Int(4));
+        let (e, json, problems) = entry_from_fields(&fields);
+        let e = e.unwrap();
+        assert_eq!((e.minute, e.hour), (Some(30), Some(4)));
+        assert_eq!(json.len(), 2);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn weekday_makes_launchd_ignore_the_month() {
+        // Month 2 with Weekday 1: launchd fires every Monday of the year, not Mondays of February.
+        let mut fields = BTreeMap::new();
+        for (k, v) in [("Month", 2), ("Weekday", 1), ("Hour", 9), ("Minute", 0)] {
+            fields.insert(k.to_string(), RawField::Int(v));
+        }
+        let e = entry_from_fields(&fields).0.unwrap();
+        let f = firings(&[e], ep(2024, 1, 1, 0, 0), 366, &Utc);
+        assert_eq!(f.count, 53, "every Monday of 2024 (and 2025-01-...)");
+        // Month alone still restricts.
+        let mut fields = BTreeMap::new();
+        for (k, v) in [("Month", 2), ("Day", 1), ("Hour", 9), ("Minute", 0)] {
+            fields.insert(k.to_string(), RawField::Int(v));
+        }
+        let e = entry_from_fields(&fields).0.unwrap();
+        assert_eq!(firings(&[e], ep(2024, 1, 1, 0, 0), 366, &Utc).count, 1);
     }
 }

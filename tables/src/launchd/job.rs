@@ -43,7 +43,7 @@ pub struct Job {
     pub problems: Vec<String>,
 }
 
-/// The first rule that applies (spec.md's value list, in this order).
+/// The first rule that applies (the value list in docs/tables.md, in this order).
 pub fn schedule_kind(job: &Job) -> &'static str {
     let keep_alive = match &job.keep_alive {
         Some(KeepAlive::Bool(b)) => *b,
@@ -284,6 +284,9 @@ fn read_calendar(r: &mut Reader<'_>, job: &mut Job) {
             .collect();
         let (entry, entry_json, problems) = entry_from_fields(&fields);
         r.problems.extend(problems);
+        let Some(entry) = entry else {
+            continue;
+        };
         entries.push(entry);
         json.push(Json::Object(
             entry_json

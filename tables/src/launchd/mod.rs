@@ -2,6 +2,7 @@
 //! facts about each. Interpretation of a plist's keys is in [`job`], calendar maths in
 //! [`calendar`].
 
+pub mod btm;
 pub mod calendar;
 pub mod job;
 
@@ -15,7 +16,7 @@ use sha2::{Digest, Sha256};
 /// Plists larger than this are not read: a job plist is a few KiB.
 pub const MAX_PLIST_BYTES: u64 = 1 << 20;
 
-/// Where job plists live, relative to the root, with their domain (spec.md value list).
+/// Where job plists live, relative to the root, with their domain (docs/design.md, "launchd").
 pub const SYSTEM_DIRS: &[(&str, &str)] = &[
     ("System/Library/LaunchDaemons", "apple_daemon"),
     ("System/Library/LaunchAgents", "apple_agent"),
@@ -27,6 +28,16 @@ pub const SYSTEM_DIRS: &[(&str, &str)] = &[
 
 /// Directories holding home directories (macOS, then Linux).
 const HOME_PARENTS: &[&str] = &["Users", "home"];
+
+/// Where apps live whose bundles may carry SMAppService job plists (macOS 13+): the plist stays
+/// in `<app>.app/Contents/Library/LaunchDaemons|LaunchAgents` and only the Background Task
+/// Management database records the registration.
+const APP_PARENTS: &[&str] = &["Applications", "Applications/Utilities"];
+
+/// Whether a file name is a job plist as launchctl matches it (`*.plist`, any case).
+pub fn is_plist_name(name: &str) -> bool {
+    name.len() > 6 && name[name.len() - 6..].eq_ignore_ascii_case(".plist")
+}
 
 /// The launchd override databases, relative to the root.
 pub const OVERRIDE_DIR: &str = "var/db/com.apple.xpc.launchd";
@@ -86,6 +97,39 @@ pub fn job_dirs(root: &Path) -> Vec<JobDir> {
             });
         }
     }
+    let mut app_parents: Vec<String> = APP_PARENTS.iter().map(|p| p.to_string()).collect();
+    if let Ok(homes) = std::fs::read_dir(root.join("Users")) {
+        let mut homes: Vec<_> = homes.flatten().collect();
+        homes.sort_by_key(|e| e.file_name());
+        app_parents.extend(
+            homes
+                .iter()
+                .map(|h| format!("Users/{}/Applications", h.file_name().to_string_lossy())),
+        );
+    }
+    for parent in app_parents {
+        let Ok(apps) = std::fs::read_dir(root.join(&parent)) else {
+            continue;
+        };
+        let mut apps: Vec<String> = apps
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".app"))
+            .collect();
+        apps.sort();
+        for app in apps {
+            for kind in ["LaunchDaemons", "LaunchAgents"] {
+                let rel = format!("{parent}/{app}/Contents/Library/{kind}");
+                if root.join(&rel).is_dir() {
+                    dirs.push(JobDir {
+                        path: format!("/{rel}"),
+                        domain: "app_bundle",
+                        user: None,
+                    });
+                }
+            }
+        }
+    }
     dirs
 }
 
@@ -98,7 +142,7 @@ pub fn candidates(root: &Path, dirs: &[JobDir], paths: &[&str]) -> Vec<Candidate
             let Some((parent, name)) = p.rsplit_once('/') else {
                 continue;
             };
-            if !name.ends_with(".plist") {
+            if !is_plist_name(name) {
                 continue;
             }
             if let Some(dir) = dirs.iter().position(|d| d.path == parent) {
@@ -121,7 +165,7 @@ pub fn candidates(root: &Path, dirs: &[JobDir], paths: &[&str]) -> Vec<Candidate
         let mut names: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".plist"))
+            .filter(|n| is_plist_name(n))
             .collect();
         names.sort();
         out.extend(names.into_iter().map(|n| Candidate {
@@ -355,6 +399,35 @@ impl Overrides {
     }
 }
 
+/// Why launchctl would refuse to load this plist, as launchd's loader checks it (launchd-842
+/// `support/launchctl.c`, the path walk and `path_goodness_check`): a dot-file, a file that is
+/// group- or world-writable, or one owned by someone other than root (or, for a user's agents,
+/// that user). `None` when it would load it.
+pub fn launchd_would_skip(root: &Path, dir: &JobDir, host_path: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let name = host_path.rsplit('/').next().unwrap_or(host_path);
+    if name.starts_with('.') {
+        return Some("hidden file: launchctl skips dot-files".into());
+    }
+    let meta = std::fs::metadata(under_root(root, host_path)).ok()?;
+    if meta.mode() & 0o022 != 0 {
+        return Some("group- or world-writable: launchctl refuses it".into());
+    }
+    let owner_ok = meta.uid() == 0 || dir.user.as_ref().is_some_and(|u| u.1 == meta.uid());
+    if !owner_ok && dir.domain != "app_bundle" {
+        return Some(format!(
+            "owned by uid {}, not root{}: launchctl refuses it",
+            meta.uid(),
+            if dir.user.is_some() {
+                " or the user"
+            } else {
+                ""
+            }
+        ));
+    }
+    None
+}
+
 /// True when someone other than root could change `path` (under the root): a non-root owner
 /// with write permission, a non-root group with write permission, or world-writable. The
 /// parent directory counts too, since whoever can write it can replace the file.
@@ -426,6 +499,99 @@ mod tests {
                 "/Users/alice/Library/LaunchAgents/b.plist"
             ]
         );
+    }
+
+    #[test]
+    fn app_bundle_jobs_and_upper_case_plists_are_found() {
+        let t = tree();
+        for d in [
+            "Applications/Helper.app/Contents/Library/LaunchAgents",
+            "Applications/Utilities/Tool.app/Contents/Library/LaunchDaemons",
+            "Users/alice/Applications/Mine.app/Contents/Library/LaunchAgents",
+            "Applications/NotAnApp/Contents/Library/LaunchAgents",
+        ] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        for f in [
+            "Applications/Helper.app/Contents/Library/LaunchAgents/com.helper.agent.plist",
+            "Applications/Utilities/Tool.app/Contents/Library/LaunchDaemons/com.tool.d.plist",
+            "Users/alice/Applications/Mine.app/Contents/Library/LaunchAgents/m.plist",
+            "Applications/NotAnApp/Contents/Library/LaunchAgents/x.plist",
+            "Library/LaunchDaemons/UPPER.PLIST",
+        ] {
+            std::fs::write(t.path().join(f), b"<plist/>").unwrap();
+        }
+        let dirs = job_dirs(t.path());
+        let found: Vec<(String, &str)> = candidates(t.path(), &dirs, &[])
+            .into_iter()
+            .map(|c| (c.path, dirs[c.dir].domain))
+            .collect();
+        for want in [
+            ("/Library/LaunchDaemons/UPPER.PLIST", "system_daemon"),
+            (
+                "/Applications/Helper.app/Contents/Library/LaunchAgents/com.helper.agent.plist",
+                "app_bundle",
+            ),
+            (
+                "/Applications/Utilities/Tool.app/Contents/Library/LaunchDaemons/com.tool.d.plist",
+                "app_bundle",
+            ),
+            (
+                "/Users/alice/Applications/Mine.app/Contents/Library/LaunchAgents/m.plist",
+                "app_bundle",
+            ),
+        ] {
+            assert!(
+                found.contains(&(want.0.to_string(), want.1)),
+                "{want:?} in {found:?}"
+            );
+        }
+        assert!(
+            !found.iter().any(|f| f.0.contains("NotAnApp")),
+            "only *.app bundles"
+        );
+    }
+
+    #[test]
+    fn plists_launchd_would_skip_are_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tree();
+        let dirs = job_dirs(t.path());
+        let daemons = &dirs[0];
+        let set_mode = |f: &str, m: u32| {
+            std::fs::set_permissions(t.path().join(f), std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set_mode("Library/LaunchDaemons/a.plist", 0o644);
+        assert_eq!(
+            launchd_would_skip(t.path(), daemons, "/Library/LaunchDaemons/a.plist"),
+            None
+        );
+        assert!(
+            launchd_would_skip(t.path(), daemons, "/Library/LaunchDaemons/.h.plist")
+                .unwrap()
+                .contains("dot-files")
+        );
+        set_mode("Library/LaunchDaemons/a.plist", 0o664);
+        assert!(
+            launchd_would_skip(t.path(), daemons, "/Library/LaunchDaemons/a.plist")
+                .unwrap()
+                .contains("writable")
+        );
+        set_mode("Library/LaunchDaemons/a.plist", 0o644);
+        if unsafe { libc::geteuid() } == 0 {
+            let f = t.path().join("Library/LaunchDaemons/a.plist");
+            std::os::unix::fs::chown(&f, Some(4242), None).unwrap();
+            assert!(
+                launchd_would_skip(t.path(), daemons, "/Library/LaunchDaemons/a.plist")
+                    .unwrap()
+                    .contains("owned by uid 4242")
+            );
+        } else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,18 @@ use std::collections::BTreeMap;
 use crate::observation::ProcessObs;
 pub use parse::LaunchctlJob;
 
+/// How this platform's collectors learn a process's own job label (spec.md `label_source`).
+#[cfg(target_os = "macos")]
+pub const LABEL_SOURCE: &str = "launchctl";
+#[cfg(not(target_os = "macos"))]
+pub const LABEL_SOURCE: &str = "cgroup";
+
+/// Which collector the socket sampler is (spec.md `source`).
+#[cfg(target_os = "macos")]
+pub const SOCKET_SOURCE: &str = "pcblist";
+#[cfg(not(target_os = "macos"))]
+pub const SOCKET_SOURCE: &str = "sock_diag";
+
 /// What launchd itself says is loaded: the system domain and each asked-for user's domain.
 #[derive(Debug, Default)]
 pub struct LaunchdLive {
@@ -194,12 +206,6 @@ pub fn run_bounded(
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
-
-/// Where polled flows come from on this platform (spec.md `source`).
-#[cfg(target_os = "macos")]
-pub const POLL_SOURCE: &str = "pcblist";
-#[cfg(not(target_os = "macos"))]
-pub const POLL_SOURCE: &str = "sock_diag";
 
 /// The kernel-event connection collector of this platform: Linux tracepoints today. When it
 /// cannot run it says why, and the socket poller alone attributes flows.

@@ -7,7 +7,7 @@ pub struct ProcStat {
     pub comm: String,
     pub ppid: i64,
     /// Process group (field 5).
-    pub pgid: i64,
+    pub pgrp: i64,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
     /// Process start, clock ticks after boot.
@@ -43,7 +43,7 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
         pid,
         comm,
         ppid: field(4)?.parse().map_err(|_| "field 4 is not a number")?,
-        pgid: field(5)?.parse().map_err(|_| "field 5 is not a number")?,
+        pgrp: field(5)?.parse().map_err(|_| "field 5 is not a number")?,
         cpu_ticks: num(14)?.saturating_add(num(15)?),
         start_ticks: num(22)?,
     })
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(s.pid, 4242);
         assert_eq!(s.comm, "evil) (x y");
         assert_eq!(
-            (s.ppid, s.pgid, s.cpu_ticks, s.start_ticks),
+            (s.ppid, s.pgrp, s.cpu_ticks, s.start_ticks),
             (1, 4242, 300, 123456)
         );
     }
@@ -207,9 +207,120 @@ pub fn parse_launchctl_list(text: &str) -> std::collections::BTreeMap<String, La
     jobs
 }
 
+/// Parses the `services = { … }` block of `launchctl print system` or `print gui/<uid>`: one
+/// line per service, `PID  LAST-EXIT  LABEL` separated by blanks, pid 0 (or `-`) when not
+/// running, `-` for no exit status. launchctl 2 is closed source and says its output is not
+/// API: lines that do not fit are skipped. Written from published output; only a Mac can
+/// prove it against today's launchctl. `application.*` entries (app instances) are kept: they
+/// are what stops attribution at a Terminal.
+pub fn parse_launchctl_print(text: &str) -> std::collections::BTreeMap<String, LaunchctlJob> {
+    let mut jobs = std::collections::BTreeMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if !inside {
+            inside = t == "services = {";
+            continue;
+        }
+        if t == "}" {
+            break;
+        }
+        let fields: Vec<&str> = t.split_whitespace().collect();
+        let [pid, status, label] = fields[..] else {
+            continue;
+        };
+        let pid = match pid {
+            "-" | "0" => None,
+            p => match p.parse::<i64>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => continue,
+            },
+        };
+        let last_exit_status = match status {
+            "-" => None,
+            s => match s
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .parse::<i64>()
+            {
+                Ok(v) => Some(v),
+                Err(_) => continue,
+            },
+        };
+        jobs.insert(
+            label.to_string(),
+            LaunchctlJob {
+                pid,
+                last_exit_status,
+            },
+        );
+    }
+    jobs
+}
+
+/// A per-user list that names exactly the system domain's jobs is the system domain again
+/// (as root, launchctl 1 forced the system context unless told to keep the caller's), not
+/// that user's: such a list is not used.
+pub fn is_really_per_user(
+    user: &std::collections::BTreeMap<String, LaunchctlJob>,
+    system: Option<&std::collections::BTreeMap<String, LaunchctlJob>>,
+) -> bool {
+    match system {
+        Some(sys) if !user.is_empty() => !user.keys().eq(sys.keys()),
+        _ => !user.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod launchctl_tests {
     use super::*;
+
+    #[test]
+    fn print_services_block_is_parsed_and_the_rest_ignored() {
+        let text = "gui/501 = {\n\ttype = login\n\thandle = 501\n\tservices = {\n\t\t    0      -    \tcom.apple.SafariHistoryServiceAgent\n\t\t  633      -    \tcom.apple.Finder\n\t\t    0     -9    \tcom.example.killed\n\t\t  497      0    \tapplication.com.apple.Terminal.1234.5678\n\t\t  bad line here and more\n\t\t  x      0    \tcom.example.badpid\n\t}\n\tunmanaged processes = {\n\t\t  900      -    \tnot.a.service\n\t}\n}\n";
+        let jobs = parse_launchctl_print(text);
+        assert_eq!(jobs.len(), 4, "{jobs:?}");
+        assert_eq!(
+            jobs["com.apple.Finder"],
+            LaunchctlJob {
+                pid: Some(633),
+                last_exit_status: None
+            }
+        );
+        assert_eq!(jobs["com.apple.SafariHistoryServiceAgent"].pid, None);
+        assert_eq!(
+            jobs["com.example.killed"],
+            LaunchctlJob {
+                pid: None,
+                last_exit_status: Some(-9)
+            }
+        );
+        assert_eq!(
+            jobs["application.com.apple.Terminal.1234.5678"].pid,
+            Some(497)
+        );
+        assert!(!jobs.contains_key("not.a.service"));
+        assert!(parse_launchctl_print("no services here").is_empty());
+    }
+
+    #[test]
+    fn a_user_list_equal_to_the_system_list_is_refused() {
+        let sys =
+            parse_launchctl_list("PID\tStatus\tLabel\n1\t0\tcom.apple.a\n-\t0\tcom.apple.b\n");
+        let same = sys.clone();
+        let mut user = sys.clone();
+        user.insert(
+            "com.example.agent".into(),
+            LaunchctlJob {
+                pid: Some(5),
+                last_exit_status: None,
+            },
+        );
+        assert!(!is_really_per_user(&same, Some(&sys)));
+        assert!(is_really_per_user(&user, Some(&sys)));
+        assert!(is_really_per_user(&user, None));
+        assert!(!is_really_per_user(&Default::default(), None));
+    }
 
     #[test]
     fn launchctl_list_fixture() {

@@ -501,9 +501,10 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "UPDATE flows SET end = ?2, last_seen = max(last_seen, ?3), bytes_sent = ?4, bytes_received = ?5,
                  state = ?6, remote_name = ifnull(?7, remote_name), launchd_label = ifnull(?8, launchd_label),
+                 label_source = CASE WHEN ?8 IS NOT NULL THEN ifnull(?14, label_source) ELSE label_source END,
+                 source = ifnull(?15, source),
                  path = CASE WHEN ?9 != '' THEN ?9 ELSE path END, pid = ifnull(?13, pid), prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
-                 prev_bytes_received = ifnull(?12, prev_bytes_received), label_source = ifnull(?14, label_source),
-                 source = ifnull(?15, source), process_start = ifnull(?16, process_start) WHERE id = ?1",
+                 prev_bytes_received = ifnull(?12, prev_bytes_received), process_start = ifnull(?16, process_start) WHERE id = ?1",
             )?
             .execute(params![
                 id,

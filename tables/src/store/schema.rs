@@ -110,8 +110,8 @@ pub const MIGRATIONS: &[&str] = &[
         protocol, ifnull(local_address, ''), ifnull(local_port, -1), remote_address, remote_port,
         ifnull(pid, -1), start, path);
     "#,
-    // v4: where a row came from and how its job label was found (spec.md `source` and
-    // `label_source`), and the process group, so job attribution can follow a job's tree.
+    // v4: how a row's launchd label was learned, which collector saw a flow, and the process
+    // group that carries a job's label past re-parenting.
     r#"
     ALTER TABLE flows ADD COLUMN label_source TEXT;
     ALTER TABLE flows ADD COLUMN source TEXT;

@@ -7,20 +7,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::analytics::beacon::{score, Conn, Presence};
 use crate::analytics::history::{active_hours, analysed, flows, Flow};
-use crate::analytics::signer_multiplier;
 use crate::env::TableEnv;
 use crate::framework::column::{bigint, double, integer, text};
 use crate::framework::{Column, QueryContext, Row, Table, TableError, Value};
-use crate::launchd::calendar::SystemLocal;
-use crate::launchd::job::timer;
-use crate::launchd::parsed_jobs;
+use crate::jobs::{trust_multiplier, Trust};
 
 pub struct Beacons;
 
 const COLUMNS: &[Column] = &[
     text("path", "Program path (the most recent one for this identity)"),
     text("identity", "Program identity: team_id:identifier, the identifier for Apple, else the path (#cdhash when known)").index(),
-    text("launchd_label", "launchd job (or systemd unit) the connections came from"),
+    text("launchd_label", "launchd job (or systemd unit) the connections came from, inherited by the job's whole process tree"),
+    text("label_source", "How the label was learned: launchctl, parent (inherited along the process tree), responsible, cgroup or replay"),
+    text("job_class", "The job behind the connections: apple, third_party, user, app_bundle, vendor or none (docs/job-trust.md)"),
+    text("job_file", "The job's plist (or systemd unit) path"),
+    integer("interpreter", "1 when the program is an interpreter or downloader (curl, python3, osascript, sh, …): the job, not the binary's signer, is the identity"),
+    integer("masquerading", "1 when the job wears a com.apple. label outside Apple's directories"),
     text("signer_class", "Signer class of the program (launchwatch_signing)"),
     text("remote", "Destination key: registrable domain when a name is known, else the IP").index(),
     text("remote_addresses", "JSON array of the IP addresses seen under this key"),
@@ -34,30 +36,14 @@ const COLUMNS: &[Column] = &[
     double("size_score", "Payload-size regularity S in [0, 1]"),
     double("presence_score", "Presence over the hours the host was online H in [0, 1]"),
     double("raw_score", "0.6·T + 0.2·S + 0.2·H: behaviour only"),
-    double("context", "Product of the context multipliers (signer class, novelty, explained schedule)"),
+    double("context", "Product of the context multipliers: the weaker of signer class and job_class, novelty, explained schedule"),
     double("beacon_score", "raw_score × context, clamped to [0, 1]"),
     text("confidence", "low (4–5 sessions) or normal"),
-    integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %)"),
+    integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %); only for root-only jobs running an Apple or Developer ID program that is not an interpreter, else NULL"),
     bigint("first_seen", "First session, Unix epoch"),
     bigint("last_seen", "Last session, Unix epoch"),
     integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label (pack queries skip these)"),
 ];
-
-/// Period of every launchd job under --root, by label.
-pub fn launchd_periods(env: &TableEnv) -> HashMap<String, i64> {
-    parsed_jobs(&env.root)
-        .into_iter()
-        .filter_map(|(_, job)| {
-            match (
-                job.label.clone(),
-                timer(&job, env.now() as i64, &SystemLocal),
-            ) {
-                (Some(label), (Some(period), _)) => Some((label, period)),
-                _ => None,
-            }
-        })
-        .collect()
-}
 
 /// The sessions the beacon and fallback analyses look at: flows that started within the
 /// window, and the hours in which the host had any traffic.
@@ -93,7 +79,9 @@ pub fn by_key(flows: &[Flow], include_internal: bool) -> BTreeMap<Key, Vec<&Flow
     keys
 }
 
-/// First time each (identity, destination key) was seen, from the long-lived summaries.
+/// First time each (program path, destination key) was seen, from the long-lived summaries.
+/// Keyed by path, not identity: a job's identity (label and arguments) is not in the summary,
+/// and the first time its program reached a destination is what novelty asks.
 pub fn first_seen_by_destination(env: &TableEnv) -> HashMap<(String, String), f64> {
     let rows: Vec<(String, String, f64)> = env
         .store
@@ -103,24 +91,35 @@ pub fn first_seen_by_destination(env: &TableEnv) -> HashMap<(String, String), f6
             rows.collect()
         })
         .unwrap_or_default();
-    let paths: BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();
-    let signers = crate::analytics::history::signers(env, &paths);
     let mut out: HashMap<(String, String), f64> = HashMap::new();
     for (path, remote, first) in rows {
-        let identity = signers
-            .get(&path)
-            .map(|s| s.identity.clone())
-            .unwrap_or(path);
         let key = crate::analytics::destination_key(
             Some(&remote)
                 .filter(|r| r.parse::<std::net::IpAddr>().is_err())
                 .map(|s| s.as_str()),
             &remote,
         );
-        let e = out.entry((identity, key)).or_insert(first);
+        let e = out.entry((path, key)).or_insert(first);
         *e = e.min(first);
     }
     out
+}
+
+/// The earliest first contact of any of the key's programs with its destination.
+pub fn key_first_seen(
+    first_seen: &HashMap<(String, String), f64>,
+    flows: &[&Flow],
+    remote: &str,
+) -> Option<f64> {
+    let paths: BTreeSet<&str> = flows.iter().map(|f| f.path.as_str()).collect();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            first_seen
+                .get(&(p.to_string(), remote.to_string()))
+                .copied()
+        })
+        .reduce(f64::min)
 }
 
 impl Table for Beacons {
@@ -143,7 +142,6 @@ impl Table for Beacons {
         };
         let identities = ctx.equals("identity");
         let remotes = ctx.equals("remote");
-        let periods = launchd_periods(env);
         let first_seen = first_seen_by_destination(env);
         let mut rows = Vec::new();
         for ((identity, remote, port, protocol), fl) in by_key(&all, a.include_internal) {
@@ -157,13 +155,22 @@ impl Table for Beacons {
                 continue;
             };
             let last = fl[fl.len() - 1];
-            let label = fl.iter().rev().find_map(|f| f.launchd_label.clone());
-            let explained = label.as_ref().and_then(|l| periods.get(l)).map(|p| {
-                let p = *p as f64;
+            let labelled = fl.iter().rev().find(|f| f.launchd_label.is_some());
+            let label = labelled.and_then(|f| f.launchd_label.clone());
+            // Only a job nobody but root can change, running an Apple or Developer ID program
+            // that is not an interpreter, may explain its period away (docs/job-trust.md).
+            let explained = last.explainable_period.map(|p| {
+                let p = p as f64;
                 (s.period - p).abs() <= (0.05 * p).max(2.0)
             });
-            let mut context = signer_multiplier(&last.signer_class, last.notarized);
-            if let Some(first) = first_seen.get(&(identity.clone(), remote.clone())) {
+            let mut context = trust_multiplier(&Trust {
+                signer_class: &last.signer_class,
+                notarized: last.notarized,
+                job_class: last.job_class,
+                interpreter: last.interpreter,
+                masquerading: last.masquerading,
+            });
+            if let Some(first) = key_first_seen(&first_seen, &fl, &remote) {
                 let age = now - first;
                 if age <= a.new_days * 86400.0 {
                     context *= a.new_multiplier;
@@ -171,11 +178,7 @@ impl Table for Beacons {
                     context *= a.old_multiplier;
                 }
             }
-            // An explained timer is the benign pattern, unless the code is ad-hoc or unsigned:
-            // a new unsigned LaunchAgent on a timer is the classic persistence + beacon.
-            if explained == Some(true)
-                && !matches!(last.signer_class.as_str(), "adhoc" | "unsigned" | "invalid")
-            {
+            if explained == Some(true) {
                 context *= a.explained_multiplier;
             }
             let addresses: BTreeSet<&str> = fl.iter().map(|f| f.remote_address.as_str()).collect();
@@ -185,6 +188,11 @@ impl Table for Beacons {
                 Value::from(last.path.as_str()),
                 Value::from(identity),
                 Value::from(label),
+                Value::from(labelled.and_then(|f| f.label_source.clone())),
+                Value::from(last.job_class),
+                Value::from(last.job_file.clone()),
+                Value::from(last.interpreter),
+                Value::from(last.masquerading),
                 Value::from(last.signer_class.as_str()),
                 Value::from(remote),
                 Value::from(serde_json::to_string(&addresses).expect("strings")),

@@ -1,6 +1,6 @@
 //! `launchwatch_fallbacks`: an established beacon goes silent while the host is still online,
 //! and soon after the same program reaches a destination or protocol new to it (AN1378).
-//! Score F = 0.4·novelty + 0.3·timing similarity + 0.3·proximity (anchors-detection.md §7.2).
+//! Score F = 0.4·novelty + 0.3·timing similarity + 0.3·proximity (docs/design.md, "Fallback channels").
 
 use std::collections::BTreeMap;
 

@@ -25,7 +25,7 @@ pub struct Launchd;
 const COLUMNS: &[Column] = &[
     text("label", "The job's Label").index(),
     text("path", "The plist's path on the host").index(),
-    text("domain", "system_daemon, system_agent, user_agent, apple_daemon or apple_agent (from the plist's directory)"),
+    text("domain", "system_daemon, system_agent, user_agent, apple_daemon, apple_agent (from the plist's directory), app_bundle (an SMAppService plist inside an app bundle, macOS 13+), or btm (a Background Task Management registration, one row each, where the database is readable: it needs Full Disk Access)"),
     text("username", "User the job runs as: the home's user for user agents, UserName or root for daemons; NULL for agents loaded for every user"),
     bigint("owner_uid", "uid owning the plist file"),
     text("program", "Executable launchd runs: Program, else ProgramArguments[0] (bare names looked up in /usr/bin:/bin:/usr/sbin:/sbin), else BundleProgram"),
@@ -54,6 +54,17 @@ const COLUMNS: &[Column] = &[
     bigint("plist_mtime", "The plist's modification time, Unix epoch"),
     text("plist_sha256", "SHA-256 of the plist file"),
     integer("user_writable", "1 when a non-root user can write the plist or its program (or their directories): a classic hijack"),
+    text("job_class", "How far the job is trusted: apple (Apple's directories and an Apple-signed program), third_party (/Library, root-only), user (a user's agent, or anything a non-root user can change), app_bundle (docs/job-trust.md)"),
+    integer("masquerading", "1 when a com.apple. label lives outside Apple's directories"),
+    integer("interpreter", "1 when the program is an interpreter or downloader (curl, python3, osascript, sh, …)"),
+    text("program_sha256", "SHA-256 of the program file (at most 256 MiB)"),
+    text("program_cdhash", "The program's code directory hash, when signed"),
+    text("signer_class", "Signer class of the program (launchwatch_signing)"),
+    text("launchd_would_skip", "Why launchctl would refuse to load this plist (a dot-file, group- or world-writable, foreign owner); NULL when it would load it"),
+    text("btm_type", "domain btm: the Background Task Management item's type (agent, daemon, login item, app, legacy daemon, …)"),
+    text("btm_disposition", "domain btm: the user's decision as sfltool names it (enabled or disabled, allowed, hidden, notified)"),
+    text("team_id", "domain btm: the registering app's team id"),
+    text("developer_name", "domain btm: the developer name shown in Login Items"),
     text("parse_error", "Why the plist could not be read or what in it was ignored; never the file's content"),
 ];
 
@@ -187,10 +198,9 @@ impl Table for Launchd {
                 .filter(|p| exists(p))
                 .and_then(|p| writable_by_non_root(root, p));
             let plist_writable = writable_by_non_root(root, &c.path);
-            set(
-                "user_writable",
-                Value::from(plist_writable.map(|w| w || program_writable.unwrap_or(false))),
-            );
+            let row_writable = plist_writable.map(|w| w || program_writable.unwrap_or(false));
+            set("user_writable", Value::from(row_writable));
+            let row_program = program.clone();
             set("program", Value::from(program));
             set(
                 "program_arguments",
@@ -248,10 +258,130 @@ impl Table for Launchd {
             if !job.problems.is_empty() {
                 set("parse_error", Value::from(job.problems.join("; ")));
             }
+            let masquerading =
+                crate::jobs::is_apple_label(label) && !dir.domain.starts_with("apple_");
+            set("masquerading", Value::from(masquerading));
+            let program_path = row_program.clone();
+            set(
+                "interpreter",
+                Value::from(program_path.as_deref().map(crate::jobs::is_interpreter)),
+            );
+            let existing = program_path.as_deref().filter(|p| exists(p));
+            if ctx.is_used("program_sha256") {
+                set(
+                    "program_sha256",
+                    Value::from(
+                        existing.and_then(|p| file_sha256(&under_root(root, p), 256 << 20)),
+                    ),
+                );
+            }
+            let wants_signer = ctx.is_used("signer_class")
+                || ctx.is_used("job_class")
+                || ctx.is_used("program_cdhash");
+            let signer = match existing.filter(|_| wants_signer) {
+                Some(p) => {
+                    let paths = std::iter::once(p.to_string()).collect();
+                    crate::analytics::history::signers(env, &paths).remove(p)
+                }
+                None => None,
+            };
+            if let Some(s) = &signer {
+                set("signer_class", Value::from(s.class.as_str()));
+                set("program_cdhash", Value::from(s.cdhash.clone()));
+            }
+            let facts = crate::jobs::JobFacts {
+                label: label.to_string(),
+                file: c.path.clone(),
+                domain: dir.domain,
+                program: program_path.clone(),
+                arguments: job.program_arguments.clone().unwrap_or_default(),
+                user_writable: row_writable.unwrap_or(false),
+                root_owned: file.uid == 0,
+                period,
+                masquerading,
+            };
+            set(
+                "job_class",
+                Value::from(facts.class(signer.as_ref().map(|s| s.class.as_str()))),
+            );
+            set(
+                "launchd_would_skip",
+                Value::from(crate::launchd::launchd_would_skip(root, dir, &c.path)),
+            );
             rows.push(row);
+        }
+        if paths.is_empty() {
+            rows.extend(btm_rows(root).into_iter().filter(|r| {
+                labels.is_empty()
+                    || matches!(&r[col("label")], Value::Text(l) if labels.contains(l.as_str()))
+            }));
         }
         Ok(rows)
     }
+}
+
+/// One row per Background Task Management item, or one row saying why the database could not
+/// be read (it needs Full Disk Access, even as root).
+fn btm_rows(root: &Path) -> Vec<Row> {
+    use crate::launchd::btm;
+    let Some(db) = btm::current_db(root) else {
+        return Vec::new();
+    };
+    let host_path = format!("/{}", db.strip_prefix(root).unwrap_or(&db).display());
+    let error_row = |e: String| {
+        let mut row: Row = vec![Value::Null; COLUMNS.len()];
+        row[col("path")] = Value::from(host_path.as_str());
+        row[col("domain")] = Value::from("btm");
+        row[col("parse_error")] = Value::from(e);
+        vec![row]
+    };
+    let bytes = match std::fs::metadata(&db) {
+        Ok(m) if m.len() > 64 << 20 => return error_row("larger than 64 MiB".into()),
+        Ok(_) => match std::fs::read(&db) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return error_row(
+                "unreadable: permission denied (Background Task Management needs Full Disk Access)"
+                    .into(),
+            ),
+            Err(e) => return error_row(format!("unreadable: {}", e.kind())),
+        },
+        Err(e) => return error_row(format!("unreadable: {}", e.kind())),
+    };
+    let items = match btm::parse(&bytes) {
+        Ok(items) => items,
+        Err(e) => return error_row(e),
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let mut row: Row = vec![Value::Null; COLUMNS.len()];
+            // Identifiers carry the item type as a numeric prefix ("8.com.example.agent").
+            let label = match item.identifier.split_once('.') {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+                _ => item.identifier.clone(),
+            };
+            let url_path = item
+                .url
+                .as_deref()
+                .map(|u| u.strip_prefix("file://").unwrap_or(u).to_string());
+            let program = match (&item.executable, &url_path) {
+                (Some(e), _) if e.starts_with('/') => Some(e.clone()),
+                (Some(e), Some(u)) => u
+                    .find(".app/")
+                    .map(|i| format!("{}/{}", &u[..i + 4], e.trim_start_matches('/'))),
+                _ => None,
+            };
+            row[col("label")] = Value::from(label);
+            row[col("path")] = Value::from(url_path.unwrap_or_else(|| host_path.clone()));
+            row[col("domain")] = Value::from("btm");
+            row[col("program")] = Value::from(program);
+            row[col("btm_type")] = Value::from(item.item_type);
+            row[col("btm_disposition")] = Value::from(item.disposition);
+            row[col("team_id")] = Value::from(item.team_id);
+            row[col("developer_name")] = Value::from(item.developer_name);
+            row
+        })
+        .collect()
 }
 
 /// Whether the job's domain lists it: daemons in the system domain, a user's agents in that

@@ -20,7 +20,11 @@ const COLUMNS: &[Column] = &[
     text("name", "Process name"),
     text(
         "launchd_label",
-        "launchd job label (macOS) or systemd unit (Linux) the process belongs to",
+        "launchd job label (macOS) or systemd unit (Linux) the process belongs to, inherited by the job's whole process tree",
+    ),
+    text(
+        "label_source",
+        "How the label was learned: launchctl, parent (inherited along the process tree), responsible, cgroup or replay",
     ),
     double(
         "window_seconds",
@@ -117,6 +121,7 @@ struct Instance {
     path: Option<String>,
     name: Option<String>,
     label: Option<String>,
+    label_source: Option<String>,
     points: Vec<(f64, f64)>,
 }
 
@@ -143,7 +148,7 @@ impl Table for ProcessCpu {
         let mut instances: BTreeMap<(i64, u64), Instance> = BTreeMap::new();
         env.store.read(|c| {
             let sql = format!(
-                "SELECT pid, start_time, ts, cpu_time, path, name, launchd_label FROM process_samples
+                "SELECT pid, start_time, ts, cpu_time, path, name, launchd_label, label_source FROM process_samples
                  WHERE ts >= ?1 AND ts <= ?2 {} ORDER BY pid, start_time, ts",
                 if pids.is_empty() { String::new() } else { format!("AND pid IN ({})", pids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")) }
             );
@@ -151,11 +156,14 @@ impl Table for ProcessCpu {
             let mut rows = stmt.query(rusqlite::params![recent_from - 900.0, now])?;
             while let Some(r) = rows.next()? {
                 let key = (r.get::<_, i64>(0)?, r.get::<_, f64>(1)?.to_bits());
-                let inst = instances.entry(key).or_insert_with(|| Instance { path: None, name: None, label: None, points: Vec::new() });
+                let inst = instances.entry(key).or_insert_with(|| Instance { path: None, name: None, label: None, label_source: None, points: Vec::new() });
                 inst.points.push((r.get(2)?, r.get(3)?));
                 inst.path = r.get::<_, Option<String>>(4)?.or(inst.path.take());
                 inst.name = r.get::<_, Option<String>>(5)?.or(inst.name.take());
-                inst.label = r.get::<_, Option<String>>(6)?.or(inst.label.take());
+                if let Some(l) = r.get::<_, Option<String>>(6)? {
+                    inst.label = Some(l);
+                    inst.label_source = r.get::<_, Option<String>>(7)?;
+                }
             }
             Ok(())
         })?;
@@ -175,6 +183,7 @@ impl Table for ProcessCpu {
                 Value::from(inst.path),
                 Value::from(inst.name),
                 Value::from(inst.label),
+                Value::from(inst.label_source),
                 Value::Double(s.window_seconds),
                 Value::from(s.pct_1m),
                 Value::from(s.pct_5m),

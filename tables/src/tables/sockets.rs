@@ -11,7 +11,8 @@ pub struct Sockets;
 const COLUMNS: &[Column] = &[
     bigint("pid", "Owning process (macOS: the delegated pid when set, else the last user of the socket)").index(),
     text("path", "Owning process's executable"),
-    text("launchd_label", "launchd job (macOS) or systemd unit (Linux) of the owner"),
+    text("launchd_label", "launchd job (macOS) or systemd unit (Linux) of the owner, inherited by the job's whole process tree"),
+    text("label_source", "How the label was learned: launchctl, parent (inherited along the process tree), responsible, cgroup or replay"),
     text("protocol", "tcp or udp").index(),
     text("local_address", "Local address"),
     integer("local_port", "Local port"),
@@ -80,7 +81,7 @@ impl Table for Sockets {
                     f.remote_port, coalesce(f.remote_name,
                       (SELECT d.name FROM dns d WHERE d.address = f.remote_address ORDER BY d.last_seen DESC LIMIT 1)),
                     f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
-                    f.start, f.last_seen, f.end, f.process_start, f.source
+                    f.start, f.last_seen, f.end, f.process_start, f.label_source, ifnull(f.source, 'replay')
              FROM flows f {} ORDER BY f.start, f.id",
             if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) }
         );
@@ -107,6 +108,7 @@ impl Table for Sockets {
                     Value::from(r.get::<_, Option<i64>>(0)?),
                     Value::from(r.get::<_, Option<String>>(1)?),
                     Value::from(r.get::<_, Option<String>>(2)?),
+                    Value::from(r.get::<_, Option<String>>(19)?),
                     Value::from(r.get::<_, String>(3)?),
                     Value::from(r.get::<_, Option<String>>(4)?),
                     Value::from(r.get::<_, Option<i64>>(5)?),
@@ -123,7 +125,7 @@ impl Table for Sockets {
                     Value::from(r.get::<_, Option<f64>>(18)?.map(|p| p.floor() as i64)),
                     Value::from(last_seen.floor() as i64),
                     Value::Double(end.unwrap_or(last_seen) - start),
-                    Value::from(r.get::<_, Option<String>>(19)?),
+                    Value::from(r.get::<_, String>(20)?),
                 ]);
             }
             Ok(out)

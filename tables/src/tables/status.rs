@@ -19,7 +19,7 @@ const COLUMNS: &[Column] = &[
     bigint("store_bytes", "Bytes the store occupies on disk, database plus WAL and shared-memory files; for a replay, the in-memory pages"),
     integer("capture_enabled", "1 when first-payload capture is running, else 0"),
     bigint("errors", "Table calls and samples that failed since start"),
-    text("store_path", "The store's database file; NULL for an in-memory (replay) store"),
+    text("store_path", "The store's database file (for a live `launchwatch query`, the history it read); NULL for a replay"),
     integer("schema_version", "Store schema version"),
     text("platform", "Operating system this build runs on (darwin, linux)"),
     text(
@@ -30,6 +30,10 @@ const COLUMNS: &[Column] = &[
         "last_error",
         "The latest problem: a start-up one (bad config, unusable state directory: the extension then runs with defaults or in memory) or the last failed sample",
     ),
+    text("config_path", "The config file read or refused (--config, LAUNCHWATCH_CONFIG or /etc/launchwatch.toml); NULL when there is none"),
+    text("config_sha256", "SHA-256 of the config in effect; NULL when defaults apply"),
+    integer("config_rejected", "1 when config_path was refused and defaults (no allowlist) apply: invalid, or, running as root, writable or owned by another user (the reason is in last_error)"),
+    integer("allowlist_entries", "Entries in the [allowlist] in effect, over paths, identities, remotes and launchd_labels"),
 ];
 
 /// The collectors as the sampler last saw them; before the first tick (or in `query`,
@@ -56,6 +60,7 @@ impl Table for Status {
     }
     fn generate(&self, env: &TableEnv, _ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let store = &env.store;
+        let origin = &env.config.origin;
         let cost_us = env.sampler.last_cost_us.load(Ordering::Relaxed);
         let errors = env.metrics.table_errors.load(Ordering::Relaxed)
             + env.sampler.errors.load(Ordering::Relaxed)
@@ -73,7 +78,12 @@ impl Table for Status {
             Value::from(store.size_bytes()?),
             Value::from(env.capture_enabled),
             Value::from(errors),
-            Value::from(store.file().map(|p| p.display().to_string())),
+            Value::from(
+                store
+                    .file()
+                    .or(env.history_path.as_deref())
+                    .map(|p| p.display().to_string()),
+            ),
             Value::from(SCHEMA_VERSION),
             Value::from(std::env::consts::OS.replace("macos", "darwin")),
             Value::from(sources_json(env)),
@@ -85,6 +95,10 @@ impl Table for Status {
                     .clone()
                     .or_else(|| env.startup_errors.last().cloned()),
             ),
+            Value::from(origin.path.as_ref().map(|p| p.display().to_string())),
+            Value::from(origin.sha256.clone()),
+            Value::from(origin.rejected),
+            Value::from(env.config.allowlist.entries() as u64),
         ]])
     }
 }

@@ -62,7 +62,7 @@ pub fn process_facts(pid: i64, now: f64, clock: &Clock, with_unit: bool) -> Opti
         pid,
         start_time: clock.start_time(stat.start_ticks),
         ppid: Some(stat.ppid),
-        pgid: Some(stat.pgid),
+        pgid: Some(stat.pgrp),
         uid,
         path,
         name: Some(stat.comm),

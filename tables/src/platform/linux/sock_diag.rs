@@ -122,8 +122,9 @@ pub fn parse_dump(buf: &[u8]) -> Result<DumpPart, String> {
                 return Ok(out);
             }
             NLMSG_ERROR => {
+                // nlmsgerr.error is a negated errno; a hostile i32::MIN must not overflow.
                 let errno = if body.len() >= 4 {
-                    -(u32_ne(body, 0) as i32)
+                    (u32_ne(body, 0) as i32).saturating_neg()
                 } else {
                     0
                 };

@@ -4,7 +4,7 @@
 //! Layouts: xnu `bsd/netinet/in_pcb.h` (xinpgen, xinpcb_n), `bsd/sys/socketvar.h` (xsocket_n,
 //! xsockbuf_n, xsockstat_n, data_stats), `bsd/netinet/tcp_var.h` (xtcpcb_n), all under
 //! `#pragma pack(4)`; sizes and offsets as verified across xnu-7195 … xnu-11417.121.6
-//! (shared/docs/collectors-verified.md §B). The structs below mirror them (tails we do not
+//! (docs/design.md, "Collectors"). The structs below mirror them (tails we do not
 //! read are padding) and the assertions pin every number we rely on.
 //!
 //! Framing: an `xinpgen` header, then per socket a run of records each tagged by

@@ -32,7 +32,7 @@ const ERR_SEC_CS_UNSIGNED: i32 = -67062;
 
 #[link(name = "Security", kind = "framework")]
 extern "C" {
-    // Not wrapped by security-framework 3.x (collectors.md §4.2).
+    // Not wrapped by security-framework 3.x (docs/design.md, "Collectors").
     fn SecCodeCopySigningInformation(
         code: *const c_void,
         flags: u32,

@@ -1,0 +1,100 @@
+//! What each fuzz target does with its bytes, in one place: the libFuzzer targets in
+//! `fuzz_targets/` call these, and the normal test suite (`tables/tests/fuzz_corpus.rs`) replays
+//! every committed corpus input through the same functions, so an input that once crashed stays
+//! a regression test without cargo-fuzz.
+//!
+//! A function panics only when the code under test breaks its contract; every `Err` is fine.
+#![allow(dead_code)] // each fuzz binary uses one of these
+
+use launchwatch_tables as lw;
+
+/// Mach-O (thin, universal), ELF and code-signature parsing.
+pub fn binary(data: &[u8]) {
+    if let Ok(b) = lw::binary::inspect(data) {
+        let _ = lw::binary::crypto_apis(&b);
+        let _ = lw::binary::crypto_libraries(&b);
+        let _ = lw::tables::signing::static_facts(&b);
+    }
+}
+
+/// launchd plists (XML, binary): parse, interpret, compute the schedule; and the overrides db.
+pub fn plist_job(data: &[u8]) {
+    use lw::launchd::{calendar::Utc, job, parse_plist};
+    if let Ok(v) = parse_plist(data) {
+        if let Ok(j) = job::interpret(&v) {
+            let _ = job::schedule_kind(&j);
+            let _ = job::timer(&j, 1_700_000_000, &Utc);
+            let _ = job::resolve_program(&j, "/Library/LaunchDaemons/x.plist", &|_| false);
+        }
+    }
+    let _ = lw::launchd::parse_overrides(data);
+    // Background Task Management keyed archives.
+    let _ = lw::launchd::btm::parse(data);
+}
+
+/// Hostile JSON Lines for `--replay`.
+pub fn observation_line(data: &[u8]) {
+    let mut loaded = lw::observation::Loaded::default();
+    let _ = lw::observation::read_jsonl_from(std::path::Path::new("f"), data, &mut loaded);
+}
+
+/// osqueryd's constraint context JSON, and its round trip.
+pub fn query_context(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(ctx) = lw::framework::QueryContext::parse_json(text) {
+            let _ = ctx.equals("path");
+            let _ = ctx.to_json(&["path", "label"]);
+        }
+    }
+}
+
+/// Kernel buffers: macOS pcblist_n (both record shapes, both counter layouts), Linux sock_diag
+/// dumps, and /proc, cgroup and launchctl text.
+pub fn kernel_buffers(data: &[u8]) {
+    use lw::platform::linux::sock_diag as sockdiag;
+    use lw::platform::macos::pcblist;
+    use lw::platform::parse;
+    let _ = pcblist::parse(data, true, 23);
+    let _ = pcblist::parse(data, false, 24);
+    let _ = sockdiag::parse_dump(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse::parse_proc_stat(text);
+        let _ = parse::parse_launchctl_list(text);
+        let _ = parse::parse_launchctl_print(text);
+        let _ = lw::jobs::unit_exec_start(text);
+        let _ = parse::systemd_unit_from_cgroup(text);
+    }
+}
+
+/// First-payload classification and the entropy figures beside it.
+pub fn payload(data: &[u8]) {
+    use lw::analytics::payload::{classify, entropy, expected_random_entropy};
+    let _ = classify(data, data.first().is_some_and(|b| b & 1 == 1), 443);
+    let e = entropy(data);
+    assert!(e.is_finite() && (0.0..=8.0).contains(&e), "entropy {e}");
+    let x = expected_random_entropy(data.len().min(4096));
+    assert!(x.is_finite(), "expected entropy {x}");
+}
+
+/// The TOML config file (/etc/launchwatch.toml is root's, but a Fleet script or MDM profile
+/// writes it, and a bad one must be one error, never a crash loop under osqueryd).
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = lw::config::Config::parse(text);
+    }
+}
+
+/// What a fuzz target does with one input.
+pub type Harness = fn(&[u8]);
+
+/// Every target by name, as `fuzz/Cargo.toml` names the binaries and `fuzz/corpus/` the
+/// directories. The corpus replay test fails for a target missing here.
+pub const TARGETS: &[(&str, Harness)] = &[
+    ("binary", binary),
+    ("plist_job", plist_job),
+    ("observation_line", observation_line),
+    ("query_context", query_context),
+    ("kernel_buffers", kernel_buffers),
+    ("payload", payload),
+    ("config", config),
+];
