@@ -32,10 +32,13 @@ pub fn pid_labels(uids: &[u32]) -> std::collections::HashMap<i64, String> {
     map
 }
 
-/// `launchctl list` for the system domain (as root) and `launchctl asuser UID launchctl list`
-/// for each user domain. launchctl is the most robust public route: `launch_msg` and
-/// `SMCopyAllJobDictionaries` are deprecated and see only the caller's domain; the XPC routines
-/// launchctl uses are private. Its text is not API, so the parser skips what it does not
+/// `launchctl print system` (as root) and `launchctl print gui/<uid>` for each user domain,
+/// falling back to `launchctl list` / `launchctl asuser UID launchctl list`. launchctl is the
+/// most robust public route: `launch_msg` and `SMCopyAllJobDictionaries` are deprecated and see
+/// only the caller's domain; the XPC routines launchctl uses are private. As uid 0 the last
+/// open-source launchctl forced the system context unless `asuser` set LaunchKeepContext
+/// (launchd-842 `support/launchctl.c`), so a per-user list that equals the system one is
+/// thrown away rather than believed. Its text is not API, so the parsers skip what they do not
 /// recognise. Unverified here: needs a Mac (and root for other users' domains).
 pub fn launchd_live(uids: &[u32]) -> crate::platform::LaunchdLive {
     use std::process::Command;
@@ -46,26 +49,40 @@ pub fn launchd_live(uids: &[u32]) -> crate::platform::LaunchdLive {
     let mut live = crate::platform::LaunchdLive::default();
     // SAFETY: no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
+    use crate::platform::parse::{is_really_per_user, parse_launchctl_list, parse_launchctl_print};
+    let print = |domain: &str| {
+        run(Command::new("/bin/launchctl").args(["print", domain]))
+            .map(|t| parse_launchctl_print(&t))
+            .filter(|m| !m.is_empty())
+    };
     if root {
-        live.system = run(Command::new("/bin/launchctl").arg("list"))
-            .map(|t| crate::platform::parse::parse_launchctl_list(&t));
+        live.system = print("system").or_else(|| {
+            run(Command::new("/bin/launchctl").arg("list")).map(|t| parse_launchctl_list(&t))
+        });
     }
     for &uid in uids {
-        let text = if root {
-            run(Command::new("/bin/launchctl").args([
-                "asuser",
-                &uid.to_string(),
-                "/bin/launchctl",
-                "list",
-            ]))
-        } else if uid == unsafe { libc::geteuid() } {
-            run(Command::new("/bin/launchctl").arg("list"))
+        let mine = uid == unsafe { libc::geteuid() };
+        let list = if root || mine {
+            print(&format!("gui/{uid}"))
+                .or_else(|| print(&format!("user/{uid}")))
+                .or_else(|| {
+                    let text = if root {
+                        run(Command::new("/bin/launchctl").args([
+                            "asuser",
+                            &uid.to_string(),
+                            "/bin/launchctl",
+                            "list",
+                        ]))
+                    } else {
+                        run(Command::new("/bin/launchctl").arg("list"))
+                    };
+                    text.map(|t| parse_launchctl_list(&t))
+                })
         } else {
             None
         };
-        if let Some(t) = text {
-            live.per_uid
-                .insert(uid, crate::platform::parse::parse_launchctl_list(&t));
+        if let Some(list) = list.filter(|l| is_really_per_user(l, live.system.as_ref())) {
+            live.per_uid.insert(uid, list);
         }
     }
     live

@@ -39,7 +39,7 @@ extern "C" {
 
 /// Mach ticks per second. `hw.tbfrequency` first: it is not Rosetta-normalised, while
 /// `mach_timebase_info` reports 1/1 to an x86_64 binary under Rosetta although the kernel's
-/// task times stay in native 24 MHz ticks (collectors.md §2).
+/// task times stay in native 24 MHz ticks (docs/design.md, "Collectors").
 pub fn ticks_per_second() -> u64 {
     let mut value: u64 = 0;
     let mut len = size_of::<u64>();
@@ -162,10 +162,33 @@ fn raw_processes(now: f64) -> Result<Vec<ProcessObs>, String> {
                 + mach_ticks_to_seconds(info.ptinfo.pti_total_system, hz),
             launchd_label: None,
             label_source: None,
-            responsible_pid: None,
+            responsible_pid: responsible_pid(pid),
         });
     }
     Ok(out)
+}
+
+/// The process macOS holds responsible for `pid` (what TCC and Activity Monitor attribute a
+/// helper to), when it is another process. `responsibility_get_pid_responsible_for_pid` is
+/// private libsystem API (declared the same way by Chromium's process_info_mac), so it is
+/// looked up at run time and its absence costs only this fact. Only a Mac can prove it.
+fn responsible_pid(pid: libc::pid_t) -> Option<i64> {
+    type Responsible = unsafe extern "C" fn(libc::pid_t) -> libc::pid_t;
+    static SYMBOL: std::sync::OnceLock<Option<Responsible>> = std::sync::OnceLock::new();
+    let f = (*SYMBOL.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
+        let p = unsafe {
+            libc::dlsym(
+                libc::RTLD_DEFAULT,
+                c"responsibility_get_pid_responsible_for_pid".as_ptr(),
+            )
+        };
+        // SAFETY: the symbol, when present, has this C signature (pid_t -> pid_t).
+        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Responsible>(p) })
+    }))?;
+    // SAFETY: takes any pid; returns -1 or a pid.
+    let r = unsafe { f(pid) };
+    (r > 0 && r != pid).then_some(r as i64)
 }
 
 /// `struct proc_bsdshortinfo` (xnu bsd/sys/proc_info.h, flavor `PROC_PIDT_SHORTBSDINFO` = 13):
