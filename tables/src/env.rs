@@ -40,6 +40,9 @@ pub struct SamplerFigures {
     pub last_error: std::sync::Mutex<Option<String>>,
     /// Each collector's state after the last tick (`launchwatch_status.sources`).
     pub sources: std::sync::Mutex<Vec<crate::facts::SourceStatus>>,
+    /// The kernel-event collector's 4-tuple → owner table while the sampler thread runs it
+    /// (Linux as root): what packet capture asks to attribute a packet to a process.
+    pub flow_table: std::sync::Mutex<Option<std::sync::Arc<crate::facts::FlowTable>>>,
 }
 
 impl SamplerFigures {

@@ -711,6 +711,10 @@ pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
     let socket_every = Duration::from_secs_f64(env.config.sampler.socket_interval);
     let mut sampler = Sampler::with_kernel_events();
     sampler.policy = WritePolicy::from(&env.config.sampler);
+    *env.sampler
+        .flow_table
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = sampler.flow_table();
     let mut last_prune = Instant::now();
     let (mut next_process, mut next_socket) = (Instant::now(), Instant::now());
     loop {
