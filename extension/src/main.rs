@@ -2,6 +2,7 @@
 //! standalone `query` host, and `record`.
 
 mod hunt;
+mod logger;
 mod osquery;
 mod standalone;
 mod testing;
@@ -45,11 +46,12 @@ struct Cli {
     /// osqueryd's extension manager socket (extension mode).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Seconds to wait for the manager socket before giving up.
-    #[arg(long, value_name = "S", default_value = "3")]
+    /// Seconds to wait for the manager socket before giving up (read as osquery reads it:
+    /// a leading number, so "3s" is 3).
+    #[arg(long, value_name = "S", default_value = "3", value_parser = osquery_seconds)]
     timeout: f64,
     /// Seconds between checks that osqueryd is alive and still lists this extension.
-    #[arg(long, value_name = "S", default_value = "3")]
+    #[arg(long, value_name = "S", default_value = "3", value_parser = osquery_seconds)]
     interval: f64,
     #[command(subcommand)]
     command: Option<Command>,
@@ -136,11 +138,44 @@ enum Command {
     GenPacks { dir: PathBuf },
 }
 
+/// `--timeout`/`--interval` as osqueryd reads its own flags (`atoi`): whatever osqueryd
+/// accepts and passes on must not make the extension exit (osqueryd would restart it forever).
+/// A plain number keeps its fraction; otherwise the leading integer counts ("3s" is 3, "x" is
+/// 0); negative is 0.
+fn osquery_seconds(text: &str) -> Result<f64, String> {
+    if let Ok(v) = text.trim().parse::<f64>() {
+        if v.is_finite() {
+            return Ok(v.max(0.0));
+        }
+    }
+    Ok(atoi(text).max(0) as f64)
+}
+
+/// C's `atoi`: leading whitespace, an optional sign, then decimal digits up to the first other
+/// character; 0 when there are none. Saturates instead of overflowing.
+fn atoi(text: &str) -> i64 {
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (sign, digits) = match t.as_bytes().first() {
+        Some(b'-') => (-1, &t[1..]),
+        Some(b'+') => (1, &t[1..]),
+        _ => (1, t),
+    };
+    digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        })
+        * sign
+}
+
 fn main() -> ExitCode {
     // One line per panic: the table door turns a table's panic into an error for that call, and
     // osqueryd's log is no place for a backtrace.
-    std::panic::set_hook(Box::new(|info| eprintln!("launchwatch: panic: {info}")));
+    logger::init();
+    std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     let cli = Cli::parse();
+    logger::set_verbose(cli.global.verbose);
     let result = match cli.command {
         Some(Command::Query { json, ref replay, no_sample, ref sql }) => query(&cli.global, json, replay, no_sample, sql),
         Some(Command::Record { ref out, duration }) => record(&cli.global, out, duration),
@@ -162,7 +197,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("launchwatch: {e}");
+            log::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -285,7 +320,7 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
         });
     let store = store.map_err(|e| e.to_string())?;
     for e in &startup_errors {
-        eprintln!("launchwatch: {e}");
+        log::error!("{e}");
     }
     let mut env = TableEnv::new(store, config, cli.global.root.clone(), cli.global.now);
     env.startup_errors = startup_errors;
@@ -294,16 +329,11 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     {
         let tables = tables.clone();
         let stop = stop.clone();
-        let verbose = cli.global.verbose;
         std::thread::Builder::new()
             .name("sampler".into())
             .spawn(move || {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    sampler::run(&tables.env, &stop, &|e| {
-                        if verbose {
-                            eprintln!("launchwatch: sample: {e}")
-                        }
-                    })
+                    sampler::run(&tables.env, &stop, &|e| log::debug!("sample: {e}"))
                 }));
                 if ran.is_err() {
                     // Tables keep serving history; status says sampling stopped.
@@ -315,18 +345,12 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
             })
             .map_err(|e| format!("cannot start the sampler: {e}"))?;
     }
-    let seconds = |s: f64, what: &str| {
-        if s.is_finite() && s >= 0.0 {
-            Ok(Duration::from_secs_f64(s))
-        } else {
-            Err(format!("--{what} must be a non-negative number of seconds"))
-        }
-    };
+    // osquery_seconds makes both finite and non-negative; the cap keeps from_secs_f64 whole.
+    let seconds = |s: f64| Duration::from_secs_f64(s.clamp(0.0, 1e9));
     let opts = osquery::HostOptions {
         socket,
-        timeout: seconds(cli.timeout, "timeout")?,
-        interval: seconds(cli.interval, "interval")?.max(Duration::from_millis(200)),
-        verbose: cli.global.verbose,
+        timeout: seconds(cli.timeout),
+        interval: seconds(cli.interval).max(Duration::from_millis(200)),
     };
     let code = osquery::run(tables, opts, || stop.stop());
     Ok(ExitCode::from(code as u8))
@@ -382,7 +406,7 @@ fn standalone_tables(
             read_jsonl(file, &mut loaded)?;
         }
         for w in &loaded.warnings {
-            eprintln!("launchwatch: warning: {w}");
+            log::warn!("{w}");
         }
         fixed_now = global.now.or_else(|| {
             loaded
@@ -408,7 +432,7 @@ fn standalone_tables(
             .map_err(|e| e.to_string())?;
     }
     for p in &problems {
-        eprintln!("launchwatch: warning: {p}");
+        log::warn!("{p}");
     }
     let mut env = TableEnv::new(store, config, global.root.clone(), fixed_now);
     env.startup_errors = problems;
@@ -432,11 +456,11 @@ fn standalone_tables(
         let mut sampler = Sampler::new();
         let started = Instant::now();
         if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
-            eprintln!("launchwatch: warning: sample: {e}");
+            log::warn!("sample: {e}");
         }
         std::thread::sleep(window.saturating_sub(started.elapsed()));
         if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
-            eprintln!("launchwatch: warning: sample: {e}");
+            log::warn!("sample: {e}");
         }
     }
     Ok(tables)
@@ -509,7 +533,13 @@ fn query(
             sql.trim()
         ));
     }
+    let started = Instant::now();
     let rs = standalone::run_sql(&conn, sql).map_err(|e| explain_sql_error(sql, e, &tables))?;
+    log::debug!(
+        "query: {} rows in {:.1} ms",
+        rs.rows.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     if rs.columns.is_empty() {
         return Err(format!(
             "query: {:?} returns no columns; ask with SELECT … FROM launchwatch_…",
@@ -554,7 +584,7 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     }
     .map_err(|e| e.to_string())?;
     for p in &problems {
-        eprintln!("launchwatch: warning: {p}");
+        log::warn!("{p}");
     }
     // Fail on an unwritable target now, not after the recording.
     check_out_dir(out, "record")?;
@@ -567,8 +597,8 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     })?);
     let interval = config.sampler.process_interval;
     if let Some(d) = duration.filter(|d| *d < 2.0 * interval) {
-        eprintln!(
-            "launchwatch: warning: record: --duration {d} s is shorter than two CPU samples ([sampler] process_interval = {interval} s), so CPU figures will be NULL; record at least {} s or lower process_interval",
+        log::warn!(
+            "record: --duration {d} s is shorter than two CPU samples ([sampler] process_interval = {interval} s), so CPU figures will be NULL; record at least {} s or lower process_interval",
             2.0 * interval
         );
     }
@@ -577,14 +607,7 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     let stop = Arc::new(StopSignal::default());
     let sampler_thread = {
         let (env, stop) = (env.clone(), stop.clone());
-        let verbose = global.verbose;
-        std::thread::spawn(move || {
-            sampler::run(&env, &stop, &|e| {
-                if verbose {
-                    eprintln!("launchwatch: sample: {e}")
-                }
-            })
-        })
+        std::thread::spawn(move || sampler::run(&env, &stop, &|e| log::debug!("sample: {e}")))
     };
     let until = duration.map(|d| Instant::now() + Duration::from_secs_f64(d.max(0.0)));
     while !signalled.load(std::sync::atomic::Ordering::SeqCst)
@@ -601,8 +624,8 @@ fn record(global: &Global, out: &Path, duration: Option<f64>) -> Result<ExitCode
     drop(file);
     // Renamed only when complete: a reader never sees half a file.
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
-    eprintln!(
-        "launchwatch: recorded {lines} observations over {:.0} s to {}; look at them with: launchwatch hunt --replay {}",
+    log::info!(
+        "recorded {lines} observations over {:.0} s to {}; look at them with: launchwatch hunt --replay {}",
         started.elapsed().as_secs_f64(),
         out.display(),
         out.display()
@@ -640,8 +663,8 @@ fn simulate(seed: u64, days: u64, out: &Path) -> Result<ExitCode, String> {
         }
     }
     std::fs::write(out, text).map_err(|e| format!("simulate: {}: {e}", out.display()))?;
-    eprintln!(
-        "launchwatch: wrote {lines} observations (beacon-evaluation seed {seed}, {days} day{}) to {}; score them with: launchwatch query --replay {} \"SELECT * FROM launchwatch_beacons\"",
+    log::info!(
+        "wrote {lines} observations (beacon-evaluation seed {seed}, {days} day{}) to {}; score them with: launchwatch query --replay {} \"SELECT * FROM launchwatch_beacons\"",
         if days == 1 { "" } else { "s" },
         out.display(),
         out.display()
@@ -659,8 +682,8 @@ fn simulate_host(dir: &Path) -> Result<ExitCode, String> {
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("simulate: --host {}: {e}", dir.display()))?;
     let w = demo::write_host(dir).map_err(|e| format!("simulate: {e}"))?;
-    eprintln!(
-        "launchwatch: wrote a demo host: {} observations in {}, plists and programs under {}; hunt on it with: launchwatch hunt --replay {} --root {}",
+    log::info!(
+        "wrote a demo host: {} observations in {}, plists and programs under {}; hunt on it with: launchwatch hunt --replay {} --root {}",
         w.lines,
         w.observations.display(),
         w.root.display(),
@@ -668,4 +691,40 @@ fn simulate_host(dir: &Path) -> Result<ExitCode, String> {
         w.root.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_and_interval_accept_what_osquery_accepts() {
+        for (text, want) in [
+            ("3", 3.0),
+            ("0.5", 0.5),
+            ("3s", 3.0),
+            (" 10 ", 10.0),
+            ("10sec", 10.0),
+            ("+4x", 4.0),
+            ("", 0.0),
+            ("abc", 0.0),
+            ("-5", 0.0),
+            ("inf", 0.0),
+            ("99999999999999999999999", 1e23),
+            ("9999999999999999999999x", i64::MAX as f64),
+        ] {
+            assert_eq!(osquery_seconds(text), Ok(want), "{text:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "launchwatch",
+            "--socket",
+            "/x",
+            "--timeout",
+            "3s",
+            "--interval",
+            "2sec",
+        ])
+        .expect("osqueryd's spellings parse");
+        assert_eq!((cli.timeout, cli.interval), (3.0, 2.0));
+    }
 }

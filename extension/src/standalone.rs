@@ -1,13 +1,25 @@
 //! The standalone host: every table as an eponymous SQLite virtual table in an in-process
-//! SQLite, so `launchwatch query SQL` needs no osqueryd. Constraints reach tables the same way
-//! osqueryd passes them: every usable constraint (any op, LIMIT/OFFSET included) becomes part of
-//! the [`QueryContext`], and none is omitted, so SQLite re-checks them all.
+//! SQLite, so `launchwatch query SQL` needs no osqueryd. It behaves as osqueryd's virtual
+//! tables do (osquery `sql/virtual_table.cpp` xBestIndex/xFilter, `sql/dynamic_table_row.cpp`),
+//! so a query gives the same rows in both hosts:
+//!
+//! * only constraints on INDEX/REQUIRED/ADDITIONAL columns are pushed down, and DEFAULT columns
+//!   count as INDEX (osqueryd's `--extensions_default_index`, on by default); a HIDDEN-only
+//!   column is never pushed;
+//! * no `<`, `<=`, `>`, `>=` on TEXT columns;
+//! * a value reaches the table as `sqlite3_value_text` gives it (`443.0` as `"443.0"`, text cut
+//!   at its first NUL); NULL and empty-string values are dropped;
+//! * none is omitted, so SQLite re-checks them all;
+//! * every cell goes through its declared type as osqueryd coerces the strings an extension
+//!   returns (an INTEGER is 32-bit, numbers in a TEXT column are text, ...).
 
 use std::fmt::Write as _;
 use std::os::raw::c_int;
 use std::sync::Arc;
 
-use launchwatch_tables::framework::{row_id, Op, QueryContext, Row, TableSet, Value};
+use launchwatch_tables::framework::{
+    row_id, ColumnOptions, ColumnType, Op, QueryContext, Row, TableSet, Value,
+};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::vtab::{
     eponymous_only_module, Context, Filters, IndexConstraintOp, IndexInfo, VTab, VTabConnection,
@@ -68,10 +80,7 @@ unsafe impl<'vtab> VTab<'vtab> for Tab {
             .ok_or_else(|| rusqlite::Error::ModuleError(format!("unknown table {}", aux.name)))?;
         let mut schema = String::from("CREATE TABLE x(");
         for (i, c) in table.columns().iter().enumerate() {
-            let hidden = if c
-                .options
-                .contains(launchwatch_tables::framework::ColumnOptions::HIDDEN)
-            {
+            let hidden = if c.options.contains(ColumnOptions::HIDDEN) {
                 " HIDDEN"
             } else {
                 ""
@@ -96,25 +105,42 @@ unsafe impl<'vtab> VTab<'vtab> for Tab {
     }
 
     fn best_index(&self, info: &mut IndexInfo) -> rusqlite::Result<()> {
-        // Pass every usable constraint down, recorded as "column:op" in idx_str in argv order.
+        let columns = self
+            .tables
+            .get(self.name)
+            .map(|t| t.columns())
+            .unwrap_or(&[]);
+        // Pushed constraints, recorded as "column:op" in idx_str in argv order.
         let mut plan = Vec::new();
-        let mut equality = false;
+        let mut cost = MAX_INDEX_COST;
         let usable: Vec<(usize, c_int, i64)> = info
             .constraints()
             .enumerate()
             .filter(|(_, c)| c.is_usable())
             .filter_map(|(i, c)| op_code(c.operator()).map(|op| (i, c.column(), op)))
             .collect();
-        for (argv, (i, column, op)) in usable.into_iter().enumerate() {
-            info.constraint_usage(i).set_argv_index(argv as c_int + 1);
+        let mut argv = 0;
+        for (i, column, op) in usable {
+            // LIMIT and OFFSET come attributed to column 0 (SQLite >= 3.38), as in osqueryd.
+            let column = if op == 73 || op == 74 { 0 } else { column };
+            let Some(c) = usize::try_from(column).ok().and_then(|i| columns.get(i)) else {
+                continue;
+            };
+            if c.ty == ColumnType::Text && matches!(op, 4 | 8 | 16 | 32) {
+                cost += 10.0;
+                continue;
+            }
+            if !pushable(c.options) {
+                continue;
+            }
+            cost = 1.0;
+            argv += 1;
+            info.constraint_usage(i).set_argv_index(argv);
             plan.push(format!("{column}:{op}"));
-            equality |= op == 2;
         }
         let used = info.col_used();
         info.set_idx_str(&format!("{used:x};{}", plan.join(",")));
-        // Prefer plans that push equality (joins feed the inner table one key at a time).
-        info.set_estimated_cost(if equality { 10.0 } else { 100_000.0 });
-        info.set_estimated_rows(if equality { 10 } else { 100_000 });
+        info.set_estimated_cost(cost);
         Ok(())
     }
 
@@ -137,14 +163,104 @@ struct Cursor<'vtab> {
     at: usize,
 }
 
+/// osqueryd's plan cost when nothing is pushed down (`kMaxIndexCost`).
+const MAX_INDEX_COST: f64 = 1_000_000.0;
+
+/// Whether osqueryd pushes constraints on a column with these options down to the extension.
+fn pushable(options: ColumnOptions) -> bool {
+    options == ColumnOptions::DEFAULT
+        || options.contains(ColumnOptions::INDEX)
+        || options.contains(ColumnOptions::REQUIRED)
+        || options.contains(ColumnOptions::ADDITIONAL)
+}
+
+/// A constraint value as osqueryd passes it: `sqlite3_value_text`, read as a C string, with
+/// NULL and empty text dropped.
 fn value_text(v: ValueRef<'_>) -> Option<String> {
-    match v {
-        // osqueryd never passes NULL; blobs have no text form worth constraining on.
-        ValueRef::Null | ValueRef::Blob(_) => None,
-        ValueRef::Integer(i) => Some(i.to_string()),
-        ValueRef::Real(f) => Some(f.to_string()),
-        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    let bytes: std::borrow::Cow<'_, [u8]> = match v {
+        ValueRef::Null => return None,
+        ValueRef::Integer(i) => i.to_string().into_bytes().into(),
+        ValueRef::Real(f) => sqlite_real_text(f).into_bytes().into(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => t.into(),
+    };
+    let c_string = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
+    if c_string.is_empty() {
+        return None;
     }
+    Some(String::from_utf8_lossy(c_string).into_owned())
+}
+
+/// SQLite's own text for a REAL (`"%!.15g"`, what `sqlite3_value_text` renders): `443.0`, not
+/// Rust's `443`.
+fn sqlite_real_text(f: f64) -> String {
+    // SAFETY: a NUL-terminated format with one double argument; SQLite allocates the result,
+    // which is copied and freed here.
+    unsafe {
+        let p = ffi::sqlite3_mprintf(c"%!.15g".as_ptr(), f);
+        if p.is_null() {
+            return f.to_string();
+        }
+        let text = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        ffi::sqlite3_free(p.cast());
+        text
+    }
+}
+
+/// A cell as osqueryd hands it to SQLite: the string the extension sends, parsed by the
+/// column's declared type (osquery `dynamic_table_row.cpp`).
+fn osquery_cell(ty: ColumnType, v: &Value) -> SqlValue {
+    let Some(text) = v.to_wire() else {
+        return SqlValue::Null;
+    };
+    match ty {
+        ColumnType::Text | ColumnType::Blob => SqlValue::Text(text),
+        _ if text.is_empty() => SqlValue::Null,
+        // tryTo<long>(base 0), then sqlite3_result_int: truncated to 32 bits.
+        ColumnType::Integer => {
+            stol_base0(&text).map_or(SqlValue::Null, |i| SqlValue::Integer(i as i32 as i64))
+        }
+        ColumnType::BigInt | ColumnType::UnsignedBigInt => {
+            stol_base0(&text).map_or(SqlValue::Null, SqlValue::Integer)
+        }
+        // strtod, which must consume the whole string.
+        ColumnType::Double => strtod_whole(&text).map_or(SqlValue::Null, SqlValue::Real),
+    }
+}
+
+/// `std::stoll(s, &pos, 0)` without the end check, as osquery's `tryTo` uses it: leading
+/// whitespace, a sign, then `0x` hex, `0` octal or decimal digits, stopping at the first
+/// other character; `None` when no digit was read or the value overflows.
+fn stol_base0(s: &str) -> Option<i64> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (negative, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (radix, digits) = if (t.starts_with("0x") || t.starts_with("0X"))
+        && t[2..].starts_with(|c: char| c.is_ascii_hexdigit())
+    {
+        (16, &t[2..])
+    } else if t.starts_with('0') {
+        (8, t)
+    } else {
+        (10, t)
+    };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(&digits[..end], radix).ok()?;
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+}
+
+/// `strtod` that must consume the whole string (osquery rejects trailing text for DOUBLE).
+fn strtod_whole(s: &str) -> Option<f64> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    // strtod also reads "inf"/"nan"; Rust's parser takes the same spellings.
+    t.parse::<f64>().ok()
 }
 
 unsafe impl VTabCursor for Cursor<'_> {
@@ -213,10 +329,14 @@ unsafe impl VTabCursor for Cursor<'_> {
     }
 
     fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
-        match self.rows.get(self.at).and_then(|r| r.get(i as usize)) {
-            Some(Value::Int(v)) => ctx.set_result(v),
-            Some(Value::Double(v)) if v.is_finite() => ctx.set_result(v),
-            Some(Value::Text(s)) => ctx.set_result(s),
+        let ty = self
+            .tab
+            .tables
+            .get(self.tab.name)
+            .and_then(|t| t.columns().get(i as usize))
+            .map(|c| c.ty);
+        match (ty, self.rows.get(self.at).and_then(|r| r.get(i as usize))) {
+            (Some(ty), Some(v)) => ctx.set_result(&osquery_cell(ty, v)),
             _ => ctx.set_result(&SqlValue::Null),
         }
     }
@@ -422,6 +542,40 @@ mod tests {
     }
 
     #[test]
+    fn cells_are_coerced_by_declared_type_as_osqueryd_does() {
+        use ColumnType::*;
+        let t = |s: &str| Value::Text(s.into());
+        for (ty, v, want) in [
+            (
+                Integer,
+                Value::Int(3_000_000_000),
+                SqlValue::Integer(-1_294_967_296),
+            ),
+            (
+                BigInt,
+                Value::Int(3_000_000_000),
+                SqlValue::Integer(3_000_000_000),
+            ),
+            (Text, Value::Int(5), SqlValue::Text("5".into())),
+            (BigInt, t("010"), SqlValue::Integer(8)),
+            (BigInt, t("0x1F"), SqlValue::Integer(31)),
+            (BigInt, t(" 12abc"), SqlValue::Integer(12)),
+            (BigInt, Value::Double(3.7), SqlValue::Integer(3)),
+            (BigInt, t("-0"), SqlValue::Integer(0)),
+            (BigInt, t("abc"), SqlValue::Null),
+            (BigInt, t(""), SqlValue::Null),
+            (BigInt, t("9223372036854775808"), SqlValue::Null),
+            (Double, t("2.5"), SqlValue::Real(2.5)),
+            (Double, t("2.5 "), SqlValue::Null),
+            (Double, Value::Int(7), SqlValue::Real(7.0)),
+            (Text, t(""), SqlValue::Text(String::new())),
+            (Text, Value::Null, SqlValue::Null),
+        ] {
+            assert_eq!(osquery_cell(ty, &v), want, "{ty:?} {v:?}");
+        }
+    }
+
+    #[test]
     fn doubles_print_as_osqueryi_prints_them() {
         for (v, text) in [
             (0.1 + 0.06, "0.16"),
@@ -435,6 +589,20 @@ mod tests {
         ] {
             assert_eq!(real_text(v), text, "{v}");
         }
+    }
+
+    #[test]
+    fn constraint_values_are_sqlite_text_with_nul_and_empty_dropped() {
+        assert_eq!(value_text(ValueRef::Real(443.0)).as_deref(), Some("443.0"));
+        assert_eq!(value_text(ValueRef::Real(0.1)).as_deref(), Some("0.1"));
+        assert_eq!(value_text(ValueRef::Integer(-3)).as_deref(), Some("-3"));
+        assert_eq!(value_text(ValueRef::Text(b"a\0b")).as_deref(), Some("a"));
+        assert_eq!(
+            value_text(ValueRef::Text(b"/x/\xff")).as_deref(),
+            Some("/x/\u{fffd}")
+        );
+        assert_eq!(value_text(ValueRef::Text(b"")), None);
+        assert_eq!(value_text(ValueRef::Null), None);
     }
 
     #[test]

@@ -17,6 +17,10 @@ use launchwatch_tables::jobs::{trust_multiplier, Trust};
 
 const ALERT: f64 = 0.7;
 
+fn services() -> Vec<launchwatch_tables::analytics::beacon::KnownService> {
+    launchwatch_tables::analytics::beacon::known_services(&[]).expect("the curated list parses")
+}
+
 #[derive(Default, Clone, Copy)]
 struct Tally {
     keys: u64,
@@ -56,6 +60,21 @@ fn judge(k: &Key, active: &[i64], day: f64, p: &BeaconParams) -> (bool, bool, bo
     }
     // A timer explains a period only for root-only jobs running Apple or Developer ID code
     // that is not an interpreter (the generator's jobs are root-only unless `user`).
+    // Only external destinations are analysed; multicast and broadcast never are.
+    let external = k
+        .addresses
+        .first()
+        .is_some_and(|a| launchwatch_tables::net::scope(a, &[]) == "external");
+    if launchwatch_tables::analytics::beacon::is_known_service(
+        &services(),
+        &k.remote_name,
+        k.port.into(),
+    ) {
+        context *= launchwatch_tables::analytics::beacon::known_service_multiplier(
+            p.known_service_multiplier,
+            k.signer_class,
+        );
+    }
     if explained
         && !k.interpreter
         && k.job_class != "user"
@@ -67,7 +86,7 @@ fn judge(k: &Key, active: &[i64], day: f64, p: &BeaconParams) -> (bool, bool, bo
     let bytes: Vec<f64> = k.conns.iter().map(|c| c.bytes_out).collect();
     let r = rita::score_key(&ts, &bytes, (day, day + 86400.0)).unwrap_or(0.0);
     (
-        raw * context >= ALERT,
+        external && raw * context >= ALERT,
         raw >= ALERT,
         r >= 0.7,
         r >= 0.9,
@@ -220,6 +239,9 @@ fn main() {
     println!("Job classes (issue 9, own random stream so the classes above are unchanged per seed): one malicious job a day — Apple's curl,");
     println!("python3 or osascript run by a user's LaunchAgent, a `sh -c curl` daemon in /Library, an ad-hoc SMAppService helper — beside");
     println!("Apple's own timer, a Developer ID updater job in /Library and a user's interactive curl; context is the weaker of signer and job trust.");
+    println!("Issue 12's classes (a third stream): an implant's fast session mode (1, 2, 5 or 10 s check-ins, jittered 0-50 %, for an hour) beside");
+    println!("SSDP multicast and NTP and push channels from programs whose signer is unknown. Periods are scored from 1 s up; sessions merge only");
+    println!("what is closer than min(2 s, a quarter of the key's 90th-percentile start gap). Only external destinations alert (the table's rule).");
     println!("RITA v5's total at its 0.7 (low) and 0.9 (medium) bucket edges; CV rule = interval CV < 0.3 with ≥ 6 sessions.");
     print("Tuning range", 0..100);
     print("Report range", 100..400);

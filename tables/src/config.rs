@@ -19,6 +19,7 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub beacons: crate::analytics::beacon::BeaconParams,
     pub signing: SigningConfig,
+    pub redact: RedactConfig,
     pub allowlist: Allowlist,
     /// Where this config came from (reported by `launchwatch_status`), not a config key.
     #[serde(skip)]
@@ -79,6 +80,33 @@ fn open_regular(path: &Path) -> Result<std::fs::File, String> {
 
 /// Larger than any real config; stops a huge file from being read into memory.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// `[redact]`: credentials out of the command lines tables show (see [`crate::redact`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactConfig {
+    /// Redact at all. Off ships command lines as they are, secrets included.
+    pub enabled: bool,
+    /// Keep the first 64 bits of each secret's SHA-256 in its marker, so the same secret or
+    /// payload can be matched across hosts. A short password's hash can be guessed offline:
+    /// turn this off where that matters more than matching.
+    pub keep_hash: bool,
+    /// Base64 or hex runs at least this long that look random are secrets.
+    pub min_secret_length: usize,
+    /// More flag or variable names whose value is a secret (`"pin"` covers `--pin`, `PIN=`).
+    pub extra_names: Vec<String>,
+}
+
+impl Default for RedactConfig {
+    fn default() -> RedactConfig {
+        RedactConfig {
+            enabled: true,
+            keep_hash: true,
+            min_secret_length: 32,
+            extra_names: Vec::new(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -325,6 +353,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        crate::analytics::beacon::known_services(&self.beacons.known_services)?;
         let positive = [
             ("sampler.process_interval", self.sampler.process_interval),
             ("sampler.socket_interval", self.sampler.socket_interval),

@@ -155,6 +155,8 @@ pub struct SigningFacts {
     pub linker_signed: Option<bool>,
     pub source: &'static str,
     pub error: Option<String>,
+    /// `basic` or `full` when Security.framework validated; see the `validation` column.
+    pub validation: Option<&'static str>,
 }
 
 /// How one collector is doing, for `launchwatch_status.sources`.

@@ -18,6 +18,7 @@ pub mod net;
 pub mod observation;
 pub mod pack;
 pub mod platform;
+pub mod redact;
 pub mod sampler;
 pub mod store;
 pub mod tables;

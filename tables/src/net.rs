@@ -71,6 +71,13 @@ pub fn scope(addr: &str, internal: &[Cidr]) -> &'static str {
     if ip.is_loopback() || ip.is_unspecified() {
         return "loopback";
     }
+    // Group traffic (SSDP, mDNS, LLMNR, DHCP) never leaves the site: never external.
+    if ip.is_multicast() {
+        return "multicast";
+    }
+    if ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+        return "broadcast";
+    }
     let private = match ip {
         IpAddr::V4(v4) => {
             if v4.is_link_local() {
@@ -103,6 +110,12 @@ mod tests {
             "2001:db8:1::/48".parse().unwrap(),
         ];
         for (a, want) in [
+            ("239.255.255.250", "multicast"),
+            ("224.0.0.251", "multicast"),
+            ("ff02::fb", "multicast"),
+            ("ff05::c", "multicast"),
+            ("::ffff:239.255.255.250", "multicast"),
+            ("255.255.255.255", "broadcast"),
             ("127.0.0.1", "loopback"),
             ("::1", "loopback"),
             ("::ffff:127.0.0.1", "loopback"),

@@ -197,7 +197,7 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
         return Ok(Parsed::Blank);
     }
     let json: Json = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
-    let Json::Object(obj) = json else {
+    let Json::Object(mut obj) = json else {
         return Err("not a JSON object".into());
     };
     let kind = match obj.get("kind") {
@@ -205,6 +205,7 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
         Some(_) => return Err("\"kind\" is not a string".into()),
         None => return Err("missing field `kind`".into()),
     };
+    integral_floats(&kind, &mut obj);
     let json = Json::Object(obj);
     fn typed<T: serde::de::DeserializeOwned>(kind: &str, json: Json) -> Result<T, String> {
         serde_path_to_error::deserialize(json).map_err(|e| {
@@ -225,6 +226,42 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
     };
     validate(&obs)?;
     Ok(Parsed::Observation(obs))
+}
+
+/// Integer fields of each kind. Sensors such as Zeek write integers as floats (`57.0`).
+fn integer_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "process" => &["pid", "ppid", "uid", "pgid", "responsible_pid"],
+        "flow" => &[
+            "pid",
+            "local_port",
+            "remote_port",
+            "bytes_sent",
+            "bytes_received",
+            "prev_bytes_sent",
+            "prev_bytes_received",
+        ],
+        "payload" => &["pid", "remote_port", "bytes_seen"],
+        "dns" => &["ttl"],
+        "signing" => &["notarized"],
+        _ => &[],
+    }
+}
+
+/// Turns an integral float in an integer field into the integer (`57.0` → 57). A float with a
+/// fraction is left alone, so the typed read names the field and says an integer was expected.
+fn integral_floats(kind: &str, obj: &mut serde_json::Map<String, Json>) {
+    for field in integer_fields(kind) {
+        let Some(Json::Number(n)) = obj.get(*field) else {
+            continue;
+        };
+        if n.is_f64() {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+                obj.insert(field.to_string(), Json::from(f as i64));
+            }
+        }
+    }
 }
 
 /// A deserializer's reason with Rust's type names in words: "expected i64" means nothing to
@@ -415,6 +452,31 @@ mod tests {
             assert!(err.contains(needle), "{bad} -> {err}");
             assert!(l.observations.is_empty(), "nothing is loaded half-way");
         }
+    }
+
+    #[test]
+    fn integral_floats_are_integers_and_fractions_are_named_errors() {
+        let l = read(concat!(
+            r#"{"kind":"dns","ts":1.5,"name":"a.example","address":"203.0.113.9","ttl":57.0}"#,
+            "\n",
+            r#"{"kind":"flow","start":1,"path":"/x","protocol":"tcp","remote_address":"203.0.113.9","remote_port":443.0,"bytes_sent":512.0,"pid":77.0}"#,
+        ))
+        .unwrap();
+        match (&l.observations[0], &l.observations[1]) {
+            (Observation::Dns(d), Observation::Flow(f)) => {
+                assert_eq!(d.ttl, Some(57));
+                assert_eq!(
+                    (f.remote_port, f.bytes_sent, f.pid),
+                    (443, Some(512), Some(77))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = read(r#"{"kind":"dns","ts":1,"name":"a","address":"b","ttl":57.5}"#).unwrap_err();
+        assert!(err.starts_with("obs.jsonl:1: dns: field `ttl`"), "{err}");
+        assert!(err.contains("expected an integer"), "{err}");
+        let err = read(r#"{"kind":"flow","start":1,"path":"/x","protocol":"tcp","remote_address":"a","remote_port":70000.0}"#).unwrap_err();
+        assert!(err.contains("field `remote_port`"), "{err}");
     }
 
     #[test]

@@ -259,7 +259,7 @@ pub(crate) mod tests {
             std::env::var("CI").as_deref() != Ok("true"),
             "this test needs root, and CI=true: refusing to skip"
         );
-        eprintln!("skipped: needs root");
+        println!("skipped: needs root");
         false
     }
 

@@ -34,7 +34,7 @@ def workspace_version():
 class Extension:
     """The real launchwatch binary, started the way osqueryd's watcher starts it."""
 
-    def __init__(self, osqueryd, state_dir, config=None, timeout=3, interval=1, verbose=True, env=None):
+    def __init__(self, osqueryd, state_dir, config=None, timeout=3, interval=1, verbose=True, env=None, extra_args=()):
         self.osqueryd = osqueryd
         args = [BIN, "--socket", osqueryd.socket_path, "--timeout", str(timeout), "--interval", str(interval)]
         if verbose:
@@ -42,6 +42,7 @@ class Extension:
         args += ["--state-dir", state_dir]
         if config:
             args += ["--config", config]
+        args += list(extra_args)
         full_env = dict(os.environ, LAUNCHWATCH_TEST_TABLES="1", OSQUERY_EXTENSION=str(os.getpid()))
         full_env.update(env or {})
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, text=True)

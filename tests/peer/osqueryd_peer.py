@@ -11,7 +11,11 @@ specs under thrift >= 0.11). It behaves as osqueryd does where the tests depend 
 * uuids are random in 1..65535;
 * every call to the extension opens a new connection, preceded by a separate connect-and-ping;
 * `generate` contexts are osqueryd-shaped: one constraint entry per column (sorted by name,
-  with its affinity), `op` as a JSON number, `colsUsed` and `colsUsedBitset`.
+  with its affinity), `op` as a JSON number, `colsUsed` and `colsUsedBitset`; a constraint value
+  may be `bytes`, sent as is (osqueryd forwards `sqlite3_value_text`, never checked as UTF-8).
+
+Knobs for a slow or odd osqueryd: `register_delay` (registerExtension answers late, as when it
+waits behind running queries), `uuids` (uuids to hand out first, e.g. 0), `extensions_delay`.
 """
 
 import json
@@ -36,6 +40,11 @@ class ManagerHandler(ExtensionManager.Iface):
         self.core_tables = set(core_tables)
         self.extensions_by_uuid = {}  # uuid -> (InternalExtensionInfo, registry)
         self.register_calls = 0
+        self.register_delay = 0.0
+        self.uuids = []  # handed out first, in order
+        self.deregistered = []
+        self.extensions_delay = 0.0
+        self.extensions_answered = 0
 
     def ping(self):
         return ExtensionStatus(code=0, message="pong", uuid=0)
@@ -47,7 +56,9 @@ class ManagerHandler(ExtensionManager.Iface):
         pass
 
     def extensions(self):
+        time.sleep(self.extensions_delay)
         with self.lock:
+            self.extensions_answered += 1
             return {u: info for u, (info, _) in self.extensions_by_uuid.items()}
 
     def options(self):
@@ -56,6 +67,8 @@ class ManagerHandler(ExtensionManager.Iface):
     def registerExtension(self, info, registry):
         with self.lock:
             self.register_calls += 1
+        time.sleep(self.register_delay)
+        with self.lock:
             if any(i.name == info.name for i, _ in self.extensions_by_uuid.values()):
                 return ExtensionStatus(code=1, message="Duplicate extension registered", uuid=0)
             taken = set(self.core_tables)
@@ -68,9 +81,12 @@ class ManagerHandler(ExtensionManager.Iface):
                     )
                 if not routes:
                     return ExtensionStatus(code=1, message="Invalid route info", uuid=0)
-            uuid = random.randint(1, 65535)
-            while uuid in self.extensions_by_uuid:
+            if self.uuids:
+                uuid = self.uuids.pop(0)
+            else:
                 uuid = random.randint(1, 65535)
+                while uuid in self.extensions_by_uuid:
+                    uuid = random.randint(1, 65535)
             self.extensions_by_uuid[uuid] = (info, registry)
             return ExtensionStatus(code=0, message="OK", uuid=uuid)
 
@@ -79,6 +95,7 @@ class ManagerHandler(ExtensionManager.Iface):
             if uuid not in self.extensions_by_uuid:
                 return ExtensionStatus(code=1, message="No extension UUID found", uuid=0)
             del self.extensions_by_uuid[uuid]
+            self.deregistered.append(uuid)
             return ExtensionStatus(code=0, message="OK", uuid=0)
 
     def query(self, sql):
@@ -86,6 +103,13 @@ class ManagerHandler(ExtensionManager.Iface):
 
     def getQueryColumns(self, sql):
         return self.query(sql)
+
+
+class RawBytesProtocol(TBinaryProtocol.TBinaryProtocol):
+    """Writes a `bytes` string as is: the generated code only ever passes `str`."""
+
+    def writeString(self, str_val):
+        self.writeBinary(str_val if isinstance(str_val, bytes) else str_val.encode("utf-8"))
 
 
 class FakeOsqueryd:
@@ -170,7 +194,7 @@ class FakeOsqueryd:
         sock = TSocket.TSocket(unix_socket=self.extension_socket(uuid))
         sock.setTimeout(timeout_s * 1000)
         trans = TTransport.TBufferedTransport(sock)
-        proto = TBinaryProtocol.TBinaryProtocol(trans)
+        proto = RawBytesProtocol(trans)
         trans.open()
         return Extension.Client(proto), trans
 
@@ -204,7 +228,12 @@ class FakeOsqueryd:
         columns = [r for r in self.routes(uuid, table) if r.get("id") == "column"]
         by_name = {r["name"]: r for r in columns}
         lists = {name: [] for name in by_name}
+        raw = {}
         for col, op, expr in constraints:
+            if isinstance(expr, bytes):
+                marker = "@raw%d@" % len(raw)
+                raw[marker] = expr
+                expr = marker
             lists[col].append({"op": op, "expr": str(expr)})
         entries = [
             {"name": name, "list": lists[name], "affinity": by_name[name]["type"]} for name in sorted(by_name)
@@ -214,7 +243,14 @@ class FakeOsqueryd:
         for i, r in enumerate(columns):
             if r["name"] in used:
                 bitset |= 1 << min(i, 63)
-        return json.dumps({"constraints": entries, "colsUsed": used, "colsUsedBitset": bitset})
+        text = json.dumps({"constraints": entries, "colsUsed": used, "colsUsedBitset": bitset})
+        if not raw:
+            return text
+        # rapidjson copies the value's bytes into the JSON unchecked; so do we.
+        data = text.encode("utf-8")
+        for marker, value in raw.items():
+            data = data.replace(marker.encode(), value)
+        return data
 
     def generate(self, uuid, table, constraints=(), cols_used=None, raw_context=None):
         ctx = raw_context if raw_context is not None else self.context(uuid, table, constraints, cols_used)

@@ -508,3 +508,67 @@ fn a_tunnel_opened_before_the_window_still_counts_as_egress() {
     );
     assert!(f(r, "duration_score") >= 0.8 - 1e-9);
 }
+
+#[test]
+fn novelty_waits_for_a_history_as_long_as_the_baseline() {
+    // An unsigned program beaconing every 5 minutes for a day to a new destination.
+    let day = 1_733_011_200.0;
+    let mut one_day = String::new();
+    writeln!(
+        one_day,
+        r#"{{"kind":"signing","path":"/opt/a","signer_class":"unsigned"}}"#
+    )
+    .unwrap();
+    for i in 0..280 {
+        flow(
+            &mut one_day,
+            "/opt/a",
+            day + 300.0 * i as f64,
+            0.5,
+            "c2.example.net",
+            "198.51.100.9",
+            443,
+            300,
+        );
+    }
+    // The same host, with 20 days of other history before it.
+    let mut longer = one_day.clone();
+    for d in 1..=20 {
+        flow(
+            &mut longer,
+            "/usr/bin/other",
+            day - 86_400.0 * d as f64,
+            1.0,
+            "news.example.org",
+            "203.0.113.5",
+            443,
+            900,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    for (name, text) in [("one.jsonl", &one_day), ("long.jsonl", &longer)] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let r = query(
+            &[
+                "--replay",
+                file.to_str().unwrap(),
+                "--now",
+                &format!("{}", day + 86_400.0),
+            ],
+            "SELECT history_days, context FROM launchwatch_beacons WHERE remote = 'example.net'",
+        );
+        assert_eq!(r.len(), 1, "{name}: {r:?}");
+        rows.push((f(&r[0], "history_days"), f(&r[0], "context")));
+    }
+    // One day of history: every destination would be "new"; novelty stays neutral (trust only).
+    assert!((rows[0].0 - 1.0).abs() < 0.01, "{rows:?}");
+    assert!(
+        (rows[0].1 - 1.1).abs() < 1e-9,
+        "unsigned trust only: {rows:?}"
+    );
+    // 21 days: the destination is genuinely new, ×1.15.
+    assert!(rows[1].0 >= 20.9, "{rows:?}");
+    assert!((rows[1].1 - 1.1 * 1.15).abs() < 1e-9, "{rows:?}");
+}

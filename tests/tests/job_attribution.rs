@@ -84,6 +84,7 @@ fn wobble(case: u64, i: u64) -> f64 {
 }
 
 /// A job whose main process is the program itself, started by launchd each beat.
+#[allow(clippy::too_many_arguments)] // one job, every fact named at the call
 fn timer_job(
     r: &mut Replay,
     case: u64,

@@ -294,7 +294,7 @@ fn busy_and_idle_children_have_the_cpu_proc_says() {
     };
     let expected = (c1 - c0) / (t1 - t0).as_secs_f64() * 100.0;
     let (busy_pct, idle_pct) = (pct(busy.id()), pct(idle.id()));
-    eprintln!("busy child: launchwatch {busy_pct:.1} %, /proc {expected:.1} %; idle child {idle_pct:.1} %");
+    println!("busy child: launchwatch {busy_pct:.1} %, /proc {expected:.1} %; idle child {idle_pct:.1} %");
     assert!(
         (busy_pct - expected).abs() <= 15.0,
         "busy: launchwatch {busy_pct} vs /proc {expected}"

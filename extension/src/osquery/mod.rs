@@ -38,12 +38,21 @@ const MIN_SDK_VERSION: &str = "1.7.7";
 const MAX_CONNECTIONS: usize = 256;
 /// A connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a call to the manager may take: osquery's `--thrift_timeout` default, which its
+/// own SDK uses. `registerExtension` waits behind every running query (osqueryd attaches the
+/// tables under its SQLite lock), and a manager busy for seconds is still alive.
+const MANAGER_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a uuid of 0 (a valid `rand()+1` as uint16 in osqueryd) is handed back and
+/// re-registered before giving up.
+const UUID_ZERO_RETRIES: usize = 3;
+/// osqueryd's bundled thrift refuses a message over 100 MiB (`DEFAULT_MAX_MESSAGE_SIZE`, thrift
+/// 0.17 `TConfiguration.h`; osquery never overrides it).
+pub const OSQUERYD_MAX_MESSAGE: usize = 100 << 20;
 
 pub struct HostOptions {
     pub socket: PathBuf,
     pub timeout: Duration,
     pub interval: Duration,
-    pub verbose: bool,
 }
 
 /// Why the host stopped; decides the exit code.
@@ -59,7 +68,6 @@ enum Exit {
 struct Shared {
     tables: Arc<TableSet>,
     uuid: i64,
-    verbose: bool,
     exit: AtomicI32,
     active: AtomicUsize,
 }
@@ -78,18 +86,12 @@ impl Shared {
     }
 }
 
-fn log(verbose: bool, msg: impl AsRef<str>) {
-    if verbose {
-        eprintln!("launchwatch: {}", msg.as_ref());
-    }
-}
-
 /// Runs until osqueryd or a signal stops us. Returns the process exit code.
 pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> i32 {
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, signalled.clone()) {
-            eprintln!("launchwatch: cannot install signal handler: {e}");
+            log::error!("cannot install signal handler: {e}");
             return 1;
         }
     }
@@ -97,7 +99,7 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
     let uuid = match register(&tables, &opts, deadline, &signalled) {
         Ok(uuid) => uuid,
         Err(e) => {
-            eprintln!("launchwatch: {e}");
+            log::error!("{e}");
             on_stop();
             return 1;
         }
@@ -106,26 +108,19 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
     let listener = match listen(&own_socket) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "launchwatch: cannot listen on {}: {e}",
-                own_socket.display()
-            );
+            log::error!("cannot listen on {}: {e}", own_socket.display());
             let _ = deregister(&opts.socket, uuid);
             on_stop();
             return 1;
         }
     };
-    log(
-        opts.verbose,
-        format!(
-            "registered as uuid {uuid}, serving {}",
-            own_socket.display()
-        ),
+    log::debug!(
+        "registered as uuid {uuid}, serving {}",
+        own_socket.display()
     );
     let shared = Arc::new(Shared {
         tables,
         uuid,
-        verbose: opts.verbose,
         exit: AtomicI32::new(Exit::Running as i32),
         active: AtomicUsize::new(0),
     });
@@ -153,13 +148,13 @@ pub fn run(tables: Arc<TableSet>, opts: HostOptions, on_stop: impl FnOnce()) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
     let why = shared.exit.load(Ordering::SeqCst);
-    log(opts.verbose, format!("stopping ({})", describe_exit(why)));
+    log::debug!("stopping ({})", describe_exit(why));
     // The socket goes first so osqueryd stops routing calls to us; then deregister (unless the
     // manager is gone or already dropped us).
     let _ = std::fs::remove_file(&own_socket);
     if why != Exit::ManagerGone as i32 && why != Exit::Dropped as i32 {
         if let Err(e) = deregister(&opts.socket, uuid) {
-            log(opts.verbose, format!("deregister: {e}"));
+            log::debug!("deregister: {e}");
         }
     }
     on_stop();
@@ -180,6 +175,21 @@ fn describe_exit(code: i32) -> &'static str {
     }
 }
 
+/// Why a call to the manager failed: before anything was sent (safe to retry), or after.
+#[derive(Debug)]
+enum CallError {
+    Connect(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Connect(e) | CallError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// One short-lived connection to the manager, as osqueryd's own clients do.
 fn manager_call<T>(
     socket: &Path,
@@ -190,12 +200,14 @@ fn manager_call<T>(
         &mut dyn thrift::protocol::TInputProtocol,
         TType,
     ) -> thrift::Result<Option<T>>,
-) -> Result<T, String> {
+) -> Result<T, CallError> {
     let stream = UnixStream::connect(socket)
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+        .map_err(|e| CallError::Connect(format!("cannot connect to {}: {e}", socket.display())))?;
     stream.set_read_timeout(Some(io_timeout)).ok();
     stream.set_write_timeout(Some(io_timeout)).ok();
-    let reader = stream.try_clone().map_err(|e| e.to_string())?;
+    let reader = stream
+        .try_clone()
+        .map_err(|e| CallError::Connect(e.to_string()))?;
     let mut o = wire::output(BufWriter::new(stream));
     let mut i = wire::input(BufReader::new(reader));
     let mut result = None;
@@ -208,8 +220,34 @@ fn manager_call<T>(
             Ok(result.is_some())
         })
     })()
-    .map_err(|e| format!("{method}: {e}"))?;
-    result.ok_or_else(|| format!("{method}: reply has no result"))
+    .map_err(|e| CallError::Failed(format!("{method}: {e}")))?;
+    result.ok_or_else(|| CallError::Failed(format!("{method}: reply has no result")))
+}
+
+/// Runs `f` on its own thread and waits for it, giving up (and leaving it behind) when a signal
+/// arrives: a registration may wait minutes on a busy osqueryd, SIGTERM must not.
+fn interruptible<T: Send + 'static>(
+    signalled: &AtomicBool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("manager-call".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(v) => return Some(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if signalled.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 fn routes(tables: &TableSet) -> BTreeMap<String, BTreeMap<String, PluginResponse>> {
@@ -235,6 +273,11 @@ fn column_routes(t: &dyn launchwatch_tables::framework::Table) -> PluginResponse
 }
 
 /// Waits up to `--timeout` for the manager socket, then registers. A refusal is final.
+///
+/// Only a failure to connect is retried. Once the request is sent, osqueryd may complete it
+/// however late (it registers behind running queries), so we wait as long as osquery's own
+/// SDK does; re-sending, or giving up early, would leave a registration for a process that
+/// is gone and make the next start a "duplicate".
 fn register(
     tables: &TableSet,
     opts: &HostOptions,
@@ -247,21 +290,50 @@ fn register(
         sdk_version: SDK_VERSION.into(),
         min_sdk_version: MIN_SDK_VERSION.into(),
     };
-    let registry = routes(tables);
+    let registry = Arc::new(routes(tables));
+    let info = Arc::new(info);
+    let mut zero_uuids = 0;
     loop {
         if signalled.load(Ordering::SeqCst) {
             return Err("stopped by a signal before registering".into());
         }
         if opts.socket.exists() {
-            let outcome = manager_call(
-                &opts.socket,
-                Duration::from_secs(10),
-                "registerExtension",
-                |o| wire::write_register_args(o, &info, &registry),
-                read_status_result,
-            );
+            let (socket, info, registry) = (opts.socket.clone(), info.clone(), registry.clone());
+            let outcome = interruptible(signalled, move || {
+                manager_call(
+                    &socket,
+                    MANAGER_CALL_TIMEOUT,
+                    "registerExtension",
+                    |o| wire::write_register_args(o, &info, &registry),
+                    read_status_result,
+                )
+            })
+            .ok_or("stopped by a signal while osqueryd was registering us")?;
             match outcome {
                 Ok(s) if s.code == EXT_SUCCESS && s.uuid > 0 => return Ok(s.uuid),
+                Ok(s) if s.code == EXT_SUCCESS => {
+                    // uuid 0 is a valid osqueryd answer, but `<socket>.0` would not be ours to
+                    // serve on. Hand it back and ask again rather than leave a registration
+                    // that blocks every later one until osqueryd restarts.
+                    zero_uuids += 1;
+                    log::warn!(
+                        "osqueryd assigned uuid {}; deregistering it and registering again",
+                        s.uuid
+                    );
+                    if let Err(e) = deregister(&opts.socket, s.uuid) {
+                        return Err(format!(
+                            "osqueryd assigned uuid {} and would not take it back: {e}",
+                            s.uuid
+                        ));
+                    }
+                    if zero_uuids > UUID_ZERO_RETRIES {
+                        return Err(format!(
+                            "osqueryd assigned uuid {} {zero_uuids} times",
+                            s.uuid
+                        ));
+                    }
+                    continue;
+                }
                 Ok(s) => {
                     return Err(format!(
                         "osqueryd refused registration (code {}): {}",
@@ -274,10 +346,15 @@ fn register(
                     ))
                 }
                 // The socket file exists but nobody accepts yet (osqueryd starting): retry.
-                Err(e) if Instant::now() >= deadline => {
+                Err(CallError::Connect(e)) if Instant::now() >= deadline => {
                     return Err(format!("registration failed: {e}"))
                 }
-                Err(_) => {}
+                Err(CallError::Connect(_)) => {}
+                Err(e @ CallError::Failed(_)) => {
+                    return Err(format!(
+                        "registration failed after the request was sent (not retried): {e}"
+                    ))
+                }
             }
         } else if Instant::now() >= deadline {
             return Err(format!(
@@ -308,7 +385,8 @@ fn deregister(socket: &Path, uuid: i64) -> Result<(), String> {
         "deregisterExtension",
         |o| wire::write_i64_field(o, "uuid", 1, uuid),
         read_status_result,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     if s.code == EXT_SUCCESS {
         Ok(())
     } else {
@@ -317,9 +395,10 @@ fn deregister(socket: &Path, uuid: i64) -> Result<(), String> {
 }
 
 /// Like the C++ SDK's watcher: every `--interval`, ask the manager which extensions it lists;
-/// stop when it is gone or no longer lists us.
+/// stop when it is gone or no longer lists us. A slow answer is not a dead manager: the call
+/// may take as long as osquery's own clients allow (`--thrift_timeout`, 300 s), and a busy
+/// osqueryd that answers late keeps us registered instead of starting a restart loop.
 fn watch_manager(socket: &Path, interval: Duration, shared: &Shared) {
-    let io_timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
     loop {
         let started = Instant::now();
         while started.elapsed() < interval {
@@ -330,7 +409,7 @@ fn watch_manager(socket: &Path, interval: Duration, shared: &Shared) {
         }
         let outcome = manager_call(
             socket,
-            io_timeout,
+            MANAGER_CALL_TIMEOUT,
             "extensions",
             |_| Ok(()),
             |i, ty| {
@@ -341,18 +420,18 @@ fn watch_manager(socket: &Path, interval: Duration, shared: &Shared) {
                 }
             },
         );
+        if shared.stopping() {
+            return;
+        }
         match outcome {
             Ok(list) if list.contains(&shared.uuid) => {}
             Ok(_) => {
-                eprintln!(
-                    "launchwatch: osqueryd no longer lists uuid {}; exiting",
-                    shared.uuid
-                );
+                log::error!("osqueryd no longer lists uuid {}; exiting", shared.uuid);
                 shared.stop(Exit::Dropped);
                 return;
             }
             Err(e) => {
-                log(shared.verbose, format!("manager check failed: {e}"));
+                log::debug!("manager check failed: {e}");
                 shared.stop(Exit::ManagerGone);
                 return;
             }
@@ -385,7 +464,7 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
             continue;
         };
         if shared.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            log(shared.verbose, "too many connections; refusing one");
+            log::warn!("too many connections; refusing one");
             continue;
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
@@ -399,7 +478,7 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
         if spawned.is_err() {
             // Thread limit reached: the connection went with the closure; give its slot back.
             shared.active.fetch_sub(1, Ordering::SeqCst);
-            log(true, "cannot spawn a connection thread");
+            log::error!("cannot spawn a connection thread");
         }
     }
 }
@@ -416,7 +495,7 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
-                log(shared.verbose, format!("dropping a connection: {e}"));
+                log::debug!("dropping a connection: {e}");
                 return;
             }
         };
@@ -456,6 +535,42 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
             return;
         }
     }
+}
+
+/// Rows as osqueryd receives them: strings, NULL as an omitted key, plus a `rowid`. Refuses,
+/// with a message saying what to do, a response osqueryd's thrift would reject as over its
+/// message limit (it would surface only as a transport error there). Counted as thrift writes
+/// it (4-byte lengths, map headers), so the estimate is never below what osqueryd reads.
+fn wire_rows(
+    item: &str,
+    columns: &[launchwatch_tables::framework::Column],
+    rows: &[launchwatch_tables::framework::Row],
+    limit: usize,
+) -> Result<PluginResponse, String> {
+    // Message, struct and list framing: generously rounded up.
+    let mut size = 64usize;
+    let mut response = PluginResponse::with_capacity(rows.len());
+    for row in rows {
+        let mut m: StringMap = columns
+            .iter()
+            .zip(row)
+            .filter_map(|(c, v)| v.to_wire().map(|s| (c.name.to_string(), s)))
+            .collect();
+        // osqueryd takes the `rowid` key as the SQLite rowid; content-derived, so its OR-term
+        // scans cannot merge two different rows into one.
+        m.insert("rowid".into(), row_id(row).to_string());
+        size += 6 + m.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>();
+        if size > limit {
+            return Err(format!(
+                "{item}: the result is over {} MiB on the wire after {} of {} rows, more than osqueryd accepts from an extension (thrift's 100 MiB message limit); narrow the query with a WHERE clause on an indexed column",
+                limit >> 20,
+                response.len(),
+                rows.len()
+            ));
+        }
+        response.push(m);
+    }
+    Ok(response)
 }
 
 fn failure(uuid: i64, message: String) -> ExtensionResponse {
@@ -502,34 +617,22 @@ fn handle_call(
                 Err(e) => return failure(uuid, format!("{item}: {e}")),
             };
             match shared.tables.generate(item, &ctx) {
-                Ok(rows) => {
-                    let columns = table.columns();
-                    let response: PluginResponse = rows
-                        .iter()
-                        .map(|row| {
-                            let mut m: StringMap = columns
-                                .iter()
-                                .zip(row)
-                                .filter_map(|(c, v)| v.to_wire().map(|s| (c.name.to_string(), s)))
-                                .collect();
-                            // osqueryd takes the `rowid` key as the SQLite rowid; content-derived,
-                            // so its OR-term scans cannot merge two different rows into one.
-                            m.insert("rowid".into(), row_id(row).to_string());
-                            m
-                        })
-                        .collect();
-                    log(
-                        shared.verbose,
-                        format!(
+                Ok(rows) => match wire_rows(item, table.columns(), &rows, OSQUERYD_MAX_MESSAGE) {
+                    Ok(response) => {
+                        log::debug!(
                             "{item}: {} rows in {:.1} ms",
                             response.len(),
                             started.elapsed().as_secs_f64() * 1000.0
-                        ),
-                    );
-                    ok(response)
-                }
+                        );
+                        ok(response)
+                    }
+                    Err(e) => {
+                        log::warn!("{e}");
+                        failure(uuid, e)
+                    }
+                },
                 Err(e) => {
-                    log(shared.verbose, format!("{item}: error: {e}"));
+                    log::debug!("{item}: error: {e}");
                     failure(uuid, e)
                 }
             }
@@ -541,5 +644,30 @@ fn handle_call(
         )])]),
         Some(other) => failure(uuid, format!("{item}: unsupported action {other:?}")),
         None => failure(uuid, format!("{item}: request has no action")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use launchwatch_tables::framework::column::text;
+    use launchwatch_tables::framework::Value;
+
+    #[test]
+    fn a_response_over_the_limit_is_a_clear_error() {
+        let columns = [text("a", "")];
+        let rows: Vec<_> = (0..10)
+            .map(|_| vec![Value::from("x".repeat(1000))])
+            .collect();
+        let fits = wire_rows("t", &columns, &rows, 1 << 20).unwrap();
+        assert_eq!(fits.len(), 10);
+        assert_eq!(fits[0]["a"].len(), 1000);
+        assert!(fits[0]["rowid"].parse::<i64>().is_ok());
+        let err = wire_rows("t", &columns, &rows, 5000).unwrap_err();
+        assert!(
+            err.starts_with("t: the result is over") && err.contains("WHERE"),
+            "{err}"
+        );
+        assert!(err.contains("after 4 of 10 rows"), "{err}");
     }
 }

@@ -89,12 +89,23 @@ pub fn write_string_map(o: &mut dyn TOutputProtocol, m: &StringMap) -> R<()> {
     o.write_map_end()
 }
 
+/// A thrift string as text, whatever its bytes: osqueryd sends constraint values as
+/// `sqlite3_value_text` gives them (`CAST(X'FF' AS TEXT)`, a raw Linux path in a join), never
+/// validated as UTF-8. Invalid sequences become U+FFFD instead of failing the whole call.
+pub fn read_string_lossy(i: &mut dyn TInputProtocol) -> R<String> {
+    let bytes = i.read_bytes()?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
 pub fn read_string_map(i: &mut dyn TInputProtocol) -> R<StringMap> {
     let ident = i.read_map_begin()?;
     let mut m = StringMap::new();
     for _ in 0..ident.size {
-        let k = i.read_string()?;
-        let v = i.read_string()?;
+        let k = read_string_lossy(i)?;
+        let v = read_string_lossy(i)?;
         m.insert(k, v);
     }
     i.read_map_end()?;
@@ -164,7 +175,7 @@ pub fn read_status(i: &mut dyn TInputProtocol) -> R<ExtensionStatus> {
                 true
             }
             (2, TType::String) => {
-                s.message = i.read_string()?;
+                s.message = read_string_lossy(i)?;
                 true
             }
             (3, TType::I64) => {
@@ -353,11 +364,11 @@ pub fn read_request(i: &mut dyn TInputProtocol) -> R<Option<(Request, i32)>> {
             read_struct(i, |i, id, ty| {
                 Ok(match (id, ty) {
                     (1, TType::String) => {
-                        registry = i.read_string()?;
+                        registry = read_string_lossy(i)?;
                         true
                     }
                     (2, TType::String) => {
-                        item = i.read_string()?;
+                        item = read_string_lossy(i)?;
                         true
                     }
                     (3, TType::Map) => {
@@ -505,6 +516,28 @@ mod tests {
         buf.extend_from_slice(&[11, 11, 0xff, 0xff, 0xff, 0xff]);
         assert!(read_request(&mut input(&buf[..])).is_err());
         assert!(read_request(&mut input(&buf[..buf.len() - 3])).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_request_is_read_lossily() {
+        let mut buf = Vec::new();
+        {
+            let mut o = output(&mut buf);
+            begin_call(&mut o, "call", 2).unwrap();
+            field(&mut o, "request", TType::Map, 3).unwrap();
+            o.write_map_begin(&TMapIdentifier::new(TType::String, TType::String, 1))
+                .unwrap();
+            o.write_string("context").unwrap();
+            o.write_bytes(b"{\"expr\":\"/tmp/\xff\xfe\"}").unwrap();
+            o.write_map_end().unwrap();
+            o.write_field_end().unwrap();
+            end_call(&mut o).unwrap();
+        }
+        let (req, _) = read_request(&mut input(&buf[..])).unwrap().unwrap();
+        let Request::Call { request, .. } = req else {
+            panic!("{req:?}")
+        };
+        assert_eq!(request["context"], "{\"expr\":\"/tmp/\u{fffd}\u{fffd}\"}");
     }
 
     #[test]

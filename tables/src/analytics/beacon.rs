@@ -1,6 +1,12 @@
 //! Beacon scoring for one (program identity, destination) key (docs/design.md, "Beacons").
 //!
-//! * Sessions: connection starts within 2 s merge (parallel connections of one check-in).
+//! * Sessions: connection starts closer than `session_gap_seconds` (2 s) merge — parallel
+//!   connections of one check-in — but never closer than a quarter of the key's own rough
+//!   period (the 90th percentile of its start gaps), so a 2 s beacon keeps its beats.
+//! * Periods from `min_median_interval_seconds` (1 s) up are scored: implants' fast modes check
+//!   in every 1–5 s, and a timer that regular is no more benign for being fast. Below
+//!   `fast_period_seconds` (10 s) a key must also be machine-regular (dispersion ≤ 0.25):
+//!   interactive and build bursts are fast too, but their gaps scatter (docs/beacon-eval.md).
 //! * Timing T = 0.5·T_disp + 0.25·T_skew + 0.25·T_cv over the intervals between sessions:
 //!   `T_disp = clamp((0.6 − MAD/median)/0.5)` (robust to missed beats and retries),
 //!   Bowley skew only when the IQR exceeds 5 % of the median (a relative gate, so short and long
@@ -17,14 +23,25 @@ use super::stats::{clamp01, mad, mean, median, quartiles, sorted, std_dev};
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BeaconParams {
-    /// Starts closer than this are one session.
+    /// Starts closer than this are one session (at most a quarter of the key's rough period).
     pub session_gap_seconds: f64,
     /// Fewer sessions than this: not scored.
     pub min_sessions: usize,
     /// Fewer than this (but at least `min_sessions`): confidence "low".
     pub normal_sessions: usize,
-    /// Keys whose median interval is shorter are interactive or streaming, not beacons.
+    /// Keys whose median interval is shorter are streaming, not beacons: the smallest scored
+    /// period.
     pub min_median_interval_seconds: f64,
+    /// Below this period a key must be machine-regular to be scored: bursts of interactive or
+    /// build traffic are fast too, but their gaps scatter.
+    pub fast_period_seconds: f64,
+    /// The largest dispersion (MAD / median) a key faster than `fast_period_seconds` may have.
+    pub fast_max_dispersion: f64,
+    /// More well-known periodic services, `name-suffix:port,port` (`*` for any port), beside
+    /// `tables/data/periodic-services.txt`.
+    pub known_services: Vec<String>,
+    /// Context multiplier for a beacon to a well-known periodic service.
+    pub known_service_multiplier: f64,
 }
 
 impl Default for BeaconParams {
@@ -33,7 +50,11 @@ impl Default for BeaconParams {
             session_gap_seconds: 2.0,
             min_sessions: 4,
             normal_sessions: 6,
-            min_median_interval_seconds: 10.0,
+            min_median_interval_seconds: 1.0,
+            fast_period_seconds: 10.0,
+            fast_max_dispersion: 0.25,
+            known_services: Vec::new(),
+            known_service_multiplier: 0.5,
         }
     }
 }
@@ -153,9 +174,102 @@ impl Presence<'_> {
     }
 }
 
+/// The merge gap for one key: `configured`, but at most a quarter of the key's rough period
+/// (the 90th percentile of the gaps between its connection starts: robust to check-ins that open several connections), so parallel connections of
+/// one check-in merge while the beats of a fast beacon do not.
+pub fn adaptive_gap(conns: &[Conn], configured: f64) -> f64 {
+    let mut starts: Vec<f64> = conns
+        .iter()
+        .map(|c| c.start)
+        .filter(|s| s.is_finite())
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0.0)
+        .collect();
+    if gaps.len() < 3 {
+        return configured;
+    }
+    match super::stats::percentile(&gaps, 90.0) {
+        Some(p75) => configured.min(0.25 * p75),
+        None => configured,
+    }
+}
+
+/// The curated list of well-known periodic services (`tables/data/periodic-services.txt`).
+const PERIODIC_SERVICES: &str = include_str!("../../data/periodic-services.txt");
+
+/// One well-known periodic service: a name suffix and its ports (empty: any port).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownService {
+    pub suffix: String,
+    pub ports: Vec<u16>,
+}
+
+fn parse_ports(s: &str) -> Option<Vec<u16>> {
+    if s == "*" {
+        return Some(Vec::new());
+    }
+    s.split(',').map(|p| p.trim().parse().ok()).collect()
+}
+
+/// The curated list plus the config's own entries (`name-suffix:port,port`). A config entry
+/// that does not parse is returned as an error naming it.
+pub fn known_services(extra: &[String]) -> Result<Vec<KnownService>, String> {
+    let mut out: Vec<KnownService> = PERIODIC_SERVICES
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some(KnownService {
+                suffix: w.next()?.to_ascii_lowercase(),
+                ports: parse_ports(w.next()?)?,
+            })
+        })
+        .collect();
+    for e in extra {
+        let (name, ports) = e.split_once(':').unwrap_or((e.as_str(), "*"));
+        let ports = parse_ports(ports).ok_or_else(|| {
+            format!("[beacons] known_services entry {e:?}: ports must be numbers separated by commas, or *")
+        })?;
+        if name.trim().is_empty() {
+            return Err(format!(
+                "[beacons] known_services entry {e:?} names no service"
+            ));
+        }
+        out.push(KnownService {
+            suffix: name.trim().trim_end_matches('.').to_ascii_lowercase(),
+            ports,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a resolved name and port are well-known periodic infrastructure.
+pub fn is_known_service(services: &[KnownService], name: &str, port: i64) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    services.iter().any(|s| {
+        (name == s.suffix || name.ends_with(&format!(".{}", s.suffix)))
+            && (s.ports.is_empty() || s.ports.iter().any(|p| i64::from(*p) == port))
+    })
+}
+
+/// The context multiplier for a known periodic service: lower for signed code, never below
+/// 0.7 for unsigned, ad-hoc or invalid programs.
+pub fn known_service_multiplier(configured: f64, signer_class: &str) -> f64 {
+    if matches!(signer_class, "unsigned" | "adhoc" | "invalid") {
+        configured.max(0.7)
+    } else {
+        configured
+    }
+}
+
 /// Scores one key. `None` when it has too few sessions or is too fast to be a beacon.
 pub fn score(conns: &[Conn], presence: &Presence<'_>, p: &BeaconParams) -> Option<BeaconScore> {
-    let sessions = sessionize(conns, p.session_gap_seconds);
+    let sessions = sessionize(conns, adaptive_gap(conns, p.session_gap_seconds));
     if sessions.len() < p.min_sessions.max(4) {
         return None;
     }
@@ -169,6 +283,9 @@ pub fn score(conns: &[Conn], presence: &Presence<'_>, p: &BeaconParams) -> Optio
         return None;
     }
     let (timing, r) = timing(&d)?;
+    if period < p.fast_period_seconds && r > p.fast_max_dispersion {
+        return None;
+    }
     let outs: Vec<f64> = sessions.iter().map(|s| s.bytes_out).collect();
     let ins: Vec<f64> = sessions.iter().map(|s| s.bytes_in).collect();
     let size = rita::statistical_score(&outs, 0.0).max(rita::statistical_score(&ins, 0.0));
@@ -302,9 +419,16 @@ mod tests {
         let s = score(&burst, &presence, &p).unwrap();
         assert_eq!((s.sessions, s.period), (6, 60.0));
         assert!(!s.low_confidence);
-        // Too fast: streaming, not beaconing.
-        assert!(score(
+        // A 3 s beacon is scored on its merits; sub-second streams are not beacons.
+        let fast = score(
             &conns(&(0..50).map(|i| i as f64 * 3.0).collect::<Vec<_>>()),
+            &presence,
+            &p,
+        )
+        .unwrap();
+        assert_eq!((fast.sessions, fast.period), (50, 3.0));
+        assert!(score(
+            &conns(&(0..50).map(|i| i as f64 * 0.3).collect::<Vec<_>>()),
             &presence,
             &p
         )
@@ -313,6 +437,62 @@ mod tests {
         assert!(score(&conns(&[5.0; 10]), &presence, &p).is_none());
         let s = score(&conns(&[0.0, 1e9, 2e9, 3e9, f64::NAN, 4e9]), &presence, &p).unwrap();
         assert!(s.raw.is_finite());
+    }
+
+    #[test]
+    fn fast_beacons_keep_their_beats_and_parallel_connections_still_merge() {
+        let active: Vec<i64> = (0..2).collect();
+        let presence = Presence {
+            active_hours: &active,
+        };
+        let p = BeaconParams::default();
+        // A 2 s session-mode beacon with 20 % jitter: every beat is a session.
+        let mut u = rng(3);
+        let mut t = 0.0;
+        let beats: Vec<f64> = (0..600)
+            .map(|_| {
+                t += 2.0 * (1.0 - 0.2 * u());
+                t
+            })
+            .collect();
+        let s = score(&conns(&beats), &presence, &p).unwrap();
+        assert_eq!(s.sessions, 600);
+        assert!((s.period - 1.8).abs() < 0.1, "{}", s.period);
+        assert!(s.timing > 0.7, "{}", s.timing);
+        // A 300 s beacon opening three connections per check-in: still one session each.
+        let mut starts = Vec::new();
+        for i in 0..20 {
+            let at = i as f64 * 300.0;
+            starts.extend([at, at + 0.4, at + 1.1]);
+        }
+        let s = score(&conns(&starts), &presence, &p).unwrap();
+        assert_eq!((s.sessions, s.period), (20, 300.0));
+        assert_eq!(adaptive_gap(&conns(&starts), 2.0), 2.0);
+    }
+
+    #[test]
+    fn well_known_periodic_services_by_name_and_port() {
+        let s = known_services(&["beacon.corp.example:8443".into(), "mdm.corp.example".into()])
+            .unwrap();
+        assert!(is_known_service(&s, "2.pool.ntp.org", 123));
+        assert!(is_known_service(&s, "Time.Apple.com.", 123));
+        assert!(is_known_service(&s, "17-courier.push.apple.com", 5223));
+        assert!(
+            !is_known_service(&s, "2.pool.ntp.org", 443),
+            "a pool name on another port"
+        );
+        assert!(!is_known_service(&s, "evilpool.ntp.org.example", 123));
+        assert!(
+            !is_known_service(&s, "notpool.ntp.org", 123),
+            "a suffix is a whole label"
+        );
+        assert!(is_known_service(&s, "a.beacon.corp.example", 8443));
+        assert!(is_known_service(&s, "mdm.corp.example", 1234));
+        assert!(known_services(&["x.example:http".into()])
+            .unwrap_err()
+            .contains("x.example:http"));
+        assert_eq!(known_service_multiplier(0.5, "apple"), 0.5);
+        assert_eq!(known_service_multiplier(0.5, "unsigned"), 0.7);
     }
 
     #[test]

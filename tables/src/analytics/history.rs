@@ -17,6 +17,8 @@ pub struct Flow {
     pub launchd_label: Option<String>,
     pub protocol: String,
     pub remote: String,
+    /// The full name the destination was resolved from (DNS answer, else the flow's own).
+    pub remote_name: Option<String>,
     pub remote_address: String,
     pub remote_port: i64,
     pub scope: &'static str,
@@ -211,6 +213,7 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
                     notarized: s.notarized,
                     launchd_label: label,
                     remote: destination_key(name.as_deref(), &remote_address),
+                    remote_name: name.clone(),
                     scope: scope(&remote_address, &internal),
                     remote_address,
                     remote_port,

@@ -503,6 +503,104 @@ pub fn host_day(seed: u64, day_index: u64) -> Vec<Key> {
         (0.5, 5.0),
     ));
     keys.extend(job_keys(seed, day_index, day, &w));
+    keys.extend(fast_and_infrastructure_keys(seed, day_index, day, &w));
+    keys
+}
+
+/// Issue 12's classes, from a third stream: an implant's fast session mode (1–10 s check-ins
+/// for an hour, jittered or not) beside the periodic infrastructure that must stay quiet — SSDP
+/// multicast, and NTP and push channels from programs whose signer is unknown (as in captures
+/// converted to observations).
+fn fast_and_infrastructure_keys(seed: u64, day_index: u64, day: f64, w: &[(f64, f64)]) -> Vec<Key> {
+    let mut rng = Rng::new(seed.wrapping_mul(104_729).wrapping_add(day_index) ^ 0xfa57);
+    let mut keys = Vec::new();
+    let (class, period, jitter) = match rng.next_u64() % 4 {
+        0 => ("fast_1s", 1.0, 0.0),
+        1 => ("fast_2s_j20", 2.0, 0.2),
+        2 => ("fast_5s_j50", 5.0, 0.5),
+        _ => ("fast_10s_j30", 10.0, 0.3),
+    };
+    let awake_start = w.first().map_or(day, |a| a.0);
+    let from = awake_start + rng.range(0.0, 3.0 * 3600.0);
+    let mut conns = Vec::new();
+    let mut durations = Vec::new();
+    let mut t = from;
+    while t < from + 3600.0 {
+        conns.push(Conn {
+            start: t,
+            bytes_out: rng.range(200.0, 260.0),
+            bytes_in: rng.range(80.0, 120.0),
+        });
+        durations.push(rng.range(0.05, 0.3));
+        t += period * (1.0 - jitter * rng.f());
+    }
+    keys.push(Key {
+        class: class.into(),
+        malicious: true,
+        path: format!("/Users/Shared/.{class}/agent"),
+        signer_class: if rng.f() < 0.5 { "adhoc" } else { "unsigned" },
+        remote_name: format!("s{}.fast-c2.example.net", rng.next_u64() % 1000),
+        port: 443,
+        launchd_period: None,
+        conns,
+        durations,
+        addresses: vec!["198.51.100.77".into()],
+        first_seen_days: rng.range(0.0, 7.0),
+        job_class: "none",
+        interpreter: false,
+        launchd_label: None,
+    });
+    let infra = |rng: &mut Rng,
+                 class: &str,
+                 name: &str,
+                 port: u16,
+                 address: &str,
+                 every: f64,
+                 jitter: f64| {
+        let mut k = benign(
+            rng,
+            class,
+            "unknown",
+            name,
+            day,
+            w,
+            &mut |r, _| Some(every * (1.0 + jitter * (2.0 * r.f() - 1.0))),
+            None,
+            (48.0, 48.0),
+            (0.05, 0.2),
+        );
+        k.port = port;
+        k.addresses = vec![address.into()];
+        k.path = format!("/usr/sbin/{class}");
+        k
+    };
+    keys.push(infra(
+        &mut rng,
+        "ssdp_multicast",
+        "239.255.255.250",
+        1900,
+        "239.255.255.250",
+        60.0,
+        0.02,
+    ));
+    keys.push(infra(
+        &mut rng,
+        "ntp_unknown",
+        "2.pool.ntp.org",
+        123,
+        "162.159.200.1",
+        64.0,
+        0.0,
+    ));
+    keys.push(infra(
+        &mut rng,
+        "push_unknown",
+        "17-courier.push.apple.com",
+        5223,
+        "17.57.144.10",
+        1800.0,
+        0.05,
+    ));
     keys
 }
 
@@ -567,8 +665,8 @@ mod tests {
         assert_eq!(host_day(7, 0), host_day(7, 0));
         assert_ne!(host_day(7, 0)[0].conns, host_day(8, 0)[0].conns);
         let keys = host_day(3, 1);
-        // One beacon from the classic stream, one from the launchd-job stream.
-        assert_eq!(keys.iter().filter(|k| k.malicious).count(), 2);
+        // One beacon from each stream: classic, launchd jobs, fast session mode.
+        assert_eq!(keys.iter().filter(|k| k.malicious).count(), 3);
         assert!(keys.iter().all(|k| k.conns.len() == k.durations.len()));
         let obs = observations(&keys);
         assert!(obs.iter().any(|o| matches!(o, Observation::Signing(_))));

@@ -263,9 +263,55 @@ impl QueryContext {
         self.offset
     }
 
+    /// Values of `column = x` constraints on an integer column, coerced as SQLite's re-check
+    /// compares them (see [`integer_value`]). `None`: no equality constraint, every row is
+    /// wanted. `Some(empty)`: there were some, but no integer can equal any of them.
+    pub fn equals_integer(&self, column: &str) -> Option<Vec<i64>> {
+        let mut any = false;
+        let mut values: Vec<i64> = self
+            .constraints(column)
+            .iter()
+            .filter(|c| c.op == Op::Equals)
+            .inspect(|_| any = true)
+            .filter_map(|c| integer_value(&c.expr))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        any.then_some(values)
+    }
+
     pub fn has_constraints(&self) -> bool {
         self.constraints.values().any(|l| !l.is_empty())
     }
+}
+
+/// The integer a constraint value equals, as SQLite decides when it re-checks `col = value` on
+/// an INTEGER/BIGINT column: the value arrives as text (`sqlite3_value_text`), and SQLite
+/// compares a text operand against a numeric column by numeric affinity, so `"443.0"` (what
+/// `remote_port = 443.0` or a join against a DOUBLE column sends), `" 443 "` and `"4.43e2"` all
+/// equal 443. Returns `None` when no integer can equal the value: non-numeric text (hex such as
+/// `"0x1F"` included, which SQLite keeps as text), a fraction, or out of range.
+///
+/// Leading zeros are decimal (`"010"` is 10, as SQLite compares it), unlike the base-0 parse
+/// osqueryd applies to the *rows* an extension returns: a pushed-down filter must keep every
+/// row SQLite's re-check would keep, and SQLite never reads octal.
+pub fn integer_value(expr: &str) -> Option<i64> {
+    let t = expr.trim_matches(|c: char| c.is_ascii_whitespace());
+    // Only what SQLite's number syntax allows: Rust's float parser would also take "inf"/"nan".
+    if t.is_empty()
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(i);
+    }
+    let f: f64 = t.parse().ok()?;
+    // 2^63 as f64 is the first value past i64::MAX.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.is_finite() && f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
 }
 
 fn json_i64(v: &Json) -> Option<i64> {
@@ -342,6 +388,49 @@ mod tests {
             let err = QueryContext::parse_json(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text} -> {err}");
         }
+    }
+
+    #[test]
+    fn integer_values_coerce_as_sqlite_compares_them() {
+        for (expr, want) in [
+            ("443", Some(443)),
+            ("443.0", Some(443)),
+            (" 443 ", Some(443)),
+            ("+443", Some(443)),
+            ("4.43e2", Some(443)),
+            ("-7", Some(-7)),
+            ("010", Some(10)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("443.5", None),
+            ("0x1F", None),
+            ("12abc", None),
+            ("", None),
+            ("inf", None),
+            ("nan", None),
+            ("1e300", None),
+            ("\u{fffd}", None),
+        ] {
+            assert_eq!(integer_value(expr), want, "{expr:?}");
+        }
+    }
+
+    #[test]
+    fn equals_integer_tells_no_constraint_from_an_unmatchable_one() {
+        let mut ctx = QueryContext::all();
+        assert_eq!(ctx.equals_integer("remote_port"), None);
+        ctx.push("remote_port", Op::GreaterThan, "10");
+        assert_eq!(
+            ctx.equals_integer("remote_port"),
+            None,
+            "only equality counts"
+        );
+        ctx.push("remote_port", Op::Equals, "443.0");
+        ctx.push("remote_port", Op::Equals, "443");
+        ctx.push("remote_port", Op::Equals, "80");
+        assert_eq!(ctx.equals_integer("remote_port"), Some(vec![80, 443]));
+        let mut nothing = QueryContext::all();
+        nothing.push("pid", Op::Equals, "1.5");
+        assert_eq!(nothing.equals_integer("pid"), Some(vec![]));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use column::{Column, ColumnOptions, ColumnType};
-pub use constraints::{Constraint, ContextError, Op, QueryContext};
+pub use constraints::{integer_value, Constraint, ContextError, Op, QueryContext};
 
 use crate::env::TableEnv;
 

@@ -136,7 +136,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<BtmItem>, String> {
         let Some(d) = obj.as_dictionary() else {
             continue;
         };
-        let get = |keys: &[&str]| keys.iter().find_map(|k| d.get(*k));
+        let get = |keys: &[&str]| keys.iter().find_map(|k| d.get(k));
         let Some(identifier) = get(&["identifier"]).and_then(text) else {
             continue;
         };

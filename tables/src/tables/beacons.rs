@@ -39,7 +39,9 @@ const COLUMNS: &[Column] = &[
     double("context", "Product of the context multipliers: the weaker of signer class and job_class, novelty, explained schedule"),
     double("beacon_score", "raw_score × context, clamped to [0, 1]"),
     text("confidence", "low (4–5 sessions) or normal"),
+    integer("known_service", "1 when the destination is well-known periodic infrastructure (NTP, push, connectivity and update checks: tables/data/periodic-services.txt and [beacons] known_services), by resolved name and port"),
     integer("explained_by_launchd", "1 when the job's StartInterval or calendar period matches within max(2 s, 5 %); only for root-only jobs running an Apple or Developer ID program that is not an interpreter, else NULL"),
+    double("history_days", "Days of connection history the store holds (oldest first contact to now); novelty is neutral while this is below [analytics] baseline_days"),
     bigint("first_seen", "First session, Unix epoch"),
     bigint("last_seen", "Last session, Unix epoch"),
     integer("allowlisted", "1 when the config's [allowlist] names this path, identity, destination or launchd label (pack queries skip these)"),
@@ -105,6 +107,16 @@ pub fn first_seen_by_destination(env: &TableEnv) -> HashMap<(String, String), f6
     out
 }
 
+/// Days of history the store holds: from the oldest first contact it remembers to `now`.
+pub fn history_days(
+    first_seen: &HashMap<(String, String), f64>,
+    window_start: f64,
+    now: f64,
+) -> f64 {
+    let oldest = first_seen.values().copied().fold(window_start, f64::min);
+    ((now - oldest) / 86_400.0).max(0.0)
+}
+
 /// The earliest first contact of any of the key's programs with its destination.
 pub fn key_first_seen(
     first_seen: &HashMap<(String, String), f64>,
@@ -143,6 +155,13 @@ impl Table for Beacons {
         let identities = ctx.equals("identity");
         let remotes = ctx.equals("remote");
         let first_seen = first_seen_by_destination(env);
+        let window_start = all.iter().map(|f| f.start).fold(now, f64::min);
+        let history = history_days(&first_seen, window_start, now);
+        // Every destination is "new" to a store that is days old: novelty only speaks once the
+        // history covers the baseline.
+        let novelty_known = history >= a.baseline_days;
+        let services = crate::analytics::beacon::known_services(&env.config.beacons.known_services)
+            .map_err(TableError)?;
         let mut rows = Vec::new();
         for ((identity, remote, port, protocol), fl) in by_key(&all, a.include_internal) {
             if (!identities.is_empty() && !identities.contains(&identity.as_str()))
@@ -170,7 +189,8 @@ impl Table for Beacons {
                 interpreter: last.interpreter,
                 masquerading: last.masquerading,
             });
-            if let Some(first) = key_first_seen(&first_seen, &fl, &remote) {
+            if let Some(first) = key_first_seen(&first_seen, &fl, &remote).filter(|_| novelty_known)
+            {
                 let age = now - first;
                 if age <= a.new_days * 86400.0 {
                     context *= a.new_multiplier;
@@ -180,6 +200,18 @@ impl Table for Beacons {
             }
             if explained == Some(true) {
                 context *= a.explained_multiplier;
+            }
+            // Time sync, push channels and connectivity checks are timers by design.
+            let known_service = fl
+                .iter()
+                .rev()
+                .find_map(|f| f.remote_name.as_deref())
+                .is_some_and(|n| crate::analytics::beacon::is_known_service(&services, n, port));
+            if known_service {
+                context *= crate::analytics::beacon::known_service_multiplier(
+                    env.config.beacons.known_service_multiplier,
+                    &last.signer_class,
+                );
             }
             let addresses: BTreeSet<&str> = fl.iter().map(|f| f.remote_address.as_str()).collect();
             let (identity_for_allowlist, remote_for_allowlist, label_for_allowlist) =
@@ -209,7 +241,9 @@ impl Table for Beacons {
                 Value::Double(context),
                 Value::Double((s.raw * context).clamp(0.0, 1.0)),
                 Value::from(if s.low_confidence { "low" } else { "normal" }),
+                Value::from(known_service),
                 Value::from(explained),
+                Value::Double((history * 100.0).round() / 100.0),
                 Value::from(fl[0].start.floor() as i64),
                 Value::from(last.start.floor() as i64),
                 Value::from(env.config.allowlist.matches(

@@ -29,7 +29,8 @@ const COLUMNS: &[Column] = &[
     text("username", "User the job runs as: the home's user for user agents, UserName or root for daemons; NULL for agents loaded for every user"),
     bigint("owner_uid", "uid owning the plist file"),
     text("program", "Executable launchd runs: Program, else ProgramArguments[0] (bare names looked up in /usr/bin:/bin:/usr/sbin:/sbin), else BundleProgram"),
-    text("program_arguments", "ProgramArguments as a JSON array"),
+    text("program_arguments", "ProgramArguments as a JSON array, credentials redacted (URL passwords, --password/--token-style values, Authorization headers, long random base64/hex) as [redacted KIND len=N sha256=…]; [redact] in the config"),
+    integer("arguments_redacted", "How many secrets were redacted from program_arguments; 0 when none, NULL without ProgramArguments"),
     integer("program_exists", "1 when the program exists under --root"),
     text("schedule_kind", "interval, calendar, keep_alive, watch, launch_events, run_at_load or on_demand: the first that applies"),
     bigint("start_interval", "StartInterval, seconds"),
@@ -202,12 +203,17 @@ impl Table for Launchd {
             set("user_writable", Value::from(row_writable));
             let row_program = program.clone();
             set("program", Value::from(program));
-            set(
-                "program_arguments",
-                job.program_arguments.as_ref().map_or(Value::Null, |a| {
-                    Value::Text(Json::from(a.clone()).to_string())
-                }),
-            );
+            if let Some(args) = &job.program_arguments {
+                let redacted = crate::redact::command_line(args, &env.config.redact);
+                set(
+                    "program_arguments",
+                    Value::Text(Json::from(redacted.args).to_string()),
+                );
+                set(
+                    "arguments_redacted",
+                    Value::from(redacted.redactions as i64),
+                );
+            }
             set("schedule_kind", Value::from(schedule_kind(&job)));
             set("start_interval", Value::from(job.start_interval));
             set(

@@ -140,11 +140,12 @@ impl Table for ProcessCpu {
         let cfg = &env.config.cpu;
         let now = env.now();
         let recent_from = now - cfg.recent_seconds;
-        let pids: Vec<i64> = ctx
-            .equals("pid")
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect();
+        let pids = ctx.equals_integer("pid");
+        if pids.as_ref().is_some_and(Vec::is_empty) {
+            // pid = 1.5 or pid = 'x': no process can match.
+            return Ok(Vec::new());
+        }
+        let pids = pids.unwrap_or_default();
         let mut instances: BTreeMap<(i64, u64), Instance> = BTreeMap::new();
         env.store.read(|c| {
             let sql = format!(

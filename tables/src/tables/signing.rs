@@ -14,20 +14,54 @@ pub struct Signing;
 
 const COLUMNS: &[Column] = &[
     text("path", "Executable path").index(),
-    text("status", "valid, invalid, unsigned, adhoc, unsupported (cannot be verified on this host or format) or error"),
-    text("signer_class", "apple, app_store, developer_id (Developer ID OIDs required), adhoc, unsigned, invalid, other, or unknown (not determinable here)"),
+    text("status", "valid, invalid, unsigned, adhoc, unsupported (cannot be verified on this host or format) or error. valid: see validation for what was checked"),
+    text("signer_class", "apple, app_store (Mac App Store, or iOS App Store apps on Apple silicon), developer_id (Developer ID OIDs required), adhoc, unsigned, invalid, other, or unknown (not determinable here)"),
     text("identifier", "Code signing identifier"),
     text("team_id", "Team identifier"),
     text("authority", "JSON array of certificate common names, leaf first (macOS)"),
     text("cdhash", "Code directory hash (hex, 20 bytes) of the strongest code directory"),
-    integer("notarized", "1/0 when asked for: selecting this column (or [signing] notarization = true) asks syspolicyd once per file, which may use the network; NULL otherwise or off macOS"),
+    integer("notarized", "1 when a notarization ticket is found locally (stapled or cached by the system) or the code is Apple's; NULL when none is found (a notarized bare command-line tool carries no stapled ticket, so absence proves nothing), when not asked for, or off macOS. Asked for by selecting this column or [signing] notarization = true; offline"),
     integer("hardened_runtime", "Hardened runtime flag (CS_RUNTIME)"),
     integer("platform_binary", "1 for Apple platform binaries"),
     integer("linker_signed", "Ad-hoc signature made by the linker (CS_LINKER_SIGNED, arm64 default for unsigned builds)"),
     text("format", "macho, elf or other"),
     text("source", "security_framework, static (from the file's bytes) or observation (replayed)"),
     text("error", "Why the file could not be read or verified (short reason)"),
+    text("validation", "What a Security.framework status checked (macOS): basic = code directory, CMS signature and certificate chain of the native slice, pages and other architectures not hashed; full = every architecture, page and nested code. NULL for static or replayed facts"),
 ];
+
+/// Designated-requirement texts for the signer classes (collectors.md §4; OIDs from Apple's
+/// certificate policies): Developer ID CA (…6.2.6) with a Developer ID Application leaf
+/// (…6.1.13).
+pub const DEVELOPER_ID: &str =
+    "anchor apple generic and certificate 1[field.1.2.840.113635.100.6.2.6] exists \
+     and certificate leaf[field.1.2.840.113635.100.6.1.13] exists";
+/// Mac App Store (…6.1.9, …6.1.9.1) and iOS App Store apps run on Apple silicon (…6.1.3,
+/// Security `LWCRHelper.mm`), which would otherwise land in `other`.
+pub const APP_STORE: &str =
+    "anchor apple generic and (certificate leaf[field.1.2.840.113635.100.6.1.9] exists \
+     or certificate leaf[field.1.2.840.113635.100.6.1.9.1] exists \
+     or certificate leaf[field.1.2.840.113635.100.6.1.3] exists)";
+
+/// The signer class of validly signed code, first match wins; `satisfies` checks a
+/// requirement text against the code (Security.framework on macOS).
+pub fn signer_class_from(satisfies: &dyn Fn(&str) -> bool) -> &'static str {
+    if satisfies("anchor apple") {
+        "apple"
+    } else if satisfies(APP_STORE) {
+        "app_store"
+    } else if satisfies(DEVELOPER_ID) {
+        "developer_id"
+    } else {
+        "other"
+    }
+}
+
+/// `notarized`: the requirement only finds a ticket stapled to the code or cached locally, and a
+/// notarized bare command-line tool has none, so not finding one is unknown (NULL), never 0.
+pub fn notarized_from(apple: bool, local_ticket: bool) -> Option<bool> {
+    (apple || local_ticket).then_some(true)
+}
 
 pub use crate::facts::SigningFacts;
 
@@ -107,6 +141,7 @@ fn row(path: String, format: Option<&str>, f: SigningFacts) -> Row {
         Value::from(format),
         Value::from(f.source),
         Value::from(f.error),
+        Value::from(f.validation),
     ]
 }
 
@@ -198,6 +233,47 @@ mod tests {
                 ..Slice::default()
             }],
         }
+    }
+
+    /// A stand-in for Security.framework: code whose leaf certificate carries `leaf_oid` under an
+    /// Apple anchor satisfies a requirement when one of its leaf clauses names that OID.
+    fn requirements_for(leaf_oid: &'static str) -> impl Fn(&str) -> bool {
+        move |req: &str| {
+            req != "anchor apple" && req.contains(&format!("leaf[field.{leaf_oid}] exists"))
+        }
+    }
+
+    #[test]
+    fn ios_app_store_apps_on_apple_silicon_are_app_store() {
+        assert_eq!(
+            signer_class_from(&requirements_for("1.2.840.113635.100.6.1.3")),
+            "app_store"
+        );
+        assert_eq!(
+            signer_class_from(&requirements_for("1.2.840.113635.100.6.1.9")),
+            "app_store"
+        );
+        assert_eq!(
+            signer_class_from(&requirements_for("1.2.840.113635.100.6.1.9.1")),
+            "app_store"
+        );
+        assert_eq!(
+            signer_class_from(&requirements_for("1.2.840.113635.100.6.1.13")),
+            "developer_id"
+        );
+        assert_eq!(signer_class_from(&requirements_for("1.2.3.4")), "other");
+        assert_eq!(signer_class_from(&|r: &str| r == "anchor apple"), "apple");
+    }
+
+    #[test]
+    fn no_local_ticket_is_unknown_not_false() {
+        assert_eq!(
+            notarized_from(false, false),
+            None,
+            "a bare notarized CLI tool has no stapled ticket"
+        );
+        assert_eq!(notarized_from(false, true), Some(true));
+        assert_eq!(notarized_from(true, false), Some(true));
     }
 
     #[test]

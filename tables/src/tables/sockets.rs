@@ -19,7 +19,7 @@ const COLUMNS: &[Column] = &[
     text("remote_address", "Remote address").index(),
     integer("remote_port", "Remote port").index(),
     text("remote_name", "Name the remote address was resolved from (the flow's own, else the latest DNS answer for it)"),
-    text("remote_scope", "loopback, link_local, private (RFC 1918, fc00::/7, 100.64/10, networks.internal) or external"),
+    text("remote_scope", "loopback, link_local, private (RFC 1918, fc00::/7, 100.64/10, networks.internal), multicast (224/4, ff00::/8), broadcast (255.255.255.255) or external; only external counts as external"),
     text("state", "TCP state as osquery spells it (ESTABLISHED, TIME_WAIT, …); CLOSED for finished flows; NULL for UDP"),
     bigint("bytes_sent", "Bytes sent as the kernel counts them: Linux TCP bytes the peer acknowledged (tcpi_bytes_acked; the connecting side's SYN adds one); macOS ≤ 14 per packet incl. headers and retransmissions, 15+ payload. NULL for Linux UDP (no counters)"),
     bigint("bytes_received", "Bytes received as the kernel counts them: Linux TCP payload (tcp_info); macOS ≤ 14 incl. headers, 15+ possibly counted twice. NULL for Linux UDP"),
@@ -54,23 +54,28 @@ impl Table for Sockets {
             ("remote_address", false),
             ("remote_port", true),
         ] {
-            let values = ctx.equals(col);
-            if values.is_empty() {
-                continue;
-            }
+            let values: Vec<rusqlite::types::Value> = if numeric {
+                // "443.0" (remote_port = 443.0, or a join against a DOUBLE) is port 443.
+                match ctx.equals_integer(col) {
+                    None => continue,
+                    Some(v) => v.into_iter().map(rusqlite::types::Value::Integer).collect(),
+                }
+            } else {
+                let v = ctx.equals(col);
+                if v.is_empty() {
+                    continue;
+                }
+                v.into_iter()
+                    .map(|t| rusqlite::types::Value::Text(t.to_string()))
+                    .collect()
+            };
             let mut marks = Vec::new();
             for v in values {
-                params.push(if numeric {
-                    match v.parse::<i64>() {
-                        Ok(n) => rusqlite::types::Value::Integer(n),
-                        Err(_) => continue,
-                    }
-                } else {
-                    rusqlite::types::Value::Text(v.to_string())
-                });
+                params.push(v);
                 marks.push(format!("?{}", params.len()));
             }
             filters.push(if marks.is_empty() {
+                // Constrained, but no integer can equal any value given.
                 "0".to_string()
             } else {
                 format!("f.{col} IN ({})", marks.join(","))

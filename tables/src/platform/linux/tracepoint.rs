@@ -1528,7 +1528,7 @@ mod live_tests {
         let events = match KernelEvents::start() {
             Ok(e) => e,
             Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-                eprintln!("skipped: kernel events unavailable here ({e})");
+                log::warn!("skipped: kernel events unavailable here ({e})");
                 return;
             }
             Err(e) => panic!("kernel events must run in CI (root): {e}"),

@@ -1,11 +1,21 @@
 //! Code signing facts from Security.framework (macOS only).
 //!
 //! Only type-checked here (macos-check). What needs a Mac to prove: the status mapping of
-//! real error codes (unsigned vs invalid), the signer classes for Apple, App Store and
-//! Developer ID binaries, the certificate chain order, and the cost of `notarized` (an XPC
-//! round trip to syspolicyd that may go online). Validation uses `BASIC_VALIDATE_ONLY |
-//! NO_NETWORK_ACCESS`: code directory, CMS and certificate chain, no page or resource hashing
-//! (the expensive part for large bundles, osquery#2987).
+//! real error codes (unsigned vs invalid), the signer classes for Apple, App Store (Mac and
+//! iOS-on-Apple-silicon) and Developer ID binaries, the certificate chain order, and what
+//! `notarized` finds locally.
+//!
+//! What `valid` means: by default (`validation` = `basic`) `BASIC_VALIDATE_ONLY |
+//! NO_NETWORK_ACCESS` on the slice the host would run: the code directory, its CMS signature and
+//! the certificate chain verify; pages and resources are not hashed (the expensive part for
+//! large bundles, osquery#2987) and other architectures are not checked (Security `CSCommon.h`:
+//! only `kSecCSCheckAllArchitectures` does). [`inspect_with`]`(…, full = true)` (`validation` =
+//! `full`) checks every architecture, every page and nested code, still offline.
+//!
+//! `notarized` is the `notarized` requirement, which is an offline lookup of a ticket stapled
+//! to the code or cached by the system (Security `SecAssessment.h`, `notarization.cpp`); a
+//! notarized bare command-line tool carries no stapled ticket, so not finding one proves
+//! nothing: NULL ("no local ticket"), never 0.
 
 use std::ffi::c_void;
 use std::str::FromStr;
@@ -24,6 +34,8 @@ use security_framework::os::macos::code_signing::{Flags, SecRequirement, SecStat
 
 use crate::binary::{CS_ADHOC, CS_LINKER_SIGNED, CS_RUNTIME};
 use crate::facts::SigningFacts;
+// Pure requirement helpers still live with the table (to move below both in a later change).
+use crate::tables::signing::{notarized_from, signer_class_from, DEVELOPER_ID};
 
 /// `kSecCSSigningInformation` (Security `SecCode.h`): ask for identifier, team, certificates.
 const K_SEC_CS_SIGNING_INFORMATION: u32 = 1 << 1;
@@ -45,13 +57,6 @@ extern "C" {
     static kSecCodeInfoFlags: CFStringRef;
     static kSecCodeInfoPlatformIdentifier: CFStringRef;
 }
-
-const DEVELOPER_ID: &str =
-    "anchor apple generic and certificate 1[field.1.2.840.113635.100.6.2.6] exists \
-                            and certificate leaf[field.1.2.840.113635.100.6.1.13] exists";
-const APP_STORE: &str =
-    "anchor apple generic and (certificate leaf[field.1.2.840.113635.100.6.1.9] exists \
-                         or certificate leaf[field.1.2.840.113635.100.6.1.9.1] exists)";
 
 fn info(code: &SecStaticCode) -> Option<CFDictionary<CFString, CFType>> {
     let mut out: CFDictionaryRef = std::ptr::null();
@@ -79,14 +84,28 @@ fn get<T: core_foundation::ConcreteCFType>(
     d.find(&key).and_then(|v| v.downcast::<T>())
 }
 
-/// Facts for one file, or `None` when Security.framework cannot open it at all.
+/// Facts for one file with basic validation, or `None` when Security.framework cannot open it.
 pub fn inspect(path: &str, want_notarized: bool) -> Option<SigningFacts> {
+    inspect_with(path, want_notarized, false)
+}
+
+/// Facts for one file; `full` validates every architecture, page and nested code (see the
+/// module notes for what each level proves).
+pub fn inspect_with(path: &str, want_notarized: bool, full: bool) -> Option<SigningFacts> {
     let url = CFURL::from_path(path, false)?;
     let code = SecStaticCode::from_path(&url, Flags::NONE).ok()?;
-    let basic = Flags::BASIC_VALIDATE_ONLY | Flags::NO_NETWORK_ACCESS;
+    let basic = if full {
+        Flags::CHECK_ALL_ARCHITECTURES
+            | Flags::STRICT_VALIDATE
+            | Flags::CHECK_NESTED_CODE
+            | Flags::NO_NETWORK_ACCESS
+    } else {
+        Flags::BASIC_VALIDATE_ONLY | Flags::NO_NETWORK_ACCESS
+    };
     let always = SecRequirement::from_str("always").ok()?;
     let mut f = SigningFacts {
         source: "security_framework",
+        validation: Some(if full { "full" } else { "basic" }),
         ..SigningFacts::default()
     };
     let validity = code.check_validity(basic, &always);
@@ -143,20 +162,12 @@ pub fn inspect(path: &str, want_notarized: bool) -> Option<SigningFacts> {
         }
         Ok(()) => {
             f.status = "valid".into();
-            f.signer_class = if satisfies("anchor apple") {
-                "apple"
-            } else if satisfies(APP_STORE) {
-                "app_store"
-            } else if satisfies(DEVELOPER_ID) {
-                "developer_id"
-            } else {
-                "other"
-            }
-            .into();
+            f.signer_class = signer_class_from(&satisfies).into();
             if want_notarized {
-                f.notarized = Some(
-                    satisfies(&format!("{DEVELOPER_ID} and notarized"))
-                        || f.signer_class == "apple",
+                let apple = f.signer_class == "apple";
+                f.notarized = notarized_from(
+                    apple,
+                    !apple && satisfies(&format!("{DEVELOPER_ID} and notarized")),
                 );
             }
         }
