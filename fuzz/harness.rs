@@ -51,7 +51,9 @@ pub fn query_context(data: &[u8]) {
 /// Kernel buffers: macOS pcblist_n (both record shapes, both counter layouts), Linux sock_diag
 /// dumps, and /proc, cgroup and launchctl text.
 pub fn kernel_buffers(data: &[u8]) {
-    use lw::platform::{parse, pcblist, sockdiag};
+    use lw::platform::linux::sock_diag as sockdiag;
+    use lw::platform::macos::pcblist;
+    use lw::platform::parse;
     let _ = pcblist::parse(data, true, 23);
     let _ = pcblist::parse(data, false, 24);
     let _ = sockdiag::parse_dump(data);

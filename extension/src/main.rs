@@ -429,6 +429,12 @@ fn standalone_tables(
             &mut loaded.observations,
             &mut launchwatch_tables::attribution::ProcessTree::new("replay"),
         );
+        // A replayed flow says so, unless the file recorded which collector saw it.
+        for o in &mut loaded.observations {
+            if let Observation::Flow(f) = o {
+                f.source.get_or_insert_with(|| "replay".to_string());
+            }
+        }
         store
             .write_batch(&loaded.observations, 0)
             .map_err(|e| e.to_string())?;
@@ -441,6 +447,18 @@ fn standalone_tables(
     env.history_path = history;
     env.capture
         .not_running("query does not capture (the extension and record do; their payload rows are in the history)");
+    if !live {
+        *env.sampler
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = vec![launchwatch_tables::facts::SourceStatus {
+            name: "replay".into(),
+            running: true,
+            reason: None,
+            events_per_s: 0.0,
+            drops: 0,
+        }];
+    }
     let tables = table_set(env);
     if live && !no_sample {
         // Two fresh samples a short window apart, so rates and CPU percentages are real.

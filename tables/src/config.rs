@@ -219,6 +219,15 @@ pub struct SamplerConfig {
     pub socket_interval: f64,
     /// Seconds between the two fresh samples `query` takes in live mode.
     pub query_window: f64,
+    /// An open flow whose counters moved is written at least this often (seconds): what a
+    /// kill -9 can lose. Unchanged flows and idle processes are not rewritten.
+    pub flow_write_age: f64,
+    /// A counter jump of this many bytes writes the flow at the next socket sample whatever
+    /// its age.
+    pub flow_write_step: f64,
+    /// Unchanged open flows and idle processes are rewritten this often (seconds), so windows
+    /// and retention keep seeing them.
+    pub idle_refresh: f64,
 }
 
 impl Default for SamplerConfig {
@@ -227,6 +236,9 @@ impl Default for SamplerConfig {
             process_interval: 10.0,
             socket_interval: 5.0,
             query_window: 1.0,
+            flow_write_age: 5.0,
+            flow_write_step: 1_048_576.0,
+            idle_refresh: 300.0,
         }
     }
 }
@@ -392,6 +404,9 @@ impl Config {
             ("sampler.process_interval", self.sampler.process_interval),
             ("sampler.socket_interval", self.sampler.socket_interval),
             ("sampler.query_window", self.sampler.query_window),
+            ("sampler.flow_write_age", self.sampler.flow_write_age),
+            ("sampler.flow_write_step", self.sampler.flow_write_step),
+            ("sampler.idle_refresh", self.sampler.idle_refresh),
             ("store.max_age_hours", self.store.max_age_hours),
             ("store.max_mib", self.store.max_mib),
             ("store.summary_days", self.store.summary_days),

@@ -22,7 +22,7 @@ pub struct TableEnv {
     /// First-payload capture: whether it runs, why not, and its counters.
     pub capture: std::sync::Arc<crate::capture::CaptureFigures>,
     /// Parsed executables, shared by the signing and crypto-import tables.
-    pub binaries: crate::executables::BinaryCache,
+    pub binaries: crate::binary_cache::BinaryCache,
     /// Problems found at start-up that did not stop the extension (bad config, unwritable
     /// store): reported by `launchwatch_status` instead of a crash loop under osqueryd.
     pub startup_errors: Vec<String>,
@@ -38,6 +38,11 @@ pub struct SamplerFigures {
     pub last_cost_us: AtomicU64,
     pub errors: AtomicU64,
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// Each collector's state after the last tick (`launchwatch_status.sources`).
+    pub sources: std::sync::Mutex<Vec<crate::facts::SourceStatus>>,
+    /// The kernel-event collector's 4-tuple → owner table while the sampler thread runs it
+    /// (Linux as root): what packet capture asks to attribute a packet to a process.
+    pub flow_table: std::sync::Mutex<Option<std::sync::Arc<crate::facts::FlowTable>>>,
 }
 
 impl SamplerFigures {

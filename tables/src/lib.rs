@@ -5,11 +5,13 @@
 pub mod analytics;
 pub mod attribution;
 pub mod binary;
+pub mod binary_cache;
 pub mod capture;
 pub mod config;
 pub mod docs;
 pub mod env;
 pub mod executables;
+pub mod facts;
 pub mod framework;
 pub mod jobs;
 pub mod launchd;

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::attribution::{attribute, ProcessTree};
 use crate::env::{wall_clock, TableEnv};
+use crate::facts::KernelFlow;
 use crate::observation::{FlowObs, Observation, ProcessObs};
-use crate::platform::{self, SocketCollector, SocketSample};
+use crate::platform::{self, KernelSource, SocketCollector, SocketSample};
 
 /// Prune at most this often: deleting is cheap but not free.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -36,6 +37,57 @@ type FlowKey = (&'static str, IpAddr, u16, IpAddr, u16);
 struct Tracked {
     socket_id: u64,
     flow: FlowObs,
+    /// What the store last got: (time, bytes sent, bytes received, state, pid); `None` until
+    /// the first write.
+    written: Option<Written>,
+    /// The reading before this one, when it was not written: the rate's true start.
+    unwritten: Option<(f64, Option<i64>, Option<i64>)>,
+}
+
+type Written = (f64, Option<i64>, Option<i64>, Option<String>, Option<i64>);
+
+/// When live state is written to the store (store by change).
+#[derive(Debug, Clone, Copy)]
+pub struct WritePolicy {
+    pub flow_age: f64,
+    pub flow_step: i64,
+    pub idle_refresh: f64,
+    /// A process whose CPU moved is written at most this often.
+    pub process_age: f64,
+}
+
+impl WritePolicy {
+    pub const EVERY_SAMPLE: WritePolicy = WritePolicy {
+        flow_age: 0.0,
+        flow_step: 0,
+        idle_refresh: 0.0,
+        process_age: 0.0,
+    };
+}
+
+impl Default for WritePolicy {
+    fn default() -> WritePolicy {
+        WritePolicy::from(&crate::config::SamplerConfig::default())
+    }
+}
+
+impl From<&crate::config::SamplerConfig> for WritePolicy {
+    fn from(c: &crate::config::SamplerConfig) -> WritePolicy {
+        WritePolicy {
+            flow_age: c.flow_write_age,
+            flow_step: c.flow_write_step as i64,
+            idle_refresh: c.idle_refresh,
+            // A little under the interval, so tick jitter never skips a reading.
+            process_age: c.process_interval * 0.9,
+        }
+    }
+}
+
+/// The last reading of one process instance: (time, cpu) written, and the latest unwritten.
+#[derive(Debug, Clone, Copy)]
+struct ProcessWritten {
+    written: (f64, f64),
+    unwritten: Option<(f64, f64)>,
 }
 
 /// Who a pid is: path, start time and launchd label (or systemd unit).
@@ -44,12 +96,24 @@ struct Owner {
     path: Option<String>,
     start: Option<f64>,
     label: Option<String>,
+    label_source: Option<String>,
 }
+
+/// How long a tuple the kernel events closed stays known, so the poller's later sighting of
+/// its TIME_WAIT remnant (no inode, no counters, no owner) is not taken for a new flow.
+const KERNEL_CLOSED_MEMORY_S: f64 = 180.0;
 
 pub struct Sampler {
     sockets: SocketCollector,
+    kernel: KernelSource,
     flows: HashMap<FlowKey, Tracked>,
     owners: HashMap<i64, Owner>,
+    kernel_closed: HashMap<FlowKey, f64>,
+    processes: HashMap<(i64, u64), ProcessWritten>,
+    /// Executables whose verified signing facts were already asked for.
+    signed: std::collections::HashSet<String>,
+    process_collector: platform::ProcessCollector,
+    pub policy: WritePolicy,
     /// Every process instance seen lately: children of a job inherit its label from here.
     tree: ProcessTree,
     resumed: bool,
@@ -57,13 +121,7 @@ pub struct Sampler {
 
 impl Default for Sampler {
     fn default() -> Sampler {
-        Sampler {
-            sockets: SocketCollector::default(),
-            flows: HashMap::new(),
-            owners: HashMap::new(),
-            tree: ProcessTree::new(platform::LABEL_SOURCE),
-            resumed: false,
-        }
+        Sampler::new()
     }
 }
 
@@ -85,8 +143,53 @@ impl Due {
 }
 
 impl Sampler {
+    /// A sampler that polls only and writes every reading (what `query`'s short window uses:
+    /// its two readings a second apart are what its rates come from).
     pub fn new() -> Sampler {
-        Sampler::default()
+        let mut s = Sampler::with_kernel(KernelSource::off("not started for a one-off query"));
+        s.policy = WritePolicy::EVERY_SAMPLE;
+        s
+    }
+
+    /// A sampler that also follows the kernel's connection events where the platform and
+    /// privileges allow (the extension and `record`).
+    pub fn with_kernel_events() -> Sampler {
+        Sampler::with_kernel(KernelSource::start())
+    }
+
+    fn with_kernel(kernel: KernelSource) -> Sampler {
+        Sampler {
+            sockets: SocketCollector::default(),
+            kernel,
+            flows: HashMap::new(),
+            owners: HashMap::new(),
+            kernel_closed: HashMap::new(),
+            tree: ProcessTree::new(platform::LABEL_SOURCE),
+            processes: HashMap::new(),
+            signed: std::collections::HashSet::new(),
+            process_collector: platform::ProcessCollector::default(),
+            policy: WritePolicy::default(),
+            resumed: false,
+        }
+    }
+
+    /// The kernel-event collector's connection table (4-tuple → owner), when it runs: what
+    /// packet capture asks to attribute a packet.
+    pub fn flow_table(&self) -> Option<std::sync::Arc<crate::facts::FlowTable>> {
+        self.kernel.table()
+    }
+
+    /// How each collector is doing (for `launchwatch_status.sources`).
+    pub fn sources(&self) -> Vec<crate::facts::SourceStatus> {
+        let mut v = self.kernel.status();
+        v.push(crate::facts::SourceStatus {
+            name: platform::SOCKET_SOURCE.into(),
+            running: true,
+            reason: None,
+            events_per_s: 0.0,
+            drops: 0,
+        });
+        v
     }
 
     /// Picks up flows the store still has open (a restarted extension, or history a `query`
@@ -109,6 +212,8 @@ impl Sampler {
                         process_start: r.get(2)?,
                         path: r.get(3)?,
                         launchd_label: r.get(4)?,
+                        label_source: None,
+                        source: None,
                         protocol: r.get(5)?,
                         local_address: r.get(6)?,
                         local_port: r.get(7)?,
@@ -122,8 +227,6 @@ impl Sampler {
                         prev_seen: None,
                         prev_bytes_sent: None,
                         prev_bytes_received: None,
-                        label_source: None,
-                        source: None,
                     })
                 })?;
                 rows.collect()
@@ -148,6 +251,14 @@ impl Sampler {
                 key,
                 Tracked {
                     socket_id: 0,
+                    written: Some((
+                        f.seen(),
+                        f.bytes_sent,
+                        f.bytes_received,
+                        f.state.clone(),
+                        f.pid,
+                    )),
+                    unwritten: None,
                     flow: f,
                 },
             );
@@ -161,8 +272,9 @@ impl Sampler {
         let o = platform::process_identity(pid)
             .map(|(path, start)| Owner {
                 path,
-                start: Some(start),
+                start,
                 label: None,
+                label_source: None,
             })
             .unwrap_or_default();
         self.owners.insert(pid, o.clone());
@@ -178,7 +290,7 @@ impl Sampler {
         let mut observations = Vec::new();
         let mut errors = Vec::new();
         if due.processes {
-            match platform::processes(now) {
+            match self.process_collector.sample(now) {
                 Ok(mut procs) => {
                     // Labels first: a job's children inherit its label, so their flows do too.
                     for p in &procs {
@@ -193,6 +305,8 @@ impl Sampler {
                     }
                     self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
                     report.processes = procs.len();
+                    let procs = self.processes_to_write(procs);
+                    observations.extend(self.signing_of_new_paths(&procs));
                     observations.extend(procs.into_iter().map(Observation::Process));
                 }
                 Err(e) => errors.push(format!("processes: {e}")),
@@ -202,14 +316,26 @@ impl Sampler {
             if !self.resumed {
                 self.resume(env);
             }
+            // Kernel events first: connections that already ended, with their owners.
+            let (ended, procs) = self.kernel.drain();
+            observations.extend(procs.into_iter().map(Observation::Process));
+            let ended = self.apply_kernel(ended, now);
+            report.closed += ended.len();
+            observations.extend(ended.into_iter().map(Observation::Flow));
             match self.sockets.sample() {
                 Ok(sample) => {
+                    if let Some(w) = self.sockets.take_warning() {
+                        errors.push(format!("sockets (partial): {w}"));
+                    }
                     let (flows, open, closed) = self.track(sample, now);
                     report.sockets = open;
-                    report.closed = closed;
+                    report.closed += closed;
                     observations.extend(flows.into_iter().map(Observation::Flow));
                 }
                 Err(e) => errors.push(format!("sockets: {e}")),
+            }
+            if let Ok(mut s) = env.sampler.sources.lock() {
+                *s = self.sources();
             }
         }
         // Flows of processes born and gone between process ticks still find their job through
@@ -233,6 +359,67 @@ impl Sampler {
         }
     }
 
+    /// Connections the kernel events saw end: the poller's flow for the same tuple (if it saw
+    /// one) is closed with the final counters, else a new closed flow is made.
+    fn apply_kernel(&mut self, ended: Vec<KernelFlow>, now: f64) -> Vec<FlowObs> {
+        let mut out = Vec::new();
+        for k in ended {
+            let key: FlowKey = ("tcp", k.local, k.local_port, k.remote, k.remote_port);
+            self.kernel_closed.insert(key, now);
+            let owner = k.owner.as_ref();
+            let mut f = match self.flows.remove(&key) {
+                Some(t) => t.flow,
+                None => FlowObs {
+                    start: k.start,
+                    end: None,
+                    pid: None,
+                    process_start: None,
+                    path: String::new(),
+                    launchd_label: None,
+                    label_source: None,
+                    source: None,
+                    protocol: "tcp".into(),
+                    local_address: Some(k.local.to_string()),
+                    local_port: Some(k.local_port),
+                    remote_address: k.remote.to_string(),
+                    remote_port: k.remote_port,
+                    remote_name: None,
+                    bytes_sent: None,
+                    bytes_received: None,
+                    state: None,
+                    last_seen: None,
+                    prev_seen: None,
+                    prev_bytes_sent: None,
+                    prev_bytes_received: None,
+                },
+            };
+            // The event's facts were read while the process lived: they win. The start stays
+            // what the store already has (it is part of the row's identity).
+            f.pid = Some(k.pid);
+            if let Some(o) = owner {
+                f.process_start = Some(o.start_time);
+                if let Some(p) = &o.path {
+                    f.path = p.clone();
+                }
+                if o.launchd_label.is_some() {
+                    f.launchd_label = o.launchd_label.clone();
+                    f.label_source = o.label_source.clone();
+                }
+            }
+            f.bytes_sent = k.bytes_sent.or(f.bytes_sent);
+            f.bytes_received = k.bytes_received.or(f.bytes_received);
+            f.source = Some("tracepoint".into());
+            let end = k.end.unwrap_or(k.start);
+            f.end = Some(end);
+            f.last_seen = Some(end.max(f.start));
+            f.state = Some("CLOSED".into());
+            out.push(f);
+        }
+        self.kernel_closed
+            .retain(|_, at| now - *at < KERNEL_CLOSED_MEMORY_S);
+        out
+    }
+
     /// Turns a socket sample into flow observations: every open flow with its current counters,
     /// and every flow that vanished (or whose 5-tuple now belongs to a new socket) as CLOSED.
     fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowObs>, usize, usize) {
@@ -245,6 +432,10 @@ impl Sampler {
                 continue;
             }
             let key = (s.protocol, s.local, s.local_port, s.remote, s.remote_port);
+            if s.socket_id == 0 && self.kernel_closed.contains_key(&key) {
+                // The TIME_WAIT remnant of a connection the kernel events already closed.
+                continue;
+            }
             let previous = self.flows.remove(&key).or_else(|| seen.remove(&key));
             let continues = previous.as_ref().is_some_and(|t| {
                 t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id
@@ -256,16 +447,37 @@ impl Sampler {
                         out.push(close(old.flow));
                         closed += 1;
                     }
-                    let owner = s.pid.map(|p| self.owner(p)).unwrap_or_default();
+                    // A delegated pid owns the flow only if that process already ran when the
+                    // flow appeared (so_e_pid may name an exited process or a reused pid).
+                    let pid = match s.delegate_pid {
+                        Some(e) if self.owner(e).start.is_some_and(|st| st <= now) => Some(e),
+                        _ => s.pid,
+                    };
+                    let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
+                    let mut source = Some(platform::SOCKET_SOURCE.to_string());
+                    // A connection the kernel events saw open: its real start time.
+                    let start = match self.kernel.table().and_then(|t| {
+                        t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                    }) {
+                        Some(o) if s.protocol == "tcp" && o.start <= now => {
+                            source = Some("tracepoint".to_string());
+                            o.start
+                        }
+                        _ => now,
+                    };
                     Tracked {
                         socket_id: s.socket_id,
+                        written: None,
+                        unwritten: None,
                         flow: FlowObs {
-                            start: now,
+                            start,
                             end: None,
-                            pid: s.pid,
+                            pid,
                             process_start: owner.start,
                             path: owner.path.unwrap_or_default(),
                             launchd_label: owner.label,
+                            label_source: owner.label_source,
+                            source,
                             protocol: s.protocol.to_string(),
                             local_address: Some(s.local.to_string()),
                             local_port: Some(s.local_port),
@@ -279,8 +491,6 @@ impl Sampler {
                             prev_seen: None,
                             prev_bytes_sent: None,
                             prev_bytes_received: None,
-                            label_source: None,
-                            source: Some(platform::SOCKET_SOURCE.to_string()),
                         },
                     }
                 }
@@ -296,13 +506,30 @@ impl Sampler {
                 f.path = owner.path.unwrap_or_default();
                 f.process_start = owner.start;
                 f.launchd_label = owner.label;
+                f.label_source = owner.label_source;
+            }
+            // No owner from the poll (TIME_WAIT, a socket that changed hands): the kernel
+            // events may know who opened it.
+            if f.pid.is_none() && s.protocol == "tcp" {
+                if let Some(o) = self.kernel.table().and_then(|t| {
+                    t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                }) {
+                    f.pid = Some(o.pid);
+                    f.process_start = o.process_start;
+                    f.path = o.path.unwrap_or_default();
+                    f.launchd_label = o.launchd_label;
+                    f.label_source = o.label_source;
+                    f.source = Some("tracepoint".into());
+                }
             }
             // Counters only grow; a socket that no longer reports them keeps its last values.
             f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
             f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
             f.state = s.state.clone();
             f.last_seen = Some(now);
-            out.push(f.clone());
+            if let Some(w) = self.write_due(&mut tracked, now) {
+                out.push(w);
+            }
             seen.insert(key, tracked);
         }
         for (_, gone) in self.flows.drain() {
@@ -315,11 +542,122 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// Store by change: the flow as it should be written now, or `None` when the store already
+    /// has what matters (unchanged, or changed less than the step and written recently).
+    fn write_due(&self, t: &mut Tracked, now: f64) -> Option<FlowObs> {
+        let f = &t.flow;
+        let p = &self.policy;
+        let due = match &t.written {
+            None => true,
+            Some((at, sent, received, state, pid)) => {
+                let moved = (f.bytes_sent != *sent) || (f.bytes_received != *received);
+                let jump = f.bytes_sent.unwrap_or(0) - sent.unwrap_or(0) >= p.flow_step
+                    || f.bytes_received.unwrap_or(0) - received.unwrap_or(0) >= p.flow_step;
+                let age = now - at;
+                f.state != *state
+                    || f.pid != *pid
+                    || (moved && (jump || age >= p.flow_age - 1e-6))
+                    || age >= p.idle_refresh
+            }
+        };
+        if !due {
+            t.unwritten = Some((now, f.bytes_sent, f.bytes_received));
+            return None;
+        }
+        let mut w = f.clone();
+        // The reading before this one was held back: it, not the last write, starts the rate.
+        if let Some((at, sent, received)) = t.unwritten.take() {
+            if at < now {
+                (w.prev_seen, w.prev_bytes_sent, w.prev_bytes_received) =
+                    (Some(at), sent, received);
+            }
+        }
+        t.written = Some((now, f.bytes_sent, f.bytes_received, f.state.clone(), f.pid));
+        Some(w)
+    }
+
+    /// Store by change for processes: a new instance at once, its CPU when it moved (at most
+    /// every `process_age`), an idle one every `idle_refresh`. A change after an idle stretch
+    /// also writes the held-back reading before it, so the burst is not spread over the gap.
+    fn processes_to_write(&mut self, procs: Vec<ProcessObs>) -> Vec<ProcessObs> {
+        let p = self.policy;
+        let mut out = Vec::new();
+        let mut live = HashMap::with_capacity(procs.len());
+        for obs in procs {
+            let key = (obs.pid, obs.start_time.to_bits());
+            let state = match self.processes.get(&key).copied() {
+                None => {
+                    out.push(obs.clone());
+                    ProcessWritten {
+                        written: (obs.ts, obs.cpu_time),
+                        unwritten: None,
+                    }
+                }
+                Some(mut w) => {
+                    let age = obs.ts - w.written.0;
+                    let moved = obs.cpu_time != w.written.1;
+                    if (moved && age >= p.process_age) || age >= p.idle_refresh {
+                        if let Some((ts, cpu)) = w.unwritten.take() {
+                            if moved && cpu == w.written.1 && ts > w.written.0 {
+                                let mut before = obs.clone();
+                                (before.ts, before.cpu_time) = (ts, cpu);
+                                out.push(before);
+                            }
+                        }
+                        w.written = (obs.ts, obs.cpu_time);
+                        out.push(obs);
+                    } else {
+                        w.unwritten = Some((obs.ts, obs.cpu_time));
+                    }
+                    w
+                }
+            };
+            live.insert(key, state);
+        }
+        self.processes = live;
+        out
+    }
+}
+
+/// Verified signing lookups per tick: the first tick on a Mac sees hundreds of executables.
+const SIGNING_PER_TICK: usize = 32;
+
+impl Sampler {
+    /// Signing facts, as observations, for executables not asked about before (macOS:
+    /// Security.framework; elsewhere the platform has none and this emits nothing). This is
+    /// how verified facts reach the analytics, which never call the platform themselves.
+    fn signing_of_new_paths(&mut self, procs: &[ProcessObs]) -> Vec<Observation> {
+        let mut out = Vec::new();
+        if !cfg!(target_os = "macos") {
+            return out;
+        }
+        for path in procs.iter().filter_map(|p| p.path.as_deref()) {
+            if out.len() >= SIGNING_PER_TICK || self.signed.contains(path) {
+                continue;
+            }
+            self.signed.insert(path.to_string());
+            if let Some(f) = platform::code_signing(path, false) {
+                out.push(Observation::Signing(crate::observation::SigningObs {
+                    path: path.to_string(),
+                    signer_class: f.signer_class,
+                    status: Some(f.status),
+                    team_id: f.team_id,
+                    identifier: f.identifier,
+                    notarized: f.notarized.map(i64::from),
+                }));
+            }
+        }
+        out
+    }
+}
+
 fn owner_of(p: &ProcessObs) -> Owner {
     Owner {
         path: p.path.clone(),
         start: Some(p.start_time),
         label: p.launchd_label.clone(),
+        label_source: p.label_source.clone(),
     }
 }
 
@@ -371,7 +709,12 @@ impl StopSignal {
 pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
     let process_every = Duration::from_secs_f64(env.config.sampler.process_interval);
     let socket_every = Duration::from_secs_f64(env.config.sampler.socket_interval);
-    let mut sampler = Sampler::new();
+    let mut sampler = Sampler::with_kernel_events();
+    sampler.policy = WritePolicy::from(&env.config.sampler);
+    *env.sampler
+        .flow_table
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = sampler.flow_table();
     let mut last_prune = Instant::now();
     let (mut next_process, mut next_socket) = (Instant::now(), Instant::now());
     loop {
@@ -427,6 +770,7 @@ mod tests {
             state: Some(state.into()),
             listening: false,
             pid,
+            delegate_pid: None,
             socket_id: id,
             bytes_sent: sent,
             bytes_received: sent,
@@ -493,6 +837,75 @@ mod tests {
         let new = f.iter().find(|f| f.end.is_none()).unwrap();
         assert_eq!((old.start, old.bytes_sent), (100.0, Some(10)));
         assert_eq!((new.start, new.bytes_sent), (105.0, Some(1)));
+    }
+
+    #[test]
+    fn store_by_change_writes_new_moved_and_closed_flows_only() {
+        let mut s = Sampler::with_kernel(KernelSource::off("test"));
+        s.policy = WritePolicy {
+            flow_age: 5.0,
+            flow_step: 1000,
+            idle_refresh: 300.0,
+            process_age: 9.0,
+        };
+        let est = |sent| vec![sock(7, 5000, Some(sent), None, "ESTABLISHED")];
+        assert_eq!(s.track(est(10), 100.0).0.len(), 1, "new: written");
+        assert!(
+            s.track(est(10), 105.0).0.is_empty(),
+            "unchanged: not rewritten"
+        );
+        // Moved a little, 7 s after the write at 100 s: written. Then held back 2 s later.
+        assert_eq!(s.track(est(20), 107.0).0.len(), 1);
+        assert!(
+            s.track(est(25), 109.0).0.is_empty(),
+            "moved, 2 s after the last write"
+        );
+        let (f, _, _) = s.track(est(30), 112.5);
+        assert_eq!(f.len(), 1, "moved and 5 s since the last write");
+        // The rate starts at the held-back reading (109 s, 25 bytes), not the last write.
+        assert_eq!(
+            (f[0].prev_seen, f[0].prev_bytes_sent, f[0].bytes_sent),
+            (Some(109.0), Some(25), Some(30))
+        );
+        assert_eq!(s.track(est(5000), 113.0).0.len(), 1, "a jump past the step");
+        assert!(s.track(est(5000), 118.0).0.is_empty(), "unchanged");
+        assert_eq!(s.track(est(5000), 413.5).0.len(), 1, "idle refresh");
+        let (f, _, closed) = s.track(vec![], 414.0);
+        assert_eq!(
+            (f.len(), closed),
+            (1, 1),
+            "closed: written with its final counters"
+        );
+        assert_eq!(f[0].bytes_sent, Some(5000));
+
+        let proc_at = |ts: f64, cpu: f64| ProcessObs {
+            ts,
+            pid: 42,
+            start_time: 1.0,
+            ppid: Some(1),
+            pgid: Some(42),
+            uid: None,
+            path: None,
+            name: None,
+            cpu_time: cpu,
+            launchd_label: None,
+            label_source: None,
+            responsible_pid: None,
+        };
+        assert_eq!(s.processes_to_write(vec![proc_at(10.0, 1.0)]).len(), 1);
+        assert!(s.processes_to_write(vec![proc_at(20.0, 1.0)]).is_empty());
+        assert!(s.processes_to_write(vec![proc_at(30.0, 1.0)]).is_empty());
+        // Busy after idling: the held-back idle reading is written first.
+        let w = s.processes_to_write(vec![proc_at(40.0, 6.0)]);
+        assert_eq!(
+            w.iter().map(|p| (p.ts, p.cpu_time)).collect::<Vec<_>>(),
+            vec![(30.0, 1.0), (40.0, 6.0)]
+        );
+        assert_eq!(s.processes_to_write(vec![proc_at(50.0, 9.0)]).len(), 1);
+        // A vanished instance is forgotten; the same pid with a new start is new.
+        let mut reborn = proc_at(60.0, 0.0);
+        reborn.start_time = 55.0;
+        assert_eq!(s.processes_to_write(vec![reborn]).len(), 1);
     }
 
     #[test]

@@ -52,8 +52,8 @@ impl Flow {
     }
 }
 
-/// Who signed a path, as best this host can tell: a replayed observation, else the file's own
-/// bytes (Security.framework on a live Mac), else unknown.
+/// Who signed a path, as best this host can tell: a signing observation (replayed, or what the
+/// sampler got from Security.framework on a live Mac), else the file's own bytes, else unknown.
 #[derive(Debug, Clone)]
 pub struct Signer {
     pub class: String,
@@ -79,7 +79,6 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
             rows.collect()
         })
         .unwrap_or_default();
-    let live_host = env.root == std::path::Path::new("/");
     paths
         .iter()
         .map(|p| {
@@ -100,12 +99,9 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
                 let facts = env.binaries.get(&env.root, p);
                 match facts.as_ref() {
                     Ok(b) => {
-                        let f = if live_host && b.format == crate::binary::Format::MachO {
-                            crate::platform::code_signing(p, false)
-                                .unwrap_or_else(|| static_facts(b))
-                        } else {
-                            static_facts(b)
-                        };
+                        // Verified facts arrive as signing observations (the sampler asks the
+                        // platform); analytics read only the store and the bytes.
+                        let f = static_facts(b);
                         Signer {
                             identity: program_identity(
                                 p,

@@ -67,7 +67,10 @@ fn run(
 ) {
     use crate::platform::capture_pcap::{thread_cpu_seconds, SocketOwners};
     let figures = env.capture.clone();
-    let owners = SocketOwners::new(OWNER_REFRESH);
+    let owners = super::KernelFirst {
+        table: None,
+        fallback: SocketOwners::new(OWNER_REFRESH),
+    };
     let mut engine = Engine::new(&env.config.capture, source.link, owners, figures.clone());
     let cpu_at_start = thread_cpu_seconds();
     let (mut last_tick, mut last_flush) = (Instant::now(), Instant::now());
@@ -79,6 +82,15 @@ fn run(
         }
         if last_tick.elapsed() >= TICK_EVERY {
             last_tick = Instant::now();
+            // The sampler publishes its kernel-event flow table once its collector runs.
+            if engine.owners.table.is_none() {
+                engine.owners.table = env
+                    .sampler
+                    .flow_table
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+            }
             engine.tick(wall_clock());
         }
         if last_flush.elapsed() >= FLUSH_EVERY {

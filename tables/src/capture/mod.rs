@@ -195,6 +195,40 @@ pub trait FlowOwners: Send {
     }
 }
 
+/// Kernel events first, then a fallback: the kernel-event flow table (Linux tracepoints) names
+/// the process of a connection however short, even after it closed; the fallback (the socket
+/// table) covers what the events do not see (UDP, accepted connections, no root).
+pub struct KernelFirst<O: FlowOwners> {
+    pub table: Option<std::sync::Arc<crate::facts::FlowTable>>,
+    pub fallback: O,
+}
+
+impl<O: FlowOwners> FlowOwners for KernelFirst<O> {
+    fn lookup(
+        &mut self,
+        transport: Transport,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ts: f64,
+    ) -> Lookup {
+        if let (Some(table), Transport::Tcp) = (&self.table, transport) {
+            let tuple = (6u8, local.ip(), local.port(), remote.ip(), remote.port());
+            if let Some(o) = table.lookup_directed(tuple, ts) {
+                return Lookup::Found(FlowOwner {
+                    pid: o.pid,
+                    process_start: o.process_start,
+                    path: o.path,
+                });
+            }
+        }
+        self.fallback.lookup(transport, local, remote, ts)
+    }
+
+    fn process(&mut self, pid: i64) -> FlowOwner {
+        self.fallback.process(pid)
+    }
+}
+
 /// For hosts and tests with no way to attribute: every lookup is `NotFound`.
 pub struct NoOwners;
 

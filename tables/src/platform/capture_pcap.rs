@@ -262,9 +262,7 @@ impl FlowOwners for SocketOwners {
         if let Some(o) = self.identities.get(&pid) {
             return o.clone();
         }
-        let (path, start) = crate::platform::process_identity(pid)
-            .map(|(p, s)| (p, Some(s)))
-            .unwrap_or((None, None));
+        let (path, start) = crate::platform::process_identity(pid).unwrap_or((None, None));
         let o = FlowOwner {
             pid,
             process_start: start,

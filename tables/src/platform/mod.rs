@@ -4,16 +4,9 @@
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod capture_pcap;
-pub mod parse;
-pub mod pcblist;
-pub mod sockdiag;
-
-#[cfg(target_os = "linux")]
 pub mod linux;
-#[cfg(target_os = "macos")]
 pub mod macos;
-#[cfg(target_os = "macos")]
-pub mod macos_signing;
+pub mod parse;
 
 use std::collections::BTreeMap;
 
@@ -64,6 +57,10 @@ pub struct SocketSample {
     pub state: Option<String>,
     pub listening: bool,
     pub pid: Option<i64>,
+    /// macOS: the delegated ("effective") pid when a daemon works for another process
+    /// (`so_e_pid`); `pid` is then the socket's last user. The sampler takes it as the owner
+    /// only if that process started before the flow was first seen.
+    pub delegate_pid: Option<i64>,
     /// The kernel's identity for the socket (Linux inode, macOS so_gencnt or socket hash); 0
     /// when it has none (Linux TIME_WAIT), then the 5-tuple matches it to history.
     pub socket_id: u64,
@@ -73,9 +70,9 @@ pub struct SocketSample {
 
 /// The socket collector of this platform (keeps caches between samples).
 #[cfg(target_os = "linux")]
-pub use linux::sockets::Collector as SocketCollector;
+pub use linux::sock_diag::collector::Collector as SocketCollector;
 #[cfg(target_os = "macos")]
-pub use macos::sockets::Collector as SocketCollector;
+pub use macos::pcblist::collector::Collector as SocketCollector;
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 #[derive(Default)]
@@ -88,11 +85,15 @@ impl SocketCollector {
             std::env::consts::OS
         ))
     }
+    pub fn take_warning(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Executable path and start time of one process, for socket owners the last process sample
-/// did not include.
-pub fn process_identity(pid: i64) -> Option<(Option<String>, f64)> {
+/// did not include. The start time is `None` where the platform will not say (macOS, another
+/// user's process, not root).
+pub fn process_identity(pid: i64) -> Option<(Option<String>, Option<f64>)> {
     #[cfg(target_os = "linux")]
     {
         linux::process_identity(pid)
@@ -110,15 +111,36 @@ pub fn process_identity(pid: i64) -> Option<(Option<String>, f64)> {
 
 /// Verified code signing facts from Security.framework (macOS only; `None` elsewhere or when
 /// the framework cannot open the file, so the caller falls back to static facts).
-pub fn code_signing(path: &str, notarized: bool) -> Option<crate::tables::signing::SigningFacts> {
+pub fn code_signing(path: &str, notarized: bool) -> Option<crate::facts::SigningFacts> {
     #[cfg(target_os = "macos")]
     {
-        macos_signing::inspect(path, notarized)
+        macos::signing::inspect(path, notarized)
     }
     #[cfg(not(target_os = "macos"))]
     {
         let _ = (path, notarized);
         None
+    }
+}
+
+/// The process collector of this platform; keeps per-instance caches between samples (on
+/// Linux the systemd unit, read once per (pid, start time)).
+#[derive(Default)]
+pub struct ProcessCollector {
+    #[cfg(target_os = "linux")]
+    units: std::collections::HashMap<(i64, u64), Option<String>>,
+}
+
+impl ProcessCollector {
+    pub fn sample(&mut self, now: f64) -> Result<Vec<ProcessObs>, String> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::procfs::processes_cached(now, &mut self.units)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            processes(now)
+        }
     }
 }
 
@@ -140,5 +162,160 @@ pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
             "process sampling is not implemented on {}",
             std::env::consts::OS
         ))
+    }
+}
+
+/// Runs a command and returns its standard output, killing it when it takes longer than
+/// `timeout`. A non-zero exit is an error.
+pub fn run_bounded(
+    cmd: &mut std::process::Command,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    // Read concurrently: a full pipe would otherwise block the child until the timeout.
+    let mut out = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = reader.join();
+                return Err(format!("{cmd:?}: no answer within {timeout:?}; killed"));
+            }
+            Err(e) => return Err(format!("{cmd:?}: {e}")),
+        }
+    };
+    let buf = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("{cmd:?}: {status}"));
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The kernel-event connection collector of this platform: Linux tracepoints today. When it
+/// cannot run it says why, and the socket poller alone attributes flows.
+pub struct KernelSource {
+    #[cfg(target_os = "linux")]
+    events: Option<linux::tracepoint::KernelEvents>,
+    why_not: Option<String>,
+}
+
+impl KernelSource {
+    /// A source that is off on purpose (`query`'s short window needs no event stream).
+    pub fn off(why: &str) -> KernelSource {
+        KernelSource {
+            #[cfg(target_os = "linux")]
+            events: None,
+            why_not: Some(why.to_string()),
+        }
+    }
+
+    pub fn start() -> KernelSource {
+        #[cfg(target_os = "linux")]
+        {
+            match linux::tracepoint::KernelEvents::start() {
+                Ok(e) => KernelSource {
+                    events: Some(e),
+                    why_not: None,
+                },
+                Err(e) => {
+                    // SAFETY: no preconditions.
+                    let root = unsafe { libc::geteuid() } == 0;
+                    KernelSource {
+                        events: None,
+                        why_not: Some(if root {
+                            e
+                        } else {
+                            format!("{e} (needs root; sockets are polled instead)")
+                        }),
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            KernelSource::off("no kernel event source on this platform yet; sockets are polled")
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.why_not.is_none()
+    }
+
+    /// Connections that ended, and processes seen starting or connecting, since last call.
+    pub fn drain(&self) -> (Vec<crate::facts::KernelFlow>, Vec<ProcessObs>) {
+        #[cfg(target_os = "linux")]
+        if let Some(e) = &self.events {
+            return e.drain();
+        }
+        (Vec::new(), Vec::new())
+    }
+
+    /// The 4-tuple → owner map the events keep, for the poller and packet capture.
+    pub fn table(&self) -> Option<std::sync::Arc<crate::facts::FlowTable>> {
+        #[cfg(target_os = "linux")]
+        if let Some(e) = &self.events {
+            return Some(e.table());
+        }
+        None
+    }
+
+    pub fn status(&self) -> Vec<crate::facts::SourceStatus> {
+        #[cfg(target_os = "linux")]
+        if let Some(e) = &self.events {
+            return e.status();
+        }
+        let name = if cfg!(target_os = "macos") {
+            "ntstat"
+        } else {
+            "tracepoint"
+        };
+        vec![crate::facts::SourceStatus {
+            name: name.into(),
+            running: false,
+            reason: self.why_not.clone(),
+            events_per_s: 0.0,
+            drops: 0,
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_hung_command_is_killed_at_its_timeout_and_output_is_read_whole() {
+        let t = Instant::now();
+        let err = super::run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(300))
+            .unwrap_err();
+        assert!(err.contains("killed"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // More than a pipe's buffer, so a reader that waited for exit first would hang.
+        let big = super::run_bounded(
+            Command::new("sh").args(["-c", "head -c 300000 /dev/zero | tr '\\0' x"]),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(big.len(), 300_000);
+        assert!(super::run_bounded(&mut Command::new("false"), Duration::from_secs(5)).is_err());
     }
 }

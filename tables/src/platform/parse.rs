@@ -104,7 +104,10 @@ mod tests {
         let s = parse_proc_stat(text).unwrap();
         assert_eq!(s.pid, 4242);
         assert_eq!(s.comm, "evil) (x y");
-        assert_eq!((s.ppid, s.cpu_ticks, s.start_ticks), (1, 300, 123456));
+        assert_eq!(
+            (s.ppid, s.pgrp, s.cpu_ticks, s.start_ticks),
+            (1, 4242, 300, 123456)
+        );
     }
 
     #[test]

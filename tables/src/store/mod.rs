@@ -525,7 +525,7 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                  label_source = CASE WHEN ?8 IS NOT NULL THEN ifnull(?14, label_source) ELSE label_source END,
                  source = ifnull(?15, source),
                  path = CASE WHEN ?9 != '' THEN ?9 ELSE path END, pid = ifnull(?13, pid), prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
-                 prev_bytes_received = ifnull(?12, prev_bytes_received) WHERE id = ?1",
+                 prev_bytes_received = ifnull(?12, prev_bytes_received), process_start = ifnull(?16, process_start) WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -542,7 +542,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 prev_received,
                 f.pid,
                 f.label_source,
-                f.source
+                f.source,
+                f.process_start
             ])?;
             // A row that just learned its program counts as that program's flow from now on.
             let adopted = i64::from(old_path.is_empty() && !f.path.is_empty());
@@ -780,6 +781,85 @@ mod tests {
             err.contains("schema version 99, newer than this launchwatch knows"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_v3_store_is_migrated_to_v4_and_its_rows_export_with_the_new_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        // Exactly what a v3 build created: migrations 1-3.
+        conn.execute_batch(&format!(
+            "BEGIN; {}; {}; {}; PRAGMA user_version = 3; COMMIT;",
+            MIGRATIONS[0], MIGRATIONS[1], MIGRATIONS[2]
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flows(start, last_seen, pid, path, protocol, remote_address, remote_port, bytes_sent)
+             VALUES (1, 2, 7, '/bin/x', 'tcp', '192.0.2.1', 443, 99)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO process_samples(ts, pid, start_time, ppid, path, cpu_time)
+             VALUES (5, 7, 1, 1, '/bin/x', 0.5)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert!(
+            SCHEMA_VERSION >= 4,
+            "migrated through v4 to the current version"
+        );
+        // Old rows survive with the new columns NULL; new rows carry them.
+        store
+            .write_batch(
+                &[
+                    Observation::Process(ProcessObs {
+                        ts: 6.0,
+                        pid: 8,
+                        start_time: 2.0,
+                        ppid: Some(7),
+                        pgid: Some(7),
+                        uid: None,
+                        path: Some("/bin/y".into()),
+                        name: None,
+                        cpu_time: 0.0,
+                        launchd_label: Some("job".into()),
+                        label_source: Some("cgroup".into()),
+                        responsible_pid: None,
+                    }),
+                    obs(r#"{"kind":"flow","start":3,"end":8,"pid":8,"path":"/bin/y","protocol":"tcp","remote_address":"203.0.113.9","remote_port":443,"launchd_label":"job","label_source":"cgroup","source":"tracepoint"}"#),
+                ],
+                0,
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.contains("\"pid\":7")
+                && l.contains("\"kind\":\"flow\"")
+                && !l.contains("source")),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("\"pgid\":7") && l.contains("\"label_source\":\"cgroup\"")),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("\"source\":\"tracepoint\"")),
+            "{text}"
+        );
+        // The round trip parses back to the same observations.
+        for l in &lines {
+            crate::observation::parse_line(l).unwrap();
+        }
     }
 
     #[test]

@@ -63,24 +63,7 @@ pub fn notarized_from(apple: bool, local_ticket: bool) -> Option<bool> {
     (apple || local_ticket).then_some(true)
 }
 
-/// What the table reports for one path.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SigningFacts {
-    pub status: String,
-    pub signer_class: String,
-    pub identifier: Option<String>,
-    pub team_id: Option<String>,
-    pub authority: Option<Vec<String>>,
-    pub cdhash: Option<String>,
-    pub notarized: Option<bool>,
-    pub hardened_runtime: Option<bool>,
-    pub platform_binary: Option<bool>,
-    pub linker_signed: Option<bool>,
-    pub source: &'static str,
-    pub error: Option<String>,
-    /// `basic` or `full` when Security.framework validated; see the `validation` column.
-    pub validation: Option<&'static str>,
-}
+pub use crate::facts::SigningFacts;
 
 /// From the bytes alone: unsigned, ad-hoc, or "signed with a certificate we cannot check here".
 pub fn static_facts(b: &Binary) -> SigningFacts {

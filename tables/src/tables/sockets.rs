@@ -29,7 +29,7 @@ const COLUMNS: &[Column] = &[
     bigint("process_start_time", "Owner's start time, Unix epoch: with pid, joins launchwatch_process_cpu (and osquery's processes) without pid-reuse mistakes"),
     bigint("last_seen", "Latest counter reading, Unix epoch"),
     double("duration_seconds", "From first sight to the end (closed) or the latest reading (open)"),
-    text("source", "Which collector saw the flow: ntstat, pcblist, tracepoint, sock_diag or replay"),
+    text("source", "Which collector saw the flow: tracepoint (Linux kernel connection events: owner from connect(2), final counters at close), sock_diag (Linux polling), ntstat or pcblist (macOS), replay (loaded from a file)"),
 ];
 
 impl Table for Sockets {

@@ -27,6 +27,10 @@ const COLUMNS: &[Column] = &[
         "First-payload capture as JSON: running, reason (why not), device, packets, flows_classified, dns_answers, drops (kernel), evicted_flows, missed_payloads, malformed_packets, cpu_seconds",
     ),
     text(
+        "sources",
+        "JSON array, one object per collector: name (tracepoint, sock_diag_destroy, sock_diag, ntstat, pcblist, capture), running, reason (why not, or what it fell back to), events_per_s, drops",
+    ),
+    text(
         "last_error",
         "The latest problem: a start-up one (bad config, unusable state directory: the extension then runs with defaults or in memory) or the last failed sample",
     ),
@@ -35,6 +39,29 @@ const COLUMNS: &[Column] = &[
     integer("config_rejected", "1 when config_path was refused and defaults (no allowlist) apply: invalid, or, running as root, writable or owned by another user (the reason is in last_error)"),
     integer("allowlist_entries", "Entries in the [allowlist] in effect, over paths, identities, remotes and launchd_labels"),
 ];
+
+/// The collectors as the sampler last saw them; before the first tick (or in `query`,
+/// which does not run the sampler thread) what this process would use.
+fn sources_json(env: &TableEnv) -> String {
+    let sources = env
+        .sampler
+        .sources
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut sources = sources;
+    // Packet capture is a collector too: its detail stays in the `capture` column.
+    let c = env.capture.status();
+    let uptime = env.started.elapsed().as_secs_f64().max(1.0);
+    sources.push(crate::facts::SourceStatus {
+        name: "capture".into(),
+        running: c.running,
+        reason: c.reason,
+        events_per_s: ((c.packets as f64 / uptime) * 100.0).round() / 100.0,
+        drops: c.drops,
+    });
+    serde_json::to_string(&sources).unwrap_or_else(|_| "[]".into())
+}
 
 impl Table for Status {
     fn name(&self) -> &'static str {
@@ -75,6 +102,7 @@ impl Table for Status {
             Value::from(SCHEMA_VERSION),
             Value::from(std::env::consts::OS.replace("macos", "darwin")),
             Value::from(serde_json::to_string(&env.capture.status()).unwrap_or_default()),
+            Value::from(sources_json(env)),
             Value::from(
                 env.sampler
                     .last_error

@@ -9,7 +9,11 @@
 //!
 //! `INET_DIAG_INFO` (type 2) carries `struct tcp_info`, read with length checks so old kernels
 //! with a shorter struct still work: `tcpi_bytes_acked` u64 @120 and `tcpi_bytes_received`
-//! u64 @128 (Linux ≥ 4.1/4.2).
+//! u64 @128 (Linux ≥ 4.1/4.2), `tcpi_bytes_sent` u64 @200 and `tcpi_bytes_retrans` u64 @208
+//! (Linux ≥ 4.19).
+//!
+//! The same message arrives unasked, with `tcp_info`, on the `SKNLGRP_INET{,6}_TCP_DESTROY`
+//! multicast groups when a TCP socket is freed: a connection's final counters.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -24,6 +28,8 @@ const INET_DIAG_MSG_LEN: usize = 72;
 const REQ_LEN: usize = 56;
 const TCPI_BYTES_ACKED: usize = 120;
 const TCPI_BYTES_RECEIVED: usize = 128;
+const TCPI_BYTES_SENT: usize = 200;
+const TCPI_BYTES_RETRANS: usize = 208;
 
 /// One socket from a dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +46,9 @@ pub struct DiagSocket {
     pub inode: u32,
     pub bytes_acked: Option<u64>,
     pub bytes_received: Option<u64>,
+    /// Payload bytes put on the wire, retransmissions included, and those retransmissions.
+    pub bytes_sent: Option<u64>,
+    pub bytes_retrans: Option<u64>,
 }
 
 /// The dump request for one family and protocol, all states, asking for `tcp_info`.
@@ -156,6 +165,8 @@ pub fn parse_inet_diag_msg(body: &[u8]) -> Result<DiagSocket, String> {
         inode: u32_ne(body, 68),
         bytes_acked: None,
         bytes_received: None,
+        bytes_sent: None,
+        bytes_retrans: None,
     };
     let mut off = INET_DIAG_MSG_LEN;
     while off + 4 <= body.len() {
@@ -171,6 +182,10 @@ pub fn parse_inet_diag_msg(body: &[u8]) -> Result<DiagSocket, String> {
             }
             if info.len() >= TCPI_BYTES_RECEIVED + 8 {
                 s.bytes_received = Some(u64_ne(info, TCPI_BYTES_RECEIVED));
+            }
+            if info.len() >= TCPI_BYTES_RETRANS + 8 {
+                s.bytes_sent = Some(u64_ne(info, TCPI_BYTES_SENT));
+                s.bytes_retrans = Some(u64_ne(info, TCPI_BYTES_RETRANS));
             }
         }
         off += (len + 3) & !3;
@@ -366,5 +381,203 @@ mod tests {
         assert!(parse_dump(&bad_family).unwrap_err().contains("family"));
         let err = parse_dump(&nlmsg(NLMSG_ERROR, &(-13i32).to_ne_bytes())).unwrap_err();
         assert!(err.contains("denied"), "{err}");
+    }
+}
+
+/// Sockets from `NETLINK_SOCK_DIAG` (TCP with `tcp_info` byte counters, UDP without), owners
+/// from `/proc/<pid>/fd`.
+#[cfg(target_os = "linux")]
+pub mod collector {
+    use std::collections::HashMap;
+
+    use super::{dump_request, parse_dump, tcp_state_name};
+    use crate::platform::SocketSample;
+
+    struct Netlink(libc::c_int);
+
+    impl Drop for Netlink {
+        fn drop(&mut self) {
+            // SAFETY: we own the descriptor.
+            unsafe { libc::close(self.0) };
+        }
+    }
+
+    fn dump(family: u8, protocol: u8, seq: u32) -> Result<Vec<super::DiagSocket>, String> {
+        // SAFETY: plain socket(2); the fd is closed by Netlink's Drop.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(format!(
+                "netlink socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let sock = Netlink(fd);
+        let timeout = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: valid fd and option buffer.
+        unsafe {
+            libc::setsockopt(
+                sock.0,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        let req = dump_request(family, protocol, seq);
+        // SAFETY: sockaddr_nl is plain data; zeroed then family set addresses the kernel.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: buffers and lengths are valid.
+        let sent = unsafe {
+            libc::sendto(
+                sock.0,
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(format!(
+                "sock_diag request: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        // Bounded: a dump that never ends is an error, not a hang.
+        for _ in 0..100_000 {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(sock.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(format!(
+                    "sock_diag receive: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            if n == 0 {
+                break;
+            }
+            let part = parse_dump(&buf[..n as usize])?;
+            out.extend(part.sockets);
+            if part.done {
+                return Ok(out);
+            }
+        }
+        Err("sock_diag dump did not end".into())
+    }
+
+    /// inode → pid, from every `/proc/<pid>/fd/*` that reads `socket:[inode]`.
+    pub fn socket_owners() -> HashMap<u32, i64> {
+        let mut owners = HashMap::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return owners;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let t = target.to_string_lossy();
+                if let Some(inode) = t
+                    .strip_prefix("socket:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .and_then(|i| i.parse().ok())
+                {
+                    owners.entry(inode).or_insert(pid);
+                }
+            }
+        }
+        owners
+    }
+
+    /// Keeps the inode → pid map between samples; rescans only when an unknown inode appears.
+    #[derive(Default)]
+    pub struct Collector {
+        owners: HashMap<u32, i64>,
+        seq: u32,
+        warning: Option<String>,
+    }
+
+    impl Collector {
+        pub fn take_warning(&mut self) -> Option<String> {
+            self.warning.take()
+        }
+
+        pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
+            let mut raw = Vec::new();
+            // One family or protocol failing does not discard the others (its error waits in
+            // take_warning); only all failing is an error.
+            let mut errors = Vec::new();
+            let mut read_any = false;
+            for (family, protocol) in [
+                (libc::AF_INET, libc::IPPROTO_TCP),
+                (libc::AF_INET6, libc::IPPROTO_TCP),
+                (libc::AF_INET, libc::IPPROTO_UDP),
+                (libc::AF_INET6, libc::IPPROTO_UDP),
+            ] {
+                self.seq = self.seq.wrapping_add(1);
+                let tcp = protocol == libc::IPPROTO_TCP;
+                match dump(family as u8, protocol as u8, self.seq) {
+                    Ok(socks) => {
+                        read_any = true;
+                        raw.extend(socks.into_iter().map(|s| (tcp, s)));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            self.warning = (!errors.is_empty()).then(|| errors.join("; "));
+            if !read_any {
+                return Err(self.warning.take().unwrap_or_default());
+            }
+            if raw
+                .iter()
+                .any(|(_, s)| s.inode != 0 && !self.owners.contains_key(&s.inode))
+            {
+                self.owners = socket_owners();
+            }
+            Ok(raw
+                .into_iter()
+                .map(|(tcp, s)| SocketSample {
+                    protocol: if tcp { "tcp" } else { "udp" },
+                    local: s.local,
+                    local_port: s.local_port,
+                    remote: s.remote,
+                    remote_port: s.remote_port,
+                    // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
+                    state: if tcp {
+                        tcp_state_name(s.state).map(str::to_string)
+                    } else {
+                        None
+                    },
+                    listening: tcp && s.state == 10,
+                    pid: (s.inode != 0)
+                        .then(|| self.owners.get(&s.inode).copied())
+                        .flatten(),
+                    delegate_pid: None,
+                    socket_id: s.inode as u64,
+                    // tcpi_bytes_acked: the connecting side's SYN counts as one byte (the
+                    // accepting side's SYN-ACK does not), so it can exceed the payload by one.
+                    bytes_sent: s.bytes_acked.map(|b| b as i64),
+                    bytes_received: s.bytes_received.map(|b| b as i64),
+                })
+                .collect())
+        }
     }
 }

@@ -197,6 +197,9 @@ pub struct PcbSocket {
     pub local_port: u16,
     pub remote: IpAddr,
     pub remote_port: u16,
+    /// Interface index the kernel embedded in a link-local address (see [`kernel_ipv6`]).
+    pub local_scope: Option<u16>,
+    pub remote_scope: Option<u16>,
     /// Summed per the Darwin version (see module docs).
     pub rx_bytes: u64,
     pub tx_bytes: u64,
@@ -221,19 +224,44 @@ fn roundup64(n: usize) -> usize {
     }
 }
 
-fn address(b: &[u8], off: usize, vflag: u8) -> IpAddr {
+fn address(b: &[u8], off: usize, vflag: u8) -> (IpAddr, Option<u16>) {
     if vflag & INP_IPV4 != 0 {
-        IpAddr::V4(Ipv4Addr::new(
-            b[off + 12],
-            b[off + 13],
-            b[off + 14],
-            b[off + 15],
-        ))
+        (
+            IpAddr::V4(Ipv4Addr::new(
+                b[off + 12],
+                b[off + 13],
+                b[off + 14],
+                b[off + 15],
+            )),
+            None,
+        )
     } else {
-        IpAddr::V6(Ipv6Addr::from(
-            <[u8; 16]>::try_from(&b[off..off + 16]).expect("16 bytes"),
-        ))
+        kernel_ipv6(<[u8; 16]>::try_from(&b[off..off + 16]).expect("16 bytes"))
     }
+}
+
+/// An IPv6 address as xnu stores it in a PCB. Link-local unicast (fe80::/10) and interface- or
+/// link-local multicast (ff01::/16, ff02::/16) carry the interface index in bytes 2–3 (KAME's
+/// embedded scope, xnu bsd/netinet6/scope6.c; Apple's netstat clears them before printing):
+/// returned separately, with those bytes zeroed. `::ffff:a.b.c.d` (a dual-stack socket
+/// talking IPv4) becomes the IPv4 address.
+pub fn kernel_ipv6(mut raw: [u8; 16]) -> (IpAddr, Option<u16>) {
+    let v6 = Ipv6Addr::from(raw);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return (IpAddr::V4(v4), None);
+    }
+    let link_local = raw[0] == 0xfe && raw[1] & 0xc0 == 0x80;
+    let scoped_multicast = raw[0] == 0xff && (raw[1] == 0x01 || raw[1] == 0x02);
+    if link_local || scoped_multicast {
+        let scope = u16::from_be_bytes([raw[2], raw[3]]);
+        raw[2] = 0;
+        raw[3] = 0;
+        return (
+            IpAddr::V6(Ipv6Addr::from(raw)),
+            (scope != 0).then_some(scope),
+        );
+    }
+    (IpAddr::V6(v6), None)
 }
 
 /// Parses a pcblist_n buffer. `darwin_major` picks how `xst_tc_stats` is read (≤ 23: sum the
@@ -323,6 +351,9 @@ pub fn parse(buf: &[u8], is_tcp: bool, darwin_major: u32) -> Result<Vec<PcbSocke
             tx = tx.saturating_add(u64_at(buf, e + offset_of!(DataStats, txbytes)));
         }
         let port = |o: usize| u16::from_be_bytes([buf[inp + o], buf[inp + o + 1]]);
+        let (local, local_scope) = address(buf, inp + offset_of!(XInpcbN, inp_dependladdr), vflag);
+        let (remote, remote_scope) =
+            address(buf, inp + offset_of!(XInpcbN, inp_dependfaddr), vflag);
         out.push(PcbSocket {
             so_handle: u64_at(buf, so + offset_of!(XSocketN, xso_so)),
             so_gencnt: (so_len >= offset_of!(XSocketN, so_gencnt) + 8)
@@ -331,10 +362,12 @@ pub fn parse(buf: &[u8], is_tcp: bool, darwin_major: u32) -> Result<Vec<PcbSocke
             uid: u32_at(buf, so + offset_of!(XSocketN, so_uid)),
             last_pid: i32_at(buf, so + offset_of!(XSocketN, so_last_pid)),
             e_pid: i32_at(buf, so + offset_of!(XSocketN, so_e_pid)),
-            local: address(buf, inp + offset_of!(XInpcbN, inp_dependladdr), vflag),
+            local,
             local_port: port(offset_of!(XInpcbN, inp_lport)),
-            remote: address(buf, inp + offset_of!(XInpcbN, inp_dependfaddr), vflag),
+            remote,
             remote_port: port(offset_of!(XInpcbN, inp_fport)),
+            local_scope,
+            remote_scope,
             rx_bytes: rx,
             tx_bytes: tx,
             tcp_state: tp
@@ -456,6 +489,33 @@ pub mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::fixtures::*;
+
+    #[test]
+    fn link_local_scope_bytes_are_split_off_and_mapped_v4_is_v4() {
+        // fe80::1 on interface 4, as xnu stores it: fe80:0004::1.
+        let mut raw = [0u8; 16];
+        raw[0] = 0xfe;
+        raw[1] = 0x80;
+        raw[3] = 4;
+        raw[15] = 1;
+        assert_eq!(kernel_ipv6(raw), ("fe80::1".parse().unwrap(), Some(4)));
+        let mut mc = [0u8; 16];
+        mc[0] = 0xff;
+        mc[1] = 0x02;
+        mc[3] = 7;
+        mc[15] = 0xfb;
+        assert_eq!(kernel_ipv6(mc), ("ff02::fb".parse().unwrap(), Some(7)));
+        // Global addresses keep bytes 2-3; site multicast (ff05) is not interface-scoped.
+        let g: std::net::Ipv6Addr = "2001:db8:4::1".parse().unwrap();
+        assert_eq!(kernel_ipv6(g.octets()), (IpAddr::V6(g), None));
+        let s: std::net::Ipv6Addr = "ff05:3::1".parse().unwrap();
+        assert_eq!(kernel_ipv6(s.octets()).1, None);
+        let m: std::net::Ipv6Addr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(
+            kernel_ipv6(m.octets()),
+            ("192.0.2.7".parse().unwrap(), None)
+        );
+    }
     use super::*;
 
     fn socks() -> Vec<Sock> {
@@ -560,7 +620,7 @@ mod tests {
     #[test]
     fn fuzzer_found_inputs_never_panic() {
         // A record of kind 0x95 (several kind bits at once) once marked slots it never filled.
-        let crash = include_bytes!("../../../tests/fixtures/pcblist-fuzz-crash-1.bin");
+        let crash = include_bytes!("../../../../tests/fixtures/pcblist-fuzz-crash-1.bin");
         for darwin in [21, 23, 24] {
             let _ = parse(crash, true, darwin);
             let _ = parse(crash, false, darwin);
@@ -589,5 +649,152 @@ mod tests {
         let mut bad_head = buf;
         bad_head[0..4].copy_from_slice(&3u32.to_ne_bytes());
         assert!(parse(&bad_head, true, 23).is_err());
+    }
+}
+
+/// Sockets from `net.inet.{tcp,udp}.pcblist_n`: no privilege needed, every user's sockets,
+/// byte counters included. The owner is the delegated pid when set, else the last pid that
+/// used the socket. Only type-checked here: proving the counters needs a Mac.
+#[cfg(target_os = "macos")]
+pub mod collector {
+    use super as pcblist;
+    use crate::platform::SocketSample;
+
+    fn sysctl_bytes(name: &std::ffi::CStr) -> Result<Vec<u8>, String> {
+        for _ in 0..5 {
+            let mut len: libc::size_t = 0;
+            // SAFETY: a null buffer asks for the size.
+            if unsafe {
+                libc::sysctlbyname(
+                    name.as_ptr(),
+                    std::ptr::null_mut(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            } != 0
+            {
+                return Err(format!(
+                    "{}: {}",
+                    name.to_string_lossy(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // Room for sockets created between the two calls.
+            let mut buf = vec![0u8; len + len / 8 + 4096];
+            let mut got = buf.len();
+            // SAFETY: buf holds `got` bytes.
+            let rc = unsafe {
+                libc::sysctlbyname(
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    &mut got,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            if rc == 0 {
+                buf.truncate(got);
+                return Ok(buf);
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOMEM) {
+                return Err(format!(
+                    "{}: {}",
+                    name.to_string_lossy(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        Err(format!("{}: the list kept growing", name.to_string_lossy()))
+    }
+
+    /// Darwin major version from `kern.osrelease` ("24.1.0" → 24).
+    fn darwin_major() -> u32 {
+        let mut buf = [0u8; 64];
+        let mut len = buf.len();
+        // SAFETY: buf holds len bytes.
+        let rc = unsafe {
+            libc::sysctlbyname(
+                c"kern.osrelease".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return 0;
+        }
+        String::from_utf8_lossy(&buf[..len.min(buf.len())])
+            .trim_end_matches('\0')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[derive(Default)]
+    pub struct Collector {
+        darwin: Option<u32>,
+        warning: Option<String>,
+    }
+
+    /// The owner is the last pid that used the socket; a delegated ("effective") pid, as
+    /// nsurlsessiond sets for the app it works for, is kept beside it for the sampler to
+    /// check (it may name a process that exited or a reused pid).
+    pub fn to_sample(s: pcblist::PcbSocket, tcp: bool) -> SocketSample {
+        SocketSample {
+            protocol: if tcp { "tcp" } else { "udp" },
+            local: s.local,
+            local_port: s.local_port,
+            remote: s.remote,
+            remote_port: s.remote_port,
+            state: s
+                .tcp_state
+                .and_then(pcblist::tcp_state_name)
+                .map(str::to_string),
+            listening: s.tcp_state == Some(1),
+            pid: (s.last_pid > 0).then_some(s.last_pid as i64),
+            delegate_pid: (s.e_pid > 0 && s.e_pid != s.last_pid).then_some(s.e_pid as i64),
+            socket_id: s.so_gencnt.unwrap_or(s.so_handle),
+            bytes_sent: i64::try_from(s.tx_bytes).ok(),
+            bytes_received: i64::try_from(s.rx_bytes).ok(),
+        }
+    }
+
+    impl Collector {
+        /// The sockets of every protocol that could be read. One protocol failing (a UDP
+        /// sysctl or parse error) does not discard the others: its error waits in
+        /// [`Collector::take_warning`]. Only when every protocol fails is it an error.
+        pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
+            let darwin = *self.darwin.get_or_insert_with(darwin_major);
+            let mut out = Vec::new();
+            let mut errors = Vec::new();
+            let mut read_any = false;
+            for (tcp, name) in [
+                (true, c"net.inet.tcp.pcblist_n"),
+                (false, c"net.inet.udp.pcblist_n"),
+            ] {
+                let socks =
+                    match sysctl_bytes(name).and_then(|buf| pcblist::parse(&buf, tcp, darwin)) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    };
+                read_any = true;
+                out.extend(socks.into_iter().map(|s| to_sample(s, tcp)));
+            }
+            self.warning = (!errors.is_empty()).then(|| errors.join("; "));
+            if !read_any {
+                return Err(self.warning.take().unwrap_or_default());
+            }
+            Ok(out)
+        }
+
+        pub fn take_warning(&mut self) -> Option<String> {
+            self.warning.take()
+        }
     }
 }
