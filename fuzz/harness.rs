@@ -64,6 +64,26 @@ pub fn kernel_buffers(data: &[u8]) {
         let _ = lw::jobs::unit_exec_start(text);
         let _ = parse::systemd_unit_from_cgroup(text);
     }
+    tracepoint(data);
+}
+
+/// perf ring-buffer records of the three tracepoints, decoded against this kernel family's
+/// layouts, and tracefs format text.
+fn tracepoint(data: &[u8]) {
+    use lw::platform::linux::tracepoint::{
+        decode_records, parse_format, sample_formats, Decoded, Layouts,
+    };
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse_format(text);
+    }
+    let layouts = Layouts::new(
+        &parse_format(sample_formats::SOCK_FORMAT).expect("sample format"),
+        &parse_format(sample_formats::EXEC_FORMAT).expect("sample format"),
+        &parse_format(sample_formats::FORK_FORMAT).expect("sample format"),
+    )
+    .expect("sample layouts");
+    let mut out = Decoded::default();
+    decode_records(data, &layouts, &mut out);
 }
 
 /// First-payload classification and the entropy figures beside it.

@@ -1145,11 +1145,9 @@ mod live {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // The formats of this kernel family (6.x) as tracefs prints them.
+/// The formats of this kernel family (6.x) as tracefs prints them: for tests, and for the fuzz
+/// target that decodes hostile ring-buffer records against real layouts.
+pub mod sample_formats {
     pub const SOCK_FORMAT: &str = "name: inet_sock_set_state
 ID: 2287
 format:
@@ -1197,6 +1195,13 @@ format:
 \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;
 \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;
 ";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::sample_formats::*;
 
     fn layouts() -> Layouts {
         Layouts::new(
