@@ -25,6 +25,58 @@ pub const SOCKET_SOURCE: &str = "pcblist";
 #[cfg(not(target_os = "macos"))]
 pub const SOCKET_SOURCE: &str = "sock_diag";
 
+/// Rows from each protocol's (or family's) read, merged: one failing keeps the rows the others
+/// read and becomes a warning; only when every read fails is it an error. A UDP sysctl or
+/// parse error must never cost the TCP rows already in hand.
+pub fn keep_what_was_read<T>(
+    reads: impl IntoIterator<Item = Result<Vec<T>, String>>,
+) -> Result<(Vec<T>, Option<String>), String> {
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let mut read_any = false;
+    for r in reads {
+        match r {
+            Ok(v) => {
+                read_any = true;
+                rows.extend(v);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let warning = (!errors.is_empty()).then(|| errors.join("; "));
+    if read_any {
+        Ok((rows, warning))
+    } else {
+        Err(warning.unwrap_or_else(|| "nothing to read".into()))
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::keep_what_was_read;
+
+    #[test]
+    fn one_failing_protocol_keeps_the_others_rows() {
+        let (rows, warning) = keep_what_was_read(vec![
+            Ok(vec!["tcp4 a", "tcp4 b"]),
+            Ok(vec!["tcp6 c"]),
+            Err("net.inet.udp.pcblist_n: truncated record".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(rows, ["tcp4 a", "tcp4 b", "tcp6 c"]);
+        assert_eq!(
+            warning.as_deref(),
+            Some("net.inet.udp.pcblist_n: truncated record")
+        );
+        let err = keep_what_was_read::<&str>(vec![Err("a".into()), Err("b".into())]).unwrap_err();
+        assert_eq!(err, "a; b");
+        assert_eq!(
+            keep_what_was_read(vec![Ok(vec![1])]).unwrap(),
+            (vec![1], None)
+        );
+    }
+}
+
 /// What launchd itself says is loaded: the system domain and each asked-for user's domain.
 #[derive(Debug, Default)]
 pub struct LaunchdLive {

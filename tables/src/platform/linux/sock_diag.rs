@@ -521,11 +521,9 @@ pub mod collector {
         }
 
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
-            let mut raw = Vec::new();
             // One family or protocol failing does not discard the others (its error waits in
             // take_warning); only all failing is an error.
-            let mut errors = Vec::new();
-            let mut read_any = false;
+            let mut reads = Vec::new();
             for (family, protocol) in [
                 (libc::AF_INET, libc::IPPROTO_TCP),
                 (libc::AF_INET6, libc::IPPROTO_TCP),
@@ -534,18 +532,13 @@ pub mod collector {
             ] {
                 self.seq = self.seq.wrapping_add(1);
                 let tcp = protocol == libc::IPPROTO_TCP;
-                match dump(family as u8, protocol as u8, self.seq) {
-                    Ok(socks) => {
-                        read_any = true;
-                        raw.extend(socks.into_iter().map(|s| (tcp, s)));
-                    }
-                    Err(e) => errors.push(e),
-                }
+                reads.push(
+                    dump(family as u8, protocol as u8, self.seq)
+                        .map(|socks| socks.into_iter().map(|s| (tcp, s)).collect::<Vec<_>>()),
+                );
             }
-            self.warning = (!errors.is_empty()).then(|| errors.join("; "));
-            if !read_any {
-                return Err(self.warning.take().unwrap_or_default());
-            }
+            let (raw, warning) = crate::platform::keep_what_was_read(reads)?;
+            self.warning = warning;
             if raw
                 .iter()
                 .any(|(_, s)| s.inode != 0 && !self.owners.contains_key(&s.inode))

@@ -768,28 +768,18 @@ pub mod collector {
         /// [`Collector::take_warning`]. Only when every protocol fails is it an error.
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
             let darwin = *self.darwin.get_or_insert_with(darwin_major);
-            let mut out = Vec::new();
-            let mut errors = Vec::new();
-            let mut read_any = false;
-            for (tcp, name) in [
+            let reads = [
                 (true, c"net.inet.tcp.pcblist_n"),
                 (false, c"net.inet.udp.pcblist_n"),
-            ] {
-                let socks =
-                    match sysctl_bytes(name).and_then(|buf| pcblist::parse(&buf, tcp, darwin)) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            errors.push(e);
-                            continue;
-                        }
-                    };
-                read_any = true;
-                out.extend(socks.into_iter().map(|s| to_sample(s, tcp)));
-            }
-            self.warning = (!errors.is_empty()).then(|| errors.join("; "));
-            if !read_any {
-                return Err(self.warning.take().unwrap_or_default());
-            }
+            ]
+            .into_iter()
+            .map(|(tcp, name)| {
+                sysctl_bytes(name)
+                    .and_then(|buf| pcblist::parse(&buf, tcp, darwin))
+                    .map(|socks| socks.into_iter().map(|s| to_sample(s, tcp)).collect())
+            });
+            let (out, warning) = crate::platform::keep_what_was_read(reads)?;
+            self.warning = warning;
             Ok(out)
         }
 
