@@ -22,7 +22,7 @@ CS_ADHOC, CS_RUNTIME = 0x2, 0x10000
 N_TYPE, N_UNDF, N_EXT = 0x0E, 0x0, 0x01
 # rustc's minimum macOS for each target; the dylibs launchwatch may load.
 MINOS = {"arm64": (11, 0), "x86_64": (10, 12)}
-DYLIBS = {"/usr/lib/libSystem.B.dylib", "/usr/lib/libiconv.2.dylib",
+DYLIBS = {"/usr/lib/libSystem.B.dylib", "/usr/lib/libiconv.2.dylib", "/usr/lib/libpcap.A.dylib",
           "/System/Library/Frameworks/CoreFoundation.framework/Versions/A/CoreFoundation",
           "/System/Library/Frameworks/Security.framework/Versions/A/Security"}
 

@@ -10,7 +10,7 @@
 #
 # How: Debian's rustc with the standard library built from source (-Zbuild-std; rustup has no
 # Apple std here), `zig cc` (PyPI ziglang) as linker and as C compiler for the bundled SQLite,
-# zig's own libSystem.tbd, and text stubs (.tbd) for Security and CoreFoundation under
+# zig's own libSystem.tbd, and text stubs (.tbd) for Security, CoreFoundation, libiconv and libpcap under
 # packaging/macos/sdk-stubs/ listing the symbols launchwatch imports (a new import fails the link
 # with the symbol's name: add it there). llvm-lipo and llvm-otool from Debian's llvm-14.
 # Nothing here needs Apple's SDK or a Mac; what it cannot prove (that macOS accepts and runs

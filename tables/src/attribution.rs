@@ -380,6 +380,7 @@ mod tests {
             state: None,
             label_source: None,
             source: None,
+            acting_pid: None,
             last_seen: None,
             prev_seen: None,
             prev_bytes_sent: None,

@@ -85,6 +85,10 @@ pub struct FlowObs {
     /// Which collector saw the flow (spec.md value list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// macOS delegated sockets: the process that used the socket (so_last_pid, e.g.
+    /// nsurlsessiond) when `pid` is the process it worked for (so_e_pid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_pid: Option<i64>,
     /// Optional in the format: when the counters were last read (defaults to `end`,
     /// else `start`), and the reading before it, so rates survive a record/replay round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +265,7 @@ fn integer_fields(kind: &str) -> &'static [&'static str] {
         "process" => &["pid", "ppid", "uid", "pgid", "responsible_pid"],
         "flow" => &[
             "pid",
+            "acting_pid",
             "local_port",
             "remote_port",
             "bytes_sent",

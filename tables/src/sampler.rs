@@ -214,6 +214,7 @@ impl Sampler {
                         launchd_label: r.get(4)?,
                         label_source: None,
                         source: None,
+                        acting_pid: None,
                         protocol: r.get(5)?,
                         local_address: r.get(6)?,
                         local_port: r.get(7)?,
@@ -378,6 +379,7 @@ impl Sampler {
                     launchd_label: None,
                     label_source: None,
                     source: None,
+                    acting_pid: None,
                     protocol: "tcp".into(),
                     local_address: Some(k.local.to_string()),
                     local_port: Some(k.local_port),
@@ -478,6 +480,8 @@ impl Sampler {
                             launchd_label: owner.label,
                             label_source: owner.label_source,
                             source,
+                            // Both pids of a delegated socket: the daemon that used it stays.
+                            acting_pid: s.pid.filter(|p| pid != Some(*p)),
                             protocol: s.protocol.to_string(),
                             local_address: Some(s.local.to_string()),
                             local_port: Some(s.local_port),
@@ -775,6 +779,29 @@ mod tests {
             bytes_sent: sent,
             bytes_received: sent,
         }
+    }
+
+    #[test]
+    fn a_delegated_socket_keeps_both_pids_and_trusts_only_an_older_effective_process() {
+        // This test process stands for the app a daemon worked for: it started long before.
+        let me = std::process::id() as i64;
+        let daemon = 1;
+        let mut s = Sampler::new();
+        let mut delegated = sock(7, 40001, Some(10), Some(daemon), "ESTABLISHED");
+        delegated.delegate_pid = Some(me);
+        // so_e_pid naming a process that does not exist (exited, or never ours): not trusted.
+        let mut stale = sock(8, 40002, Some(10), Some(daemon), "ESTABLISHED");
+        stale.delegate_pid = Some(i32::MAX as i64 - 7);
+        let (flows, _, _) = s.track(vec![delegated, stale], crate::env::wall_clock());
+        let by_port = |p: u16| flows.iter().find(|f| f.local_port == Some(p)).unwrap();
+        assert_eq!(
+            (by_port(40001).pid, by_port(40001).acting_pid),
+            (Some(me), Some(daemon))
+        );
+        assert_eq!(
+            (by_port(40002).pid, by_port(40002).acting_pid),
+            (Some(daemon), None)
+        );
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl Out {
             prev_bytes_received: None,
             label_source: None,
             source: None,
+            acting_pid: None,
         }));
     }
 

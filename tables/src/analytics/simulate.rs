@@ -650,6 +650,7 @@ pub fn observations(keys: &[Key]) -> Vec<Observation> {
                 prev_bytes_received: None,
                 label_source: None,
                 source: None,
+                acting_pid: None,
             }));
         }
     }

@@ -218,7 +218,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT start, end, pid, process_start, path, launchd_label, protocol, local_address, local_port,
                     remote_address, remote_port, remote_name, bytes_sent, bytes_received, state, last_seen,
-                    prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source FROM flows ORDER BY start, id",
+                    prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid FROM flows ORDER BY start, id",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -244,6 +244,7 @@ impl Store {
                 prev_bytes_received: r.get(18)?,
                 label_source: r.get(19)?,
                 source: r.get(20)?,
+                acting_pid: r.get(21)?,
             }))?;
         }
         let mut stmt = conn.prepare(
@@ -525,7 +526,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                  label_source = CASE WHEN ?8 IS NOT NULL THEN ifnull(?14, label_source) ELSE label_source END,
                  source = ifnull(?15, source),
                  path = CASE WHEN ?9 != '' THEN ?9 ELSE path END, pid = ifnull(?13, pid), prev_seen = ifnull(?10, prev_seen), prev_bytes_sent = ifnull(?11, prev_bytes_sent),
-                 prev_bytes_received = ifnull(?12, prev_bytes_received), process_start = ifnull(?16, process_start) WHERE id = ?1",
+                 prev_bytes_received = ifnull(?12, prev_bytes_received), process_start = ifnull(?16, process_start),
+                 acting_pid = ifnull(?17, acting_pid) WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -543,7 +545,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 f.pid,
                 f.label_source,
                 f.source,
-                f.process_start
+                f.process_start,
+                f.acting_pid
             ])?;
             // A row that just learned its program counts as that program's flow from now on.
             let adopted = i64::from(old_path.is_empty() && !f.path.is_empty());
@@ -557,8 +560,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
                  local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
-                 prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             )?
             .execute(params![
                 f.start,
@@ -581,7 +584,8 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
                 f.prev_bytes_sent,
                 f.prev_bytes_received,
                 f.label_source,
-                f.source
+                f.source,
+                f.acting_pid
             ])?;
             (1, sent.max(0), received.max(0))
         }
@@ -781,6 +785,43 @@ mod tests {
             err.contains("schema version 99, newer than this launchwatch knows"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_v5_store_gains_the_acting_pid_and_keeps_its_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        let v5: Vec<&str> = MIGRATIONS[..5].to_vec();
+        conn.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = 5; COMMIT;",
+            v5.join(";")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flows(start, last_seen, pid, path, protocol, remote_address, remote_port)
+             VALUES (1, 2, 7, '/bin/x', 'tcp', '192.0.2.1', 443)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        store
+            .write_batch(
+                &[obs(r#"{"kind":"flow","start":3,"pid":8,"acting_pid":91,"path":"/Applications/A.app/Contents/MacOS/A","protocol":"tcp","remote_address":"203.0.113.9","remote_port":443}"#)],
+                1,
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("\"flow\"")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            !lines[0].contains("acting_pid"),
+            "the old row has none: {}",
+            lines[0]
+        );
+        assert!(lines[1].contains("\"acting_pid\":91"), "{}", lines[1]);
     }
 
     #[test]

@@ -134,4 +134,9 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE payloads ADD COLUMN resolved_name TEXT;
     CREATE INDEX payloads_flow ON payloads(remote_address, remote_port, local_port);
     "#,
+    // v6: both pids of a delegated socket (macOS so_e_pid): the flow belongs to the process a
+    // daemon worked for; the daemon that used the socket is kept beside it.
+    r#"
+    ALTER TABLE flows ADD COLUMN acting_pid INTEGER;
+    "#,
 ];

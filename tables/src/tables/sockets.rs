@@ -29,6 +29,7 @@ const COLUMNS: &[Column] = &[
     bigint("process_start_time", "Owner's start time, Unix epoch: with pid, joins launchwatch_process_cpu (and osquery's processes) without pid-reuse mistakes"),
     bigint("last_seen", "Latest counter reading, Unix epoch"),
     double("duration_seconds", "From first sight to the end (closed) or the latest reading (open)"),
+    bigint("acting_pid", "macOS delegated sockets: the process that used the socket (so_last_pid, e.g. nsurlsessiond) when pid is the process it worked for (so_e_pid, taken only if that process started before the flow was first seen); NULL otherwise"),
     text("source", "Which collector saw the flow: tracepoint (Linux kernel connection events: owner from connect(2), final counters at close), sock_diag (Linux polling), ntstat or pcblist (macOS), replay (loaded from a file)"),
 ];
 
@@ -85,7 +86,7 @@ impl Table for Sockets {
             "SELECT f.pid, f.path, f.launchd_label, f.protocol, f.local_address, f.local_port, f.remote_address,
                     f.remote_port, {},
                     f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
-                    f.start, f.last_seen, f.end, f.process_start, f.label_source, ifnull(f.source, 'replay')
+                    f.start, f.last_seen, f.end, f.process_start, f.label_source, ifnull(f.source, 'replay'), f.acting_pid
              FROM flows f {} ORDER BY f.start, f.id",
             crate::analytics::FLOW_NAME_SQL,
             if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) }
@@ -130,6 +131,7 @@ impl Table for Sockets {
                     Value::from(r.get::<_, Option<f64>>(18)?.map(|p| p.floor() as i64)),
                     Value::from(last_seen.floor() as i64),
                     Value::Double(end.unwrap_or(last_seen) - start),
+                    Value::from(r.get::<_, Option<i64>>(21)?),
                     Value::from(r.get::<_, String>(20)?),
                 ]);
             }
