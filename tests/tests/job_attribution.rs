@@ -398,14 +398,19 @@ fn build(root: &Path) -> String {
     r.0
 }
 
-fn beacons(root: &Path, replay: &Path) -> Vec<Map<String, Value>> {
-    let out = command(root.parent().unwrap())
+fn beacons(dir: &Path) -> Vec<Map<String, Value>> {
+    host_query(dir, "SELECT identity, launchd_label, label_source, job_class, signer_class, interpreter, raw_score, context, beacon_score, explained_by_launchd, remote FROM launchwatch_beacons")
+}
+
+/// One `query --json` over the test's host (its --root and replay, a private state dir).
+fn host_query(dir: &Path, sql: &str) -> Vec<Map<String, Value>> {
+    let out = command(dir)
         .args(["query", "--json", "--replay"])
-        .arg(replay)
+        .arg(dir.join("host.jsonl"))
         .arg("--root")
-        .arg(root)
+        .arg(dir.join("root"))
         .args(["--now", &format!("{NOW}")])
-        .arg("SELECT identity, launchd_label, label_source, job_class, signer_class, interpreter, raw_score, context, beacon_score, explained_by_launchd, remote FROM launchwatch_beacons")
+        .arg(sql)
         .output()
         .unwrap();
     json_rows(&out)
@@ -428,7 +433,7 @@ fn jobs_not_signers_decide_the_beacon_score() {
     std::fs::create_dir_all(&root).unwrap();
     let replay = dir.path().join("host.jsonl");
     std::fs::write(&replay, build(&root)).unwrap();
-    let rows = beacons(&root, &replay);
+    let rows = beacons(dir.path());
 
     for (remote, label, source, class) in [
         ("c2-one.example", "com.acme.sync", "replay", "user"),
@@ -495,16 +500,7 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
     std::fs::create_dir_all(&root).unwrap();
     let replay = dir.path().join("host.jsonl");
     std::fs::write(&replay, build(&root)).unwrap();
-    let out = command(dir.path())
-        .args(["query", "--json", "--replay"])
-        .arg(&replay)
-        .arg("--root")
-        .arg(&root)
-        .args(["--now", &format!("{NOW}")])
-        .arg("SELECT DISTINCT path, launchd_label, label_source FROM launchwatch_sockets WHERE remote_address IN ('198.51.100.44', '140.82.112.5') ORDER BY remote_address")
-        .output()
-        .unwrap();
-    let rows = json_rows(&out);
+    let rows = host_query(dir.path(), "SELECT DISTINCT path, launchd_label, label_source FROM launchwatch_sockets WHERE remote_address IN ('198.51.100.44', '140.82.112.5') ORDER BY remote_address");
     let got: Vec<(String, String, String)> = rows
         .iter()
         .map(|r| {
@@ -527,16 +523,7 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
         ]
     );
     // The child's payload row carries the job too.
-    let out = command(dir.path())
-        .args(["query", "--json", "--replay"])
-        .arg(&replay)
-        .arg("--root")
-        .arg(&root)
-        .args(["--now", &format!("{NOW}")])
-        .arg("SELECT launchd_label, label_source FROM launchwatch_payloads WHERE remote_address = '198.51.100.44'")
-        .output()
-        .unwrap();
-    let payloads = json_rows(&out);
+    let payloads = host_query(dir.path(), "SELECT launchd_label, label_source FROM launchwatch_payloads WHERE remote_address = '198.51.100.44'");
     assert_eq!(payloads.len(), 1, "{payloads:#?}");
     assert_eq!(
         (
@@ -546,15 +533,10 @@ fn every_row_of_a_jobs_tree_carries_its_label() {
         (Some("com.vendorx.refresh"), Some("parent"))
     );
     // launchwatch_launchd: the app bundle's job and its class.
-    let out = command(dir.path())
-        .args(["query", "--json", "--root"])
-        .arg(&root)
-        .args(["--now", &format!("{NOW}"), "--replay"])
-        .arg(&replay)
-        .arg("SELECT label, domain, job_class, masquerading, interpreter, program FROM launchwatch_launchd ORDER BY label")
-        .output()
-        .unwrap();
-    let jobs = json_rows(&out);
+    let jobs = host_query(
+        dir.path(),
+        "SELECT label, domain, job_class, masquerading, interpreter, program FROM launchwatch_launchd ORDER BY label",
+    );
     let get = |l: &str| {
         jobs.iter()
             .find(|r| r["label"] == l)
