@@ -30,40 +30,8 @@ const COLUMNS: &[Column] = &[
     text("validation", "What a Security.framework status checked (macOS): basic = code directory, CMS signature and certificate chain of the native slice, pages and other architectures not hashed; full = every architecture, page and nested code. NULL for static or replayed facts"),
 ];
 
-/// Designated-requirement texts for the signer classes (collectors.md §4; OIDs from Apple's
-/// certificate policies): Developer ID CA (…6.2.6) with a Developer ID Application leaf
-/// (…6.1.13).
-pub const DEVELOPER_ID: &str =
-    "anchor apple generic and certificate 1[field.1.2.840.113635.100.6.2.6] exists \
-     and certificate leaf[field.1.2.840.113635.100.6.1.13] exists";
-/// Mac App Store (…6.1.9, …6.1.9.1) and iOS App Store apps run on Apple silicon (…6.1.3,
-/// Security `LWCRHelper.mm`), which would otherwise land in `other`.
-pub const APP_STORE: &str =
-    "anchor apple generic and (certificate leaf[field.1.2.840.113635.100.6.1.9] exists \
-     or certificate leaf[field.1.2.840.113635.100.6.1.9.1] exists \
-     or certificate leaf[field.1.2.840.113635.100.6.1.3] exists)";
-
-/// The signer class of validly signed code, first match wins; `satisfies` checks a
-/// requirement text against the code (Security.framework on macOS).
-pub fn signer_class_from(satisfies: &dyn Fn(&str) -> bool) -> &'static str {
-    if satisfies("anchor apple") {
-        "apple"
-    } else if satisfies(APP_STORE) {
-        "app_store"
-    } else if satisfies(DEVELOPER_ID) {
-        "developer_id"
-    } else {
-        "other"
-    }
-}
-
-/// `notarized`: the requirement only finds a ticket stapled to the code or cached locally, and a
-/// notarized bare command-line tool has none, so not finding one is unknown (NULL), never 0.
-pub fn notarized_from(apple: bool, local_ticket: bool) -> Option<bool> {
-    (apple || local_ticket).then_some(true)
-}
-
-pub use crate::facts::SigningFacts;
+// Requirement texts and class rules are facts both this table and the macOS backend use.
+pub use crate::facts::{notarized_from, signer_class_from, SigningFacts, APP_STORE, DEVELOPER_ID};
 
 /// From the bytes alone: unsigned, ad-hoc, or "signed with a certificate we cannot check here".
 pub fn static_facts(b: &Binary) -> SigningFacts {

@@ -35,7 +35,7 @@ use security_framework::os::macos::code_signing::{Flags, SecRequirement, SecStat
 use crate::binary::{CS_ADHOC, CS_LINKER_SIGNED, CS_RUNTIME};
 use crate::facts::SigningFacts;
 // Pure requirement helpers still live with the table (to move below both in a later change).
-use crate::tables::signing::{notarized_from, signer_class_from, DEVELOPER_ID};
+use crate::facts::{notarized_from, signer_class_from, DEVELOPER_ID};
 
 /// `kSecCSSigningInformation` (Security `SecCode.h`): ask for identifier, team, certificates.
 const K_SEC_CS_SIGNING_INFORMATION: u32 = 1 << 1;
