@@ -184,13 +184,7 @@ pub fn parse_launchctl_list(text: &str) -> std::collections::BTreeMap<String, La
         if pid == "PID" && label == "Label" {
             continue;
         }
-        let num = |s: &str| -> Result<Option<i64>, ()> {
-            match s.trim() {
-                "-" => Ok(None),
-                n => n.parse().map(Some).map_err(|_| ()),
-            }
-        };
-        let (Ok(pid), Ok(last_exit_status)) = (num(pid), num(status)) else {
+        let (Ok(pid), Ok(last_exit_status)) = (dash_or_int(pid), dash_or_int(status)) else {
             continue;
         };
         if label.is_empty() {
@@ -205,6 +199,14 @@ pub fn parse_launchctl_list(text: &str) -> std::collections::BTreeMap<String, La
         );
     }
     jobs
+}
+
+/// A launchctl number column: `-` for none, else an integer.
+fn dash_or_int(s: &str) -> Result<Option<i64>, ()> {
+    match s.trim() {
+        "-" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| ()),
+    }
 }
 
 /// Parses the `services = { … }` block of `launchctl print system` or `print gui/<uid>`: one
@@ -229,23 +231,16 @@ pub fn parse_launchctl_print(text: &str) -> std::collections::BTreeMap<String, L
         let [pid, status, label] = fields[..] else {
             continue;
         };
-        let pid = match pid {
-            "-" | "0" => None,
-            p => match p.parse::<i64>() {
-                Ok(p) if p > 0 => Some(p),
-                _ => continue,
-            },
+        // pid 0 is "not running" here; the exit status may be parenthesised.
+        let pid = match dash_or_int(pid) {
+            Ok(None | Some(0)) => None,
+            Ok(Some(p)) if p > 0 => Some(p),
+            _ => continue,
         };
-        let last_exit_status = match status {
-            "-" => None,
-            s => match s
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .parse::<i64>()
-            {
-                Ok(v) => Some(v),
-                Err(_) => continue,
-            },
+        let Ok(last_exit_status) =
+            dash_or_int(status.trim_start_matches('(').trim_end_matches(')'))
+        else {
+            continue;
         };
         jobs.insert(
             label.to_string(),
