@@ -1,12 +1,13 @@
 //! What tables run against: the store, the config, the filesystem root, "now", and the
 //! running process's own figures for `launchwatch_status`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::framework::Metrics;
 use crate::store::Store;
 
 pub struct TableEnv {
@@ -88,4 +89,20 @@ pub fn wall_clock() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Per-table call figures, kept for `launchwatch_status` and `--verbose`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallStats {
+    pub calls: u64,
+    pub errors: u64,
+    pub rows: u64,
+    pub total: Duration,
+}
+
+/// Table-call counters shared by both hosts.
+#[derive(Default)]
+pub struct Metrics {
+    pub table_errors: AtomicU64,
+    pub per_table: Mutex<BTreeMap<&'static str, CallStats>>,
 }

@@ -8,11 +8,10 @@
 pub mod column;
 pub mod constraints;
 
-use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub use column::{Column, ColumnOptions, ColumnType};
 pub use constraints::{integer_value, Constraint, ContextError, Op, QueryContext};
@@ -139,21 +138,6 @@ pub trait Table: Send + Sync {
     }
     fn columns(&self) -> &'static [Column];
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError>;
-}
-
-/// Per-table call figures, kept for `launchwatch_status` and `--verbose`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CallStats {
-    pub calls: u64,
-    pub errors: u64,
-    pub rows: u64,
-    pub total: Duration,
-}
-
-#[derive(Default)]
-pub struct Metrics {
-    pub table_errors: AtomicU64,
-    pub per_table: Mutex<BTreeMap<&'static str, CallStats>>,
 }
 
 /// The registered tables and the environment they run in. Shared by both hosts.
