@@ -1,13 +1,21 @@
 //! docs/pack-eval.md is what the pack, run through `launchwatch hunt`, makes of the labelled
 //! scenarios today: regenerated here in full and compared, so a change to the pack SQL, an
 //! analytic or a scenario cannot leave the committed figures behind. With
-//! `LAUNCHWATCH_UPDATE_DOCS=1` the file is rewritten instead (then review the diff).
+//! `LAUNCHWATCH_UPDATE_DOCS=1` the file is rewritten instead (then review the diff); with
+//! `LAUNCHWATCH_PACK_EVAL_KEEP=1` the seeds' Macs stay on disk (path printed) for a closer look.
 
 use launchwatch_tables::analytics::pack_eval::{evaluate, report, SEEDS};
 
 #[test]
 fn pack_eval_report_matches_docs() {
-    let work = tempfile::tempdir().unwrap();
+    let mut work = tempfile::tempdir().unwrap();
+    if std::env::var_os("LAUNCHWATCH_PACK_EVAL_KEEP").is_some() {
+        work.disable_cleanup(true);
+        eprintln!(
+            "pack_eval: the seeds' Macs are in {}",
+            work.path().display()
+        );
+    }
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_launchwatch"));
     let e = evaluate(bin, work.path(), SEEDS).expect("every seed's Mac replays");
     let text = report(&e);

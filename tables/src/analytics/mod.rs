@@ -5,6 +5,7 @@ pub mod beacon;
 pub mod demo;
 pub mod history;
 pub mod pack_eval;
+pub mod parents;
 pub mod payload;
 pub mod rita;
 pub mod simulate;

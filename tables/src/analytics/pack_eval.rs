@@ -947,6 +947,42 @@ impl Evaluation {
     }
 }
 
+/// What the cases decide and why, after the tables.
+const NOTES: &str = "
+## What the lookalikes decide, and why
+
+- **WireGuard** is quiet by design. AN1120 times connection starts, and a tunnel is one UDP flow
+  for hours. Its 25 s keepalives are check-ins inside that flow, but only while the tunnel idles;
+  traffic through it breaks the rhythm, and the client is App Store signed, so in-connection timing
+  should leave it quiet too (re-check when it lands: this report will show it). An unsigned
+  `wireguard-go` that a LaunchDaemon keeps idling towards a server never seen before is, by timing,
+  an in-connection beacon, and is meant to be reported: it is not a lookalike here. AN0402 keys on
+  a program that imports symmetric-crypto APIs *and* opens with random bytes: WireGuard's handshake
+  is random-looking (class `random`), but the extension carries its own ChaCha20-Poly1305 and
+  imports none. The price is said in the query's doc: an implant with its own cipher is invisible
+  to AN0402 as well.
+- **Calls (DTLS/SRTP)** open with a STUN binding request (WebRTC) or a DTLS ClientHello; both are
+  structured (magic cookie, zero-filled lengths and reserved fields), class `other`, never
+  `random`, so the caller's CommonCrypto imports do not matter. A call is one UDP flow, not a
+  series of check-ins.
+- **QUIC** Initial packets are recognised by their long header (class `quic`), whatever the
+  program imports.
+- **SSDP** to 239.255.255.250 is `multicast`, never external, so no beacon is scored however
+  regular and unsigned it is.
+- **A CPU-heavy job syncing time with 2.pool.ntp.org** is not mining: a pool name counts only
+  with a mining-pool port, and never an NTP name.
+- **Backups with a baseline**: a Developer ID agent's nightly 1.5–3 GB stays within its own
+  hourly history (z-score) and goes to a destination it has used all along, so neither the volume
+  nor the first-upload rule fires.
+
+Fixed on the way (the analytic, not the scenario): `launchwatch_egress` judged only the current,
+partial hour, so a signed program's 1–3 GB burst that filled the hour between two hourly runs of
+the pack was never scored; it now takes the heavier of this and the last hour against the older
+history (tested apart in `an_upload_between_two_hourly_runs_is_judged_at_the_next_run`).
+`nine_day_spike` places its burst between the last two runs before the replay's end: a replay
+runs the pack once, and a burst hours older is what the earlier hourly runs would have reported.
+";
+
 /// The report in docs/pack-eval.md.
 pub fn report(e: &Evaluation) -> String {
     use std::fmt::Write;
@@ -1053,6 +1089,7 @@ pub fn report(e: &Evaluation) -> String {
             );
         }
     }
+    s.push_str(NOTES);
     if !e.unlabelled.is_empty() {
         let _ = writeln!(s, "\n## Findings on programs no case names\n");
         for ((a, p), n) in &e.unlabelled {

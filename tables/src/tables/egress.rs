@@ -22,6 +22,8 @@ const COLUMNS: &[Column] = &[
     text("path", "Program path"),
     text("identity", "Program identity").index(),
     text("signer_class", "Signer class of the program"),
+    text("parent_path", "Executable of the process that started the program's latest process seen on a connection (triage context; a path, never a pid, so it holds across samples)"),
+    text("parent_name", "That parent's process name"),
     text("remote", "Destination key").index(),
     integer("remote_port", "Remote port"),
     text("protocol", "tcp or udp"),
@@ -168,6 +170,7 @@ impl Table for Egress {
         let this_hour = (now / 3600.0).floor() as i64 * 3600;
         let identities = ctx.equals("identity");
         let mut rows = Vec::new();
+        let mut parents = crate::analytics::parents::ByProgram::default();
         let keys = by_key(&all, false);
         // The hour's volume is the program's; a destination gets it in proportion to what it
         // carried, so the heavy destination scores and the others do not inherit it.
@@ -231,10 +234,13 @@ impl Table for Egress {
             let score = clamp01(
                 l.max(v).max(n) * boost * signer_multiplier(&last.signer_class, last.notarized),
             );
+            let [parent_path, parent_name] = parents.get(env, &last.path)?.values();
             rows.push(vec![
                 Value::from(last.path.as_str()),
                 Value::from(identity.as_str()),
                 Value::from(last.signer_class.as_str()),
+                parent_path,
+                parent_name,
                 Value::from(remote.as_str()),
                 Value::from(port),
                 Value::from(protocol.as_str()),
