@@ -386,12 +386,14 @@ fn child_of_a_shell_replay(dir: &Path, extra: f64) -> (String, String, f64) {
         flow(&mut s, b, b + 1.0, c2, 400);
         b += 120.0;
     }
+    // 66 random-looking bytes, base64.
+    let random =
+        "iv8mYRMxS6yk0uC1dY7gqYfZ0gM2Vv5dQb9wN3hJeK4pLr6tXoA8sF1zU7mCqEjGHiB2nWlTyRcPdK0aZ5xV9fOg";
     writeln!(
         s,
-        r#"{{"kind":"payload","ts":{started},"pid":700,"path":"{AGENT}","protocol":"tcp","remote_address":"{}","remote_port":{},"direction":"out","first_bytes":"{}"}}"#,
+        r#"{{"kind":"payload","ts":{started},"pid":700,"path":"{AGENT}","protocol":"tcp","remote_address":"{}","remote_port":{},"direction":"out","first_bytes":"{random}"}}"#,
         c2.0,
         c2.1,
-        "iv8mYRMxS6yk0uC1dY7gqYfZ0gM2Vv5dQb9wN3hJeK4pLr6tXoA8sF1zU7mCqEjGHiB2nWlTyRcPdK0aZ5xV9fOg"
     )
     .unwrap();
     flow(

@@ -10,7 +10,9 @@
 //! longer than the store's raw retention, as issue 12 asks.
 //!
 //! Deterministic: the committed report is regenerated and compared by a test, so a change to
-//! the pack SQL, an analytic or a scenario shows up as a diff to review.
+//! the pack SQL, an analytic or a scenario shows up as a diff to review. The scenarios draw only
+//! uniform numbers (no `ln`, `cos`: libm differs between platforms in the last bit), and the
+//! report holds counts, never scores, so it is the same on Linux and macOS.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -374,10 +376,10 @@ pub fn host(seed: u64) -> Host {
         while t < NOW {
             if o.rng.f() < 0.3 {
                 // Traffic through the tunnel: irregular, larger.
-                sent += (o.rng.exp(200_000.0)) as i64;
-                received += (o.rng.exp(2_000_000.0)) as i64;
+                sent += o.rng.range(0.0, 400_000.0) as i64;
+                received += o.rng.range(0.0, 4_000_000.0) as i64;
                 snaps.push((t, sent, received));
-                t += o.rng.exp(40.0);
+                t += o.rng.range(1.0, 80.0);
             } else {
                 sent += 32;
                 snaps.push((t, sent, received));
@@ -456,7 +458,7 @@ pub fn host(seed: u64) -> Host {
             initial.extend(o.random_bytes(1194));
             initial[6] = 0x5d;
             udp_payload(&mut o, None, QUIC, (server.0, server.1), t, &initial);
-            t += o.rng.exp(1800.0);
+            t += o.rng.range(60.0, 3600.0);
         }
     }
 
@@ -835,9 +837,36 @@ pub struct CaseResult {
 
 pub struct Evaluation {
     pub seeds: std::ops::Range<u64>,
+    /// Per seed: observation lines and SHA-256 of the replay and the files under `--root`.
+    pub inputs: Vec<(u64, usize, String)>,
     pub cases: Vec<(Case, CaseResult)>,
     /// Findings on programs no case names: (analytic, path) → seeds.
     pub unlabelled: BTreeMap<(String, String), usize>,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Seed `seed`'s Mac, fingerprinted: (seed, observation lines, SHA-256 of lines and files).
+fn fingerprint(seed: u64) -> (u64, usize, String) {
+    let h = host(seed);
+    let mut parts: Vec<&[u8]> = h.lines.iter().map(|l| l.as_bytes()).collect();
+    for (p, b) in &h.files {
+        parts.push(p.as_bytes());
+        parts.push(b);
+    }
+    (seed, h.lines.len(), sha256_hex(&parts))
 }
 
 /// Replays every seed in `seeds` through `bin hunt` and tallies the cases.
@@ -856,7 +885,9 @@ pub fn evaluate(
         })
         .collect();
     let mut unlabelled = BTreeMap::new();
+    let mut inputs = Vec::new();
     for seed in seeds.clone() {
+        inputs.push(fingerprint(seed));
         let r = hunt_seed(bin, work, seed)?;
         for (case, res) in cases.iter().zip(results.iter_mut()) {
             res.seeds += 1;
@@ -887,6 +918,7 @@ pub fn evaluate(
     }
     Ok(Evaluation {
         seeds,
+        inputs,
         cases: cases.into_iter().zip(results).collect(),
         unlabelled,
     })
@@ -1095,6 +1127,33 @@ pub fn report(e: &Evaluation) -> String {
         for ((a, p), n) in &e.unlabelled {
             let _ = writeln!(s, "- {a}: `{p}` on {n} seeds");
         }
+    }
+    let _ = writeln!(s, "\n## Inputs\n");
+    let _ = writeln!(
+        s,
+        "What this report was made from, so a change to either shows here as a diff: the shipped"
+    );
+    let _ = writeln!(
+        s,
+        "detections' SQL and each seed's Mac (SHA-256, first 64 bits).\n"
+    );
+    let _ = writeln!(s, "| pack query | SQL |");
+    let _ = writeln!(s, "|---|---|");
+    for q in crate::pack::bundled()
+        .into_iter()
+        .filter(|q| q.mitre != "none")
+    {
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` |",
+            q.name,
+            sha256_hex(&[q.sql.as_bytes()])
+        );
+    }
+    let _ = writeln!(s, "\n| seed | observations | replay and root |");
+    let _ = writeln!(s, "|---|---|---|");
+    for (seed, lines, hash) in &e.inputs {
+        let _ = writeln!(s, "| {seed} | {lines} | `{hash}` |");
     }
     let failures = e.failures();
     let _ = writeln!(s, "\n## Verdict\n");
