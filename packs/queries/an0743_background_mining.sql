@@ -4,7 +4,8 @@
 -- platform: darwin,linux
 -- interval: 600
 -- logging: differential
-SELECT DISTINCT c.pid, c.path, c.launchd_label, s.remote_address, s.remote_port, s.remote_name,
+SELECT DISTINCT c.pid, c.path, c.launchd_label, c.parent_path, c.parent_name,
+       s.remote_address, s.remote_port, s.remote_name,
        l.path AS plist, l.plist_sha256, l.username, l.program_arguments, l.program_sha256,
        g.cdhash AS program_cdhash
 FROM launchwatch_process_cpu AS c

@@ -234,6 +234,58 @@ fn heavy_unsigned_upload_scores_against_its_own_history() {
 }
 
 #[test]
+fn an_upload_between_two_hourly_runs_is_judged_at_the_next_run() {
+    // The pack runs AN0082 hourly and the current hour is partial when it does: a signed
+    // program's 1 GB burst that filled the last hour must still be scored at the next run.
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600.0);
+    let path = "/Applications/Sync.app/Contents/MacOS/Sync";
+    let mut s = format!(
+        r#"{{"kind":"signing","path":"{path}","signer_class":"developer_id","team_id":"SYNC123456","identifier":"com.sync"}}"#
+    );
+    s.push('\n');
+    for h in 0..48 {
+        let start = t0 + h as f64 * 3600.0 + 10.0;
+        flow(
+            &mut s,
+            path,
+            start,
+            5.0,
+            "api.sync.example",
+            "203.0.113.40",
+            443,
+            20_000,
+        );
+    }
+    // 1 GB in 40 minutes of hour 48; the query runs five minutes into hour 49.
+    let burst = t0 + 48.0 * 3600.0 + 600.0;
+    flow(
+        &mut s,
+        path,
+        burst,
+        2400.0,
+        "api.sync.example",
+        "203.0.113.40",
+        443,
+        1_000_000_000,
+    );
+    let file = dir.path().join("burst.jsonl");
+    std::fs::write(&file, s).unwrap();
+    let now = (t0 + 49.0 * 3600.0 + 300.0).to_string();
+    let rows = query(
+        &["--replay", file.to_str().unwrap(), "--now", &now],
+        "SELECT * FROM launchwatch_egress",
+    );
+    let row = rows
+        .iter()
+        .find(|r| r["path"] == path)
+        .expect("the sync client's row");
+    assert!(f(row, "bytes_sent_per_hour_z") > 100.0, "{row:?}");
+    assert_eq!(f(row, "volume_score"), 1.0, "{row:?}");
+    assert!(f(row, "egress_score") >= 0.6, "{row:?}");
+}
+
+#[test]
 fn destinations_know_how_much_baseline_they_had() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = String::new();

@@ -334,3 +334,128 @@ fn a_replay_longer_than_the_raw_retention_builds_the_hourly_baseline() {
     // The hour is like every other hour of the baseline.
     assert!(z.abs() < 1.0, "{z}");
 }
+
+/// A shell (pid 600) started an unsigned program (pid 700) that beacons, mines on a pool port,
+/// opens with random bytes while importing CommonCrypto, and uploads 2 GB to a new place.
+/// `extra` seconds of later samples are appended (the next run of the pack).
+fn child_of_a_shell_replay(dir: &Path, extra: f64) -> (String, String, f64) {
+    const AGENT: &str = "/Users/Shared/.agent/agent";
+    let root = dir.join("root");
+    let program = root.join(AGENT.trim_start_matches('/'));
+    std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/macho/crypto_x86_64");
+    std::fs::copy(fixture, &program).unwrap();
+    let now = T0 + 30.0 * HOUR + 600.0 + extra;
+    let started = T0 + 20.0 * HOUR;
+    let mut s = String::new();
+    signing(&mut s, AGENT, "unsigned");
+    let label = r#""launchd_label":"com.agent.job","label_source":"parent""#;
+    // The shell and its child, sampled every 10 s over the last 30 minutes (plus `extra`).
+    let mut t = now - 1800.0;
+    let mut cpu = 100.0;
+    while t <= now {
+        writeln!(
+            s,
+            r#"{{"kind":"process","ts":{t},"pid":600,"start_time":{},"ppid":1,"uid":501,"path":"/bin/zsh","name":"zsh","cpu_time":{},{label}}}"#,
+            T0,
+            1.0 + (t - T0) / 1e4
+        )
+        .unwrap();
+        writeln!(
+            s,
+            r#"{{"kind":"process","ts":{t},"pid":700,"start_time":{started},"ppid":600,"uid":501,"path":"{AGENT}","name":"agent","cpu_time":{cpu},{label}}}"#
+        )
+        .unwrap();
+        cpu += 9.5;
+        t += 10.0;
+    }
+    let flow = |s: &mut String,
+                start: f64,
+                end: f64,
+                (ip, port, name): (&str, u16, &str),
+                sent: i64| {
+        writeln!(
+            s,
+            r#"{{"kind":"flow","start":{start},"end":{end},"pid":700,"process_start":{started},"path":"{AGENT}",{label},"protocol":"tcp","remote_address":"{ip}","remote_port":{port},"remote_name":"{name}","bytes_sent":{sent},"bytes_received":600,"last_seen":{end}}}"#
+        )
+        .unwrap();
+    };
+    let c2 = ("203.0.113.66", 8000, "c2.agent-relay.test");
+    let mut b = started;
+    while b < T0 + 30.0 * HOUR {
+        flow(&mut s, b, b + 1.0, c2, 400);
+        b += 120.0;
+    }
+    // 66 random-looking bytes, base64.
+    let random =
+        "iv8mYRMxS6yk0uC1dY7gqYfZ0gM2Vv5dQb9wN3hJeK4pLr6tXoA8sF1zU7mCqEjGHiB2nWlTyRcPdK0aZ5xV9fOg";
+    writeln!(
+        s,
+        r#"{{"kind":"payload","ts":{started},"pid":700,"path":"{AGENT}","protocol":"tcp","remote_address":"{}","remote_port":{},"direction":"out","first_bytes":"{random}"}}"#,
+        c2.0,
+        c2.1,
+    )
+    .unwrap();
+    flow(
+        &mut s,
+        now - 1500.0,
+        now,
+        ("203.0.113.99", 3333, "xmr.pool.test"),
+        48_000,
+    );
+    flow(
+        &mut s,
+        T0 + 27.0 * HOUR,
+        T0 + 29.0 * HOUR,
+        ("203.0.113.150", 443, "put.drop.test"),
+        2_000_000_000,
+    );
+    (
+        write(dir, &format!("shell-{extra}.jsonl"), &s),
+        root.to_string_lossy().into_owned(),
+        now,
+    )
+}
+
+#[test]
+fn detections_name_the_parent_that_started_the_program_and_keep_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: f64| {
+        let (replay, root, now) = child_of_a_shell_replay(dir.path(), extra);
+        let now = now.to_string();
+        let out = launchwatch(
+            &[
+                "hunt", "--json", "--replay", &replay, "--root", &root, "--now", &now,
+            ],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array().unwrap().clone()
+    };
+    let first = run(0.0);
+    for mitre in ["AN1120", "AN0743", "AN0402", "AN0082"] {
+        let f = findings(&first, mitre);
+        let mine: Vec<_> = f
+            .iter()
+            .filter(|f| f["finding"]["path"] == "/Users/Shared/.agent/agent")
+            .collect();
+        assert!(!mine.is_empty(), "{mitre}: {f:#?}");
+        for f in mine {
+            assert_eq!(f["finding"]["parent_path"], "/bin/zsh", "{mitre}: {f:#}");
+            assert_eq!(f["finding"]["parent_name"], "zsh", "{mitre}: {f:#}");
+        }
+    }
+    // Five minutes and thirty samples later the findings are the same rows: differential
+    // logging reports nothing new.
+    let later = run(300.0);
+    for mitre in ["AN1120", "AN0743", "AN0402"] {
+        let rows = |d: &[Value]| {
+            findings(d, mitre)
+                .iter()
+                .map(|f| f["finding"].to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&first), rows(&later), "{mitre}");
+    }
+}

@@ -23,8 +23,9 @@ const DAY: f64 = 86_400.0;
 
 /// A committed test fixture that imports symmetric-crypto APIs (CommonCrypto's CCCrypt), and
 /// one that imports none: real Mach-O bytes for `launchwatch_crypto_imports` to parse.
-const CRYPTO_MACHO: &[u8] = include_bytes!("../../../tests/fixtures/macho/crypto_x86_64");
-const PLAIN_MACHO: &[u8] = include_bytes!("../../../tests/fixtures/macho/plain_arm64");
+pub(crate) const CRYPTO_MACHO: &[u8] =
+    include_bytes!("../../../tests/fixtures/macho/crypto_x86_64");
+pub(crate) const PLAIN_MACHO: &[u8] = include_bytes!("../../../tests/fixtures/macho/plain_arm64");
 
 /// What the demo contains, for the CLI's summary and for tests: (analytic, what, path).
 pub struct Actor {
@@ -76,8 +77,28 @@ pub struct Written {
 /// Writes `dir/root/…` and `dir/observations.jsonl`. `dir` may exist; files in it are replaced.
 pub fn write_host(dir: &Path) -> Result<Written, String> {
     let root = dir.join("root");
+    write_root(&root, &files())?;
+    let obs = observations();
+    let mut text = String::new();
+    for o in &obs {
+        text.push_str(&o.to_json_line());
+        text.push('\n');
+    }
+    let file = dir.join("observations.jsonl");
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(Written {
+        root,
+        observations: file,
+        lines: obs.len(),
+    })
+}
+
+/// Writes `files` (absolute paths on the simulated Mac) under `root`: plists readable by all,
+/// programs executable.
+pub(crate) fn write_root<P: AsRef<str>>(root: &Path, files: &[(P, Vec<u8>)]) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    for (path, bytes) in files() {
+    for (path, bytes) in files {
+        let path = path.as_ref();
         let full = root.join(path.trim_start_matches('/'));
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -95,22 +116,10 @@ pub fn write_host(dir: &Path) -> Result<Written, String> {
                 .map_err(|e| io(&full, e))?;
         }
     }
-    let obs = observations();
-    let mut text = String::new();
-    for o in &obs {
-        text.push_str(&o.to_json_line());
-        text.push('\n');
-    }
-    let file = dir.join("observations.jsonl");
-    std::fs::write(&file, text).map_err(|e| io(&file, e))?;
-    Ok(Written {
-        root,
-        observations: file,
-        lines: obs.len(),
-    })
+    Ok(())
 }
 
-fn plist(label: &str, program: &str, extra: &str) -> Vec<u8> {
+pub(crate) fn plist(label: &str, program: &str, extra: &str) -> Vec<u8> {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
@@ -122,11 +131,12 @@ fn plist(label: &str, program: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-const KEEP_ALIVE: &str = "\t<key>RunAtLoad</key>\n\t<true/>\n\t<key>KeepAlive</key>\n\t<true/>\n";
-const HOURLY: &str = "\t<key>StartInterval</key>\n\t<integer>3600</integer>\n";
+pub(crate) const KEEP_ALIVE: &str =
+    "\t<key>RunAtLoad</key>\n\t<true/>\n\t<key>KeepAlive</key>\n\t<true/>\n";
+pub(crate) const HOURLY: &str = "\t<key>StartInterval</key>\n\t<integer>3600</integer>\n";
 
 /// The demo's filesystem: plists for every launchd job and an executable for each program.
-fn files() -> Vec<(&'static str, Vec<u8>)> {
+pub(crate) fn files() -> Vec<(&'static str, Vec<u8>)> {
     let background =
         format!("{KEEP_ALIVE}\t<key>ProcessType</key>\n\t<string>Background</string>\n");
     vec![
@@ -168,14 +178,17 @@ fn files() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-struct Out {
-    obs: Vec<Observation>,
-    rng: Rng,
+/// The demo's observation builder, shared with the pack evaluation's scenarios
+/// (`pack_eval`): flows, beacons, CPU and payloads on a Mac whose clock stops at `now`.
+pub(crate) struct Out {
+    pub(crate) obs: Vec<Observation>,
+    pub(crate) rng: Rng,
+    pub(crate) now: f64,
 }
 
 impl Out {
     #[allow(clippy::too_many_arguments)] // one flow, every field named at the call sites' helpers
-    fn flow(
+    pub(crate) fn flow(
         &mut self,
         path: &str,
         label: Option<&str>,
@@ -189,7 +202,7 @@ impl Out {
         let end = start + seconds;
         self.obs.push(Observation::Flow(FlowObs {
             start,
-            end: (end < NOW).then_some(end),
+            end: (end < self.now).then_some(end),
             pid: None,
             process_start: None,
             path: path.into(),
@@ -202,9 +215,16 @@ impl Out {
             remote_name: Some(name.into()),
             bytes_sent: Some(sent),
             bytes_received: Some(received),
-            state: Some(if end < NOW { "CLOSED" } else { "ESTABLISHED" }.into())
-                .filter(|_| protocol == "tcp"),
-            last_seen: Some(end.min(NOW)),
+            state: Some(
+                if end < self.now {
+                    "CLOSED"
+                } else {
+                    "ESTABLISHED"
+                }
+                .into(),
+            )
+            .filter(|_| protocol == "tcp"),
+            last_seen: Some(end.min(self.now)),
             prev_seen: None,
             prev_bytes_sent: None,
             prev_bytes_received: None,
@@ -216,7 +236,7 @@ impl Out {
 
     /// A check-in every `period` seconds (one-sided jitter `jitter`) from `from` to `to`.
     #[allow(clippy::too_many_arguments)]
-    fn beacon(
+    pub(crate) fn beacon(
         &mut self,
         path: &str,
         label: Option<&str>,
@@ -239,7 +259,13 @@ impl Out {
         last
     }
 
-    fn signing(&mut self, path: &str, class: &str, team: Option<&str>, identifier: Option<&str>) {
+    pub(crate) fn signing(
+        &mut self,
+        path: &str,
+        class: &str,
+        team: Option<&str>,
+        identifier: Option<&str>,
+    ) {
         self.obs.push(Observation::Signing(SigningObs {
             path: path.into(),
             signer_class: class.into(),
@@ -258,11 +284,11 @@ impl Out {
     }
 
     /// CPU samples every 10 s over the last 30 minutes at `cores` of one core.
-    fn cpu(&mut self, pid: i64, start_time: f64, path: &str, label: &str, cores: f64) {
+    pub(crate) fn cpu(&mut self, pid: i64, start_time: f64, path: &str, label: &str, cores: f64) {
         let name = path.rsplit('/').next().unwrap_or(path);
         let mut cpu = 3600.0 * cores;
-        let mut t = NOW - 1800.0;
-        while t <= NOW {
+        let mut t = self.now - 1800.0;
+        while t <= self.now {
             self.obs.push(Observation::Process(ProcessObs {
                 ts: t,
                 pid,
@@ -282,7 +308,14 @@ impl Out {
         }
     }
 
-    fn payload(&mut self, pid: Option<i64>, path: &str, dest: (&str, u16), ts: f64, bytes: &[u8]) {
+    pub(crate) fn payload(
+        &mut self,
+        pid: Option<i64>,
+        path: &str,
+        dest: (&str, u16),
+        ts: f64,
+        bytes: &[u8],
+    ) {
         self.obs.push(Observation::Payload(PayloadObs {
             ts,
             pid,
@@ -296,7 +329,7 @@ impl Out {
         }));
     }
 
-    fn random_bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn random_bytes(&mut self, n: usize) -> Vec<u8> {
         let mut b: Vec<u8> = (0..n).map(|_| self.rng.next_u64() as u8).collect();
         // Never a TLS record type or a QUIC long header by chance.
         b[0] = 0x8a;
@@ -306,9 +339,16 @@ impl Out {
 
 /// Every observation of the demo day, in time order within each program.
 pub fn observations() -> Vec<Observation> {
+    day(20_251_130)
+}
+
+/// The demo day drawn from `seed`: the same actors, schedules and sizes, other jitter. The pack
+/// evaluation replays it under several seeds as the background Mac of its scenarios.
+pub(crate) fn day(seed: u64) -> Vec<Observation> {
     let mut o = Out {
         obs: Vec::new(),
-        rng: Rng::new(20_251_130),
+        rng: Rng::new(seed),
+        now: NOW,
     };
     let day0 = NOW - DAY;
 

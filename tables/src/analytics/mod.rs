@@ -4,6 +4,8 @@
 pub mod beacon;
 pub mod demo;
 pub mod history;
+pub mod pack_eval;
+pub mod parents;
 pub mod payload;
 pub mod rita;
 pub mod simulate;

@@ -21,6 +21,8 @@ const COLUMNS: &[Column] = &[
     text("label_source", "How the label was learned: launchctl, parent (inherited along the process tree), responsible, cgroup or replay"),
     text("job_class", "The job behind the connections: apple, third_party, user, app_bundle, vendor or none (docs/job-trust.md)"),
     text("job_file", "The job's plist (or systemd unit) path"),
+    text("parent_path", "Executable of the process that started the program's latest process seen on a connection (triage context; a path, never a pid, so it holds across samples)"),
+    text("parent_name", "That parent's process name"),
     integer("interpreter", "1 when the program is an interpreter or downloader (curl, python3, osascript, sh, …): the job, not the binary's signer, is the identity"),
     integer("masquerading", "1 when the job wears a com.apple. label outside Apple's directories"),
     text("signer_class", "Signer class of the program (launchwatch_signing)"),
@@ -162,6 +164,7 @@ impl Table for Beacons {
         let novelty_known = history >= a.baseline_days;
         let services = crate::analytics::beacon::known_services(&env.config.beacons.known_services)
             .map_err(TableError)?;
+        let mut parents = crate::analytics::parents::ByProgram::default();
         let mut rows = Vec::new();
         for ((identity, remote, port, protocol), fl) in by_key(&all, a.include_internal) {
             if (!identities.is_empty() && !identities.contains(&identity.as_str()))
@@ -213,6 +216,7 @@ impl Table for Beacons {
                     &last.signer_class,
                 );
             }
+            let parent = parents.get(env, &last.path)?.values();
             let addresses: BTreeSet<&str> = fl.iter().map(|f| f.remote_address.as_str()).collect();
             let (identity_for_allowlist, remote_for_allowlist, label_for_allowlist) =
                 (identity.clone(), remote.clone(), label.clone());
@@ -223,6 +227,8 @@ impl Table for Beacons {
                 Value::from(labelled.and_then(|f| f.label_source.clone())),
                 Value::from(last.job_class),
                 Value::from(last.job_file.clone()),
+                parent[0].clone(),
+                parent[1].clone(),
                 Value::from(last.interpreter),
                 Value::from(last.masquerading),
                 Value::from(last.signer_class.as_str()),

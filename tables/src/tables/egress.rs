@@ -1,6 +1,6 @@
 //! `launchwatch_egress`: long-lived or heavy uploads per (program identity, destination),
 //! external destinations only (AN0082). L scores cumulative duration on RITA's long-connection
-//! buckets; V scores this hour's bytes out against the identity's own hourly history (robust
+//! buckets; V scores the heaviest of this and the last hour's bytes out against the identity's own hourly history (robust
 //! z) with absolute floors; N scores an unsigned or ad-hoc program's first heavy upload to a
 //! destination it never used before, which needs no baseline (a new implant has none); the
 //! upload ratio boosts exfiltration-shaped traffic; the signer class is the context
@@ -22,6 +22,8 @@ const COLUMNS: &[Column] = &[
     text("path", "Program path"),
     text("identity", "Program identity").index(),
     text("signer_class", "Signer class of the program"),
+    text("parent_path", "Executable of the process that started the program's latest process seen on a connection (triage context; a path, never a pid, so it holds across samples)"),
+    text("parent_name", "That parent's process name"),
     text("remote", "Destination key").index(),
     integer("remote_port", "Remote port"),
     text("protocol", "tcp or udp"),
@@ -32,7 +34,7 @@ const COLUMNS: &[Column] = &[
     bigint("bytes_sent", "Bytes out in the window (kernel counting, see launchwatch_sockets)"),
     bigint("bytes_received", "Bytes in in the window"),
     double("upload_ratio", "bytes_sent / (bytes_sent + bytes_received)"),
-    double("bytes_sent_per_hour_z", "Robust z, (x − median)/max(1.4826·MAD, 256 KiB), of this hour's bytes out against the identity's hourly history (7 days); NULL with under 24 hours of history"),
+    double("bytes_sent_per_hour_z", "Robust z, (x − median)/max(1.4826·MAD, 256 KiB), of the heavier of this hour's and the last hour's bytes out (the pack runs hourly, so each hour is judged whole at least once) against the identity's older hourly history (7 days); NULL with under 24 hours of history"),
     double("duration_score", "L: 0 under 1 h cumulative, 0.2→0.8 over 1–12 h"),
     double("volume_score", "V: clamp((z − 3)/5), at least 0.5 from 25 MB/h and 1 from 500 MB/h; times this destination's share of the program's top destination's bytes out"),
     integer("new_destination", "1 when the program's first contact with this destination (any port, from the long-lived summaries) falls inside the window"),
@@ -168,6 +170,7 @@ impl Table for Egress {
         let this_hour = (now / 3600.0).floor() as i64 * 3600;
         let identities = ctx.equals("identity");
         let mut rows = Vec::new();
+        let mut parents = crate::analytics::parents::ByProgram::default();
         let keys = by_key(&all, false);
         // The hour's volume is the program's; a destination gets it in proportion to what it
         // carried, so the heavy destination scores and the others do not inherit it.
@@ -196,13 +199,19 @@ impl Table for Egress {
                 0.0
             };
             let hours = per_identity.get(&identity);
+            // The current hour is partial when the query runs: an upload that filled the last
+            // hour between two hourly runs would otherwise never be judged.
+            let last_hour = this_hour - 3600;
             let current = hours
-                .and_then(|h| h.get(&this_hour).copied())
+                .map(|h| {
+                    let at = |k| h.get(&k).copied().unwrap_or(0.0);
+                    at(this_hour).max(at(last_hour))
+                })
                 .unwrap_or(0.0);
             let history: Vec<f64> = hours
                 .map(|h| {
                     h.iter()
-                        .filter(|(k, _)| **k < this_hour)
+                        .filter(|(k, _)| **k < last_hour)
                         .map(|(_, v)| *v)
                         .collect()
                 })
@@ -225,10 +234,13 @@ impl Table for Egress {
             let score = clamp01(
                 l.max(v).max(n) * boost * signer_multiplier(&last.signer_class, last.notarized),
             );
+            let [parent_path, parent_name] = parents.get(env, &last.path)?.values();
             rows.push(vec![
                 Value::from(last.path.as_str()),
                 Value::from(identity.as_str()),
                 Value::from(last.signer_class.as_str()),
+                parent_path,
+                parent_name,
                 Value::from(remote.as_str()),
                 Value::from(port),
                 Value::from(protocol.as_str()),

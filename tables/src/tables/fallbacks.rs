@@ -35,6 +35,8 @@ const COLUMNS: &[Column] = &[
     text("path", "Program path"),
     text("identity", "Program identity").index(),
     text("launchd_label", "launchd job (or systemd unit)"),
+    text("parent_path", "Executable of the process that started the program's latest process seen on a connection (triage context; a path, never a pid, so it holds across samples)"),
+    text("parent_name", "That parent's process name"),
     text("primary_remote", "The established beacon's destination key"),
     bigint(
         "primary_silent_since",
@@ -90,6 +92,7 @@ impl Table for Fallbacks {
             *e = e.min(f.start);
         }
         let mut rows = Vec::new();
+        let mut parents = crate::analytics::parents::ByProgram::default();
         for ((identity, remote, port, protocol), fl) in &keys {
             let primary_proto = format!("{protocol}/{port}");
             if !identities.is_empty() && !identities.contains(&identity.as_str()) {
@@ -181,10 +184,13 @@ impl Table for Fallbacks {
             let allow = &env.config.allowlist;
             let allowlisted = allow.matches(&last.path, identity, remote, label.as_deref())
                 || allow.matches(&last.path, identity, fb_remote, label.as_deref());
+            let [parent_path, parent_name] = parents.get(env, &last.path)?.values();
             rows.push(vec![
                 Value::from(last.path.as_str()),
                 Value::from(identity.as_str()),
                 Value::from(label),
+                parent_path,
+                parent_name,
                 Value::from(remote.as_str()),
                 Value::from(last_checkin.floor() as i64),
                 Value::from(fb_remote.as_str()),

@@ -21,6 +21,8 @@ const COLUMNS: &[Column] = &[
     text("path", "Executable path").index(),
     text("launchd_label", "launchd job (or systemd unit) of the process, inherited by the job's whole process tree (from the flow, else the process)"),
     text("label_source", "How the label was learned: launchctl, parent, responsible, cgroup or replay"),
+    text("parent_path", "Executable of the process that started this process (else the program's latest process seen on a connection) (triage context; a path, never a pid, so it holds across samples)"),
+    text("parent_name", "That parent's process name"),
     text("protocol", "tcp or udp"),
     text("local_address", "This host's address"),
     integer("local_port", "This host's port"),
@@ -104,6 +106,7 @@ impl Table for Payloads {
             rows.collect()
         })?;
         let mut out = Vec::new();
+        let mut parents = crate::analytics::parents::ByProgram::default();
         for p in raw {
             if !paths.is_empty() && !p.path.as_deref().is_some_and(|x| paths.contains(&x)) {
                 continue;
@@ -126,6 +129,17 @@ impl Table for Payloads {
                 &p.address,
                 None,
             );
+            let parent = match p.pid {
+                Some(pid) => env
+                    .store
+                    .read(|c| crate::analytics::parents::of_instance(c, pid, None, p.ts))?,
+                None => crate::analytics::parents::Parent::default(),
+            };
+            let parent = match (&parent.path, &parent.name, p.path.as_deref()) {
+                (None, None, Some(path)) => parents.get(env, path)?,
+                _ => parent,
+            };
+            let [parent_path, parent_name] = parent.values();
             let remote_name = p
                 .resolved_name
                 .clone()
@@ -136,6 +150,8 @@ impl Table for Payloads {
                 Value::from(p.path),
                 Value::from(label),
                 Value::from(label_source),
+                parent_path,
+                parent_name,
                 Value::from(p.protocol),
                 Value::from(p.local_address),
                 Value::from(p.local_port),

@@ -26,6 +26,11 @@ const COLUMNS: &[Column] = &[
         "label_source",
         "How the label was learned: launchctl, parent (inherited along the process tree), responsible, cgroup or replay",
     ),
+    text(
+        "parent_path",
+        "Executable of the process that started this instance, as the samples name it (triage context; a path, never a pid)",
+    ),
+    text("parent_name", "That parent's process name"),
     double(
         "window_seconds",
         "Seconds of history observed for this instance; every window is capped by it",
@@ -178,6 +183,11 @@ impl Table for ProcessCpu {
                 continue;
             }
             let s = summarize(&inst.points, cfg.high_pct);
+            let start = f64::from_bits(start_bits);
+            let [parent_path, parent_name] = env
+                .store
+                .read(|c| crate::analytics::parents::of_instance(c, pid, Some(start), now))?
+                .values();
             out.push(vec![
                 Value::from(pid),
                 Value::from(f64::from_bits(start_bits).floor() as i64),
@@ -185,6 +195,8 @@ impl Table for ProcessCpu {
                 Value::from(inst.name),
                 Value::from(inst.label),
                 Value::from(inst.label_source),
+                parent_path,
+                parent_name,
                 Value::Double(s.window_seconds),
                 Value::from(s.pct_1m),
                 Value::from(s.pct_5m),
