@@ -333,19 +333,45 @@ def test_query_reads_a_running_extensions_history(osqueryd, spawn, workdir):
 
 
 def test_store_survives_kill_9_at_any_moment(osqueryd, spawn, workdir):
+    import random
     import sqlite3
 
     config = write_config(workdir, "[sampler]\nprocess_interval = 0.05\n")
     state = os.path.join(workdir, "state")
-    for delay in (0.35, 0.5, 0.65, 0.8, 1.1):
+    db_path = os.path.join(state, "launchwatch.db")
+
+    def stored_samples():
+        if not os.path.exists(db_path):
+            return 0
+        try:
+            db = sqlite3.connect(db_path, timeout=5)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'samples'").fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            return 0  # store not created yet, or locked mid-migration
+        return int(row[0]) if row else 0
+
+    rng = random.Random(7)
+    before = 0
+    for _ in range(5):
         ext = spawn(osqueryd, config=config, state_dir=state)
         osqueryd.wait_registered("launchwatch")
-        time.sleep(delay)
+        # Wait for this run's first committed sample (a loaded machine takes longer than a
+        # fixed delay), then kill at an arbitrary moment of the 50 ms sampling cycle.
+        deadline = time.time() + 30 * SLACK
+        while stored_samples() <= before and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.2))
         ext.kill()  # SIGKILL mid-sampling: no chance to clean up
         uuid = osqueryd.uuid_of("launchwatch")
         if uuid is not None:
             osqueryd.handler.deregisterExtension(uuid)  # as osqueryd's watcher would
-    db = sqlite3.connect(os.path.join(state, "launchwatch.db"))
+        after = stored_samples()
+        assert after > before, "no sample was committed before the kill"
+        before = after
+    db = sqlite3.connect(db_path)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     samples = db.execute("SELECT value FROM meta WHERE key = 'samples'").fetchone()[0]
     db.close()
