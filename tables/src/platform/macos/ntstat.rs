@@ -1350,4 +1350,38 @@ mod tests {
         assert!(merged.contains(&other));
         assert!(merged.contains(&only_ntstat));
     }
+
+    #[test]
+    fn the_fuzz_seed_is_what_the_fixtures_build() {
+        // fuzz/make_seeds.py writes these messages from the same header offsets: both builders
+        // agree, or one of them is wrong.
+        let seed = include_bytes!("../../../../fuzz/corpus/ntstat/aggregated_tcp_macos14.bin");
+        let mut c = Client::new(&wire::LAYOUT_MACOS_14_15, time(), Box::new(|_| None));
+        let replies = c.handle(seed);
+        assert_eq!(replies.len(), 1, "a GET_SRC_DESC for the added source");
+        assert_eq!(c.stats.malformed, 0, "{:?}", c.stats.last_error);
+        let events = c.take_events();
+        let Some(Event::Closed(f)) = events.last() else {
+            panic!("{events:?}")
+        };
+        let want = descriptor_bytes(
+            &wire::LAYOUT_MACOS_14_15,
+            Provider::TcpKernel,
+            &Flow {
+                pid: 4242,
+                epid: 4242,
+                local: ("127.0.0.1".parse().unwrap(), 40003),
+                remote: ("127.0.0.1".parse().unwrap(), 8443),
+                ifnet_properties: 2,
+                ..fixtures::sample_flow()
+            },
+        );
+        // After the 32-byte SRC_ADDED and the 40-byte description header.
+        assert_eq!(&seed[72..72 + 344], &want[..], "descriptor bytes");
+        assert_eq!(
+            (f.pid, f.uid, f.counts.tx_bytes, f.counts.rx_bytes),
+            (4242, Some(501), 250, 512)
+        );
+        assert_eq!(f.start, 1_700_000_100.0);
+    }
 }
