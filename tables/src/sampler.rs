@@ -835,6 +835,47 @@ mod tests {
     }
 
     #[test]
+    fn a_udp_flow_a_kernel_source_closed_keeps_its_protocol_source_and_final_counters() {
+        // macOS ntstat reports UDP and QUIC ends too, not only TCP.
+        let mut s = Sampler::new();
+        let now = crate::env::wall_clock();
+        let mut polled = sock(0, 5353, Some(10), Some(88), "ESTABLISHED");
+        (polled.protocol, polled.state) = ("udp", None);
+        s.track(vec![polled], now);
+        let ended = KernelFlow {
+            owner: None,
+            protocol: "udp",
+            source: "ntstat",
+            pid: 88,
+            local: "127.0.0.1".parse().unwrap(),
+            local_port: 5353,
+            remote: "127.0.0.1".parse().unwrap(),
+            remote_port: 9000,
+            start: now - 5.0,
+            end: Some(now),
+            state: 0,
+            bytes_sent: Some(300),
+            bytes_received: Some(40),
+            peer_fin: false,
+        };
+        let flows = s.apply_kernel(vec![ended], now);
+        assert_eq!(flows.len(), 1);
+        let f = &flows[0];
+        assert_eq!(
+            (f.protocol.as_str(), f.source.as_deref()),
+            ("udp", Some("ntstat"))
+        );
+        assert_eq!(
+            (f.bytes_sent, f.bytes_received, f.end),
+            (Some(300), Some(40), Some(now))
+        );
+        assert!(
+            s.flows.is_empty(),
+            "the polled flow was the one that closed"
+        );
+    }
+
+    #[test]
     fn ticks_count_and_store_processes() {
         let env = env();
         let mut s = Sampler::new();

@@ -375,7 +375,8 @@ impl Client {
         }
         let first = s.desc.is_none();
         s.start.get_or_insert(start);
-        if first || s.owner.is_none() {
+        // Once, while the flow is new: asking again later could name a reused pid.
+        if first {
             s.owner = (self.identify)(desc.pid);
         }
         s.desc = Some(desc);
@@ -387,12 +388,15 @@ impl Client {
         }
     }
 
-    /// The flow of a described source; `None` for one without both addresses (a listener
-    /// or an unconnected UDP socket has no remote end).
+    /// The flow of a described source; `None` for one without a remote end (a listener or
+    /// an unconnected UDP socket is no flow, as in the poller).
     fn flow(&self, srcref: u64, s: &Source) -> Option<NtstatFlow> {
         let d = s.desc.as_ref()?;
         let (local, local_port) = d.local?;
         let (remote, remote_port) = d.remote?;
+        if remote.is_unspecified() || remote_port == 0 {
+            return None;
+        }
         let (path, process_start) = s.owner.clone().unwrap_or((None, None));
         Some(NtstatFlow {
             srcref,
@@ -431,7 +435,6 @@ impl Client {
         self.sources
             .iter()
             .filter_map(|(r, s)| self.flow(*r, s))
-            .filter(|f| !f.remote.is_unspecified() && f.remote_port != 0)
             .collect()
     }
 }
@@ -762,15 +765,7 @@ pub mod live {
         /// Starts the client when this kernel's layout is known; otherwise says why not.
         pub fn start() -> Result<NtstatEvents, String> {
             let release = sysctl_string(c"kern.osrelease").unwrap_or_default();
-            let darwin = wire::darwin_major(&release)
-                .ok_or_else(|| format!("kern.osrelease {release:?} is not a Darwin version"))?;
-            let layout = wire::layout_for_darwin(darwin).ok_or_else(|| {
-                format!(
-                    "no ntstat descriptor layout for Darwin {darwin} (macOS {}): layouts are \
-                     mirrored for macOS 11-15 only",
-                    wire::macos_major(darwin).map_or("?".into(), |m| m.to_string())
-                )
-            })?;
+            let layout = wire::layout_for_release(&release)?;
             let mut io = open_control()?;
             // hw.tbfrequency first: Rosetta reports a 1/1 timebase.
             let tps = crate::platform::macos::proc::ticks_per_second();
@@ -1239,6 +1234,27 @@ mod tests {
             c.stats.last_error
         );
         assert!(c.open_flows().is_empty(), "source 9 was never described");
+    }
+
+    #[test]
+    fn listeners_and_unconnected_sockets_are_no_flows() {
+        let layout = &wire::LAYOUT_MACOS_12_13;
+        let mut c = Client::new(layout, time(), Box::new(|_| None));
+        let mut listener = fixtures::sample_flow();
+        listener.remote = ("0.0.0.0".parse().unwrap(), 0);
+        listener.state = 1;
+        let d = descriptor_bytes(layout, Provider::TcpKernel, &listener);
+        c.handle(
+            &[
+                src_added(1, Provider::TcpKernel),
+                src_desc(0, 1, Provider::TcpKernel, &d, 0),
+            ]
+            .concat(),
+        );
+        assert!(c.open_flows().is_empty());
+        c.handle(&src_removed(1, 0));
+        assert!(c.take_events().is_empty());
+        assert_eq!((c.stats.drops, c.stats.malformed), (0, 0));
     }
 
     #[test]

@@ -524,6 +524,20 @@ pub fn layout_for_darwin(darwin_major: u32) -> Option<&'static Layout> {
         .find(|l| (l.darwin.0..=l.darwin.1).contains(&darwin_major))
 }
 
+/// The layout for a `kern.osrelease`, or why there is none (what `launchwatch_status.sources`
+/// shows when ntstat falls back to pcblist_n).
+pub fn layout_for_release(osrelease: &str) -> Result<&'static Layout, String> {
+    let darwin = darwin_major(osrelease)
+        .ok_or_else(|| format!("kern.osrelease {osrelease:?} is not a Darwin version"))?;
+    layout_for_darwin(darwin).ok_or_else(|| {
+        format!(
+            "no ntstat message layout for Darwin {darwin} (macOS {}): layouts are mirrored \
+             from xnu for macOS 11 to 15 only",
+            macos_major(darwin).map_or("?".into(), |m| m.to_string())
+        )
+    })
+}
+
 /// Darwin major from `kern.osrelease` ("23.6.0" → 23).
 pub fn darwin_major(osrelease: &str) -> Option<u32> {
     osrelease
@@ -1151,6 +1165,12 @@ mod tests {
             [11, 12, 13, 14, 15, 26]
         );
         assert_eq!(macos_major(19), None);
+        assert_eq!(layout_for_release("24.6.0"), Ok(&LAYOUT_MACOS_14_15));
+        let why = layout_for_release("25.0.0").unwrap_err();
+        assert!(why.contains("Darwin 25 (macOS 26)"), "{why}");
+        assert!(layout_for_release("")
+            .unwrap_err()
+            .contains("not a Darwin version"));
     }
 
     #[test]
