@@ -119,7 +119,47 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("config", config),
     ("dns", dns),
     ("capture", capture),
+    ("ntstat", ntstat),
 ];
+
+/// NetworkStatistics (macOS ntstat) messages: the whole input as one datagram through the
+/// splitter and the parser of every mirrored layout, then as u16-LE-length-prefixed datagrams
+/// through the client's state machine (subscribed, polling), which must answer and account
+/// without panicking whatever the kernel side sends.
+pub fn ntstat(data: &[u8]) {
+    use lw::platform::macos::ntstat::{Client, TimeRef};
+    use lw::platform::macos::ntstat_wire as wire;
+    for layout in wire::LAYOUTS {
+        let (msgs, _) = wire::split_datagram(data);
+        for m in msgs {
+            let _ = wire::parse_message(m, layout);
+        }
+        let time = TimeRef {
+            ticks: 24_000_000 * 1000,
+            wall: 1_700_000_000.0,
+            ticks_per_second: 24_000_000,
+        };
+        let mut client = Client::new(layout, time, Box::new(|_| None));
+        let mut contexts = client.subscribe().len() as u64;
+        let _ = client.handle(data);
+        let mut rest = data;
+        while rest.len() >= 2 {
+            let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+            let chunk = &rest[2..rest.len().min(2 + len)];
+            for reply in client.handle(chunk) {
+                assert!(reply.len() >= 16, "a request shorter than its header");
+            }
+            rest = &rest[(2 + len).min(rest.len())..];
+            if client.poll().is_some() {
+                contexts += 1;
+            }
+        }
+        for f in client.open_flows() {
+            assert!(f.remote_port != 0 && !f.remote.is_unspecified(), "{f:?}");
+        }
+        let _ = (client.take_events(), contexts);
+    }
+}
 
 /// DNS answers: compression pointers (loops, forward jumps), CNAME chains, truncation.
 pub fn dns(data: &[u8]) {

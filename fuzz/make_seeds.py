@@ -163,3 +163,49 @@ frames = [
     ipv4([10, 0, 0, 53], 53, CLIENT, 33333, dns_answer()),
 ]
 put("capture", "raw_http_flow_and_dns.bin", bytes([2]) + b"".join(struct.pack("<H", len(f)) + f for f in frames))
+
+# ntstat: NetworkStatistics kernel-control messages laid out as ntstat_wire.rs's fixtures do
+# (offsets from xnu bsd/net/ntstat.h): one aggregated datagram (added, description, counts,
+# closing update, removal, a SUCCESS asking for continuation) with a macOS 14-15 TCP
+# descriptor, and the same messages u16-LE length-prefixed (how the harness feeds a client).
+def nstat_hdr(ctx, kind, length, flags=0):
+    return struct.pack("<QIHH", ctx, kind, length, flags)
+def nstat_counts(rx, tx):
+    return struct.pack("<10Q8I", 3, rx, 4, tx, *([0] * 6), 0, 0, 1, 1, 1, 0, 12, 0)
+def sockaddr4(ip, port):
+    return bytes([16, 2]) + struct.pack(">H", port) + bytes(ip) + bytes(20)
+def tcp_desc_v14(pid, lport):
+    d = bytearray(344)
+    struct.pack_into("<QQQ", d, 0, 0x100001092, 0x100001092, 24_000_000 * 100)
+    struct.pack_into("<I", d, 76, 4)                      # state ESTABLISHED
+    struct.pack_into("<II", d, 116, pid, pid)             # pid, epid
+    d[124:152] = sockaddr4([127, 0, 0, 1], lport)
+    d[152:180] = sockaddr4([127, 0, 0, 1], 8443)
+    d[196:200] = b"curl"
+    d[260:276] = bytes([7]) * 16                           # uuid
+    struct.pack_into("<II", d, 324, 0, 501)               # persona_id, uid
+    struct.pack_into("<I", d, 336, 2)                     # ifnet_properties: loopback
+    return bytes(d)
+def udp_desc_v12(pid):
+    d = bytearray(272)
+    d[56:84] = sockaddr4([192, 0, 2, 1], 5353)
+    d[84:112] = sockaddr4([192, 0, 2, 53], 53)
+    struct.pack_into("<I", d, 128, pid)
+    d[132:140] = b"mDNSResp"
+    struct.pack_into("<I", d, 196, pid)
+    return bytes(d)
+def ntstat_messages():
+    desc = tcp_desc_v14(4242, 40003)
+    return [
+        nstat_hdr(0, 10001, 32) + struct.pack("<QI4x", 3, 2),
+        nstat_hdr(9, 10003, 40 + len(desc)) + struct.pack("<QQI4x", 3, 0, 2) + desc,
+        nstat_hdr(0, 10004, 144) + struct.pack("<QQ", 3, 0) + nstat_counts(10, 20),
+        nstat_hdr(0, 10006, 152 + len(desc), 4) + struct.pack("<QQ", 3, 0) + nstat_counts(512, 250)
+        + struct.pack("<I4x", 2) + desc,
+        nstat_hdr(0, 10002, 24) + struct.pack("<Q", 3),
+        nstat_hdr(5, 0, 16, 2),
+    ]
+put("ntstat", "aggregated_tcp_macos14.bin", b"".join(ntstat_messages()))
+put("ntstat", "prefixed_tcp_macos14.bin", b"".join(struct.pack("<H", len(m)) + m for m in ntstat_messages()))
+udp = udp_desc_v12(88)
+put("ntstat", "udp_desc_macos12.bin", nstat_hdr(1, 10003, 40 + len(udp)) + struct.pack("<QQI4x", 7, 0, 4) + udp)

@@ -119,8 +119,11 @@ fn canonical((p, la, lp, ra, rp): FlowTuple) -> FlowTuple {
 /// A connection this host opened, as kernel events described it, with its final counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelFlow {
-    /// The process as procfs showed it at connect time.
+    /// The process as the platform showed it at connect time.
     pub owner: Option<crate::observation::ProcessObs>,
+    /// spec.md spelling (`tcp`, `udp`) and the collector that saw it (`tracepoint`, `ntstat`).
+    pub protocol: &'static str,
+    pub source: &'static str,
     pub pid: i64,
     pub local: IpAddr,
     pub local_port: u16,

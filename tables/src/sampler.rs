@@ -325,6 +325,9 @@ impl Sampler {
             observations.extend(ended.into_iter().map(Observation::Flow));
             match self.sockets.sample() {
                 Ok(sample) => {
+                    // Kernel-first: flows the event source follows take its owner and
+                    // counters; polled sockets fill in what it lacks.
+                    let sample = self.kernel.merge_polled(sample);
                     if let Some(w) = self.sockets.take_warning() {
                         errors.push(format!("sockets (partial): {w}"));
                     }
@@ -365,7 +368,7 @@ impl Sampler {
     fn apply_kernel(&mut self, ended: Vec<KernelFlow>, now: f64) -> Vec<FlowObs> {
         let mut out = Vec::new();
         for k in ended {
-            let key: FlowKey = ("tcp", k.local, k.local_port, k.remote, k.remote_port);
+            let key: FlowKey = (k.protocol, k.local, k.local_port, k.remote, k.remote_port);
             self.kernel_closed.insert(key, now);
             let owner = k.owner.as_ref();
             let mut f = match self.flows.remove(&key) {
@@ -380,7 +383,7 @@ impl Sampler {
                     label_source: None,
                     source: None,
                     acting_pid: None,
-                    protocol: "tcp".into(),
+                    protocol: k.protocol.into(),
                     local_address: Some(k.local.to_string()),
                     local_port: Some(k.local_port),
                     remote_address: k.remote.to_string(),
@@ -410,7 +413,7 @@ impl Sampler {
             }
             f.bytes_sent = k.bytes_sent.or(f.bytes_sent);
             f.bytes_received = k.bytes_received.or(f.bytes_received);
-            f.source = Some("tracepoint".into());
+            f.source = Some(k.source.into());
             let end = k.end.unwrap_or(k.start);
             f.end = Some(end);
             f.last_seen = Some(end.max(f.start));
@@ -459,10 +462,19 @@ impl Sampler {
                     let mut source = Some(platform::SOCKET_SOURCE.to_string());
                     // A connection the kernel events saw open: its real start time.
                     let start = match self.kernel.table().and_then(|t| {
-                        t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                        t.lookup_directed(
+                            (
+                                ip_proto(s.protocol),
+                                s.local,
+                                s.local_port,
+                                s.remote,
+                                s.remote_port,
+                            ),
+                            now,
+                        )
                     }) {
-                        Some(o) if s.protocol == "tcp" && o.start <= now => {
-                            source = Some("tracepoint".to_string());
+                        Some(o) if o.start <= now => {
+                            source = Some(platform::KERNEL_SOURCE.to_string());
                             o.start
                         }
                         _ => now,
@@ -514,16 +526,25 @@ impl Sampler {
             }
             // No owner from the poll (TIME_WAIT, a socket that changed hands): the kernel
             // events may know who opened it.
-            if f.pid.is_none() && s.protocol == "tcp" {
+            if f.pid.is_none() {
                 if let Some(o) = self.kernel.table().and_then(|t| {
-                    t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                    t.lookup_directed(
+                        (
+                            ip_proto(s.protocol),
+                            s.local,
+                            s.local_port,
+                            s.remote,
+                            s.remote_port,
+                        ),
+                        now,
+                    )
                 }) {
                     f.pid = Some(o.pid);
                     f.process_start = o.process_start;
                     f.path = o.path.unwrap_or_default();
                     f.launchd_label = o.launchd_label;
                     f.label_source = o.label_source;
-                    f.source = Some("tracepoint".into());
+                    f.source = Some(platform::KERNEL_SOURCE.into());
                 }
             }
             // Counters only grow; a socket that no longer reports them keeps its last values.
@@ -665,6 +686,15 @@ fn owner_of(p: &ProcessObs) -> Owner {
     }
 }
 
+/// IP protocol number of a spec.md protocol name (the flow table's key).
+fn ip_proto(protocol: &str) -> u8 {
+    if protocol == "udp" {
+        17
+    } else {
+        6
+    }
+}
+
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -801,6 +831,47 @@ mod tests {
         assert_eq!(
             (by_port(40002).pid, by_port(40002).acting_pid),
             (Some(daemon), None)
+        );
+    }
+
+    #[test]
+    fn a_udp_flow_a_kernel_source_closed_keeps_its_protocol_source_and_final_counters() {
+        // macOS ntstat reports UDP and QUIC ends too, not only TCP.
+        let mut s = Sampler::new();
+        let now = crate::env::wall_clock();
+        let mut polled = sock(0, 5353, Some(10), Some(88), "ESTABLISHED");
+        (polled.protocol, polled.state) = ("udp", None);
+        s.track(vec![polled], now);
+        let ended = KernelFlow {
+            owner: None,
+            protocol: "udp",
+            source: "ntstat",
+            pid: 88,
+            local: "127.0.0.1".parse().unwrap(),
+            local_port: 5353,
+            remote: "127.0.0.1".parse().unwrap(),
+            remote_port: 9000,
+            start: now - 5.0,
+            end: Some(now),
+            state: 0,
+            bytes_sent: Some(300),
+            bytes_received: Some(40),
+            peer_fin: false,
+        };
+        let flows = s.apply_kernel(vec![ended], now);
+        assert_eq!(flows.len(), 1);
+        let f = &flows[0];
+        assert_eq!(
+            (f.protocol.as_str(), f.source.as_deref()),
+            ("udp", Some("ntstat"))
+        );
+        assert_eq!(
+            (f.bytes_sent, f.bytes_received, f.end),
+            (Some(300), Some(40), Some(now))
+        );
+        assert!(
+            s.flows.is_empty(),
+            "the polled flow was the one that closed"
         );
     }
 

@@ -25,6 +25,12 @@ pub const SOCKET_SOURCE: &str = "pcblist";
 #[cfg(not(target_os = "macos"))]
 pub const SOCKET_SOURCE: &str = "sock_diag";
 
+/// Which kernel-event collector attributes connections (spec.md `source`).
+#[cfg(target_os = "macos")]
+pub const KERNEL_SOURCE: &str = "ntstat";
+#[cfg(not(target_os = "macos"))]
+pub const KERNEL_SOURCE: &str = "tracepoint";
+
 /// Rows from each protocol's (or family's) read, merged: one failing keeps the rows the others
 /// read and becomes a warning; only when every read fails is it an error. A UDP sysctl or
 /// parse error must never cost the TCP rows already in hand.
@@ -261,11 +267,14 @@ pub fn run_bounded(
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// The kernel-event connection collector of this platform: Linux tracepoints today. When it
-/// cannot run it says why, and the socket poller alone attributes flows.
+/// The kernel-event connection collector of this platform: Linux tracepoints, macOS
+/// NetworkStatistics. When it cannot run it says why, and the socket poller alone attributes
+/// flows.
 pub struct KernelSource {
     #[cfg(target_os = "linux")]
     events: Option<linux::tracepoint::KernelEvents>,
+    #[cfg(target_os = "macos")]
+    ntstat: Option<macos::ntstat::live::NtstatEvents>,
     why_not: Option<String>,
 }
 
@@ -275,6 +284,8 @@ impl KernelSource {
         KernelSource {
             #[cfg(target_os = "linux")]
             events: None,
+            #[cfg(target_os = "macos")]
+            ntstat: None,
             why_not: Some(why.to_string()),
         }
     }
@@ -301,10 +312,34 @@ impl KernelSource {
                 }
             }
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(target_os = "macos")]
+        {
+            match macos::ntstat::live::NtstatEvents::start() {
+                Ok(e) => KernelSource {
+                    ntstat: Some(e),
+                    why_not: None,
+                },
+                Err(e) => KernelSource {
+                    ntstat: None,
+                    why_not: Some(format!("{e}; sockets are polled (pcblist_n)")),
+                },
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
         {
             KernelSource::off("no kernel event source on this platform yet; sockets are polled")
         }
+    }
+
+    /// One poll of the socket collector, kernel-first: where the event source follows a
+    /// flow (macOS ntstat) its owner, state and counters win, polled sockets fill in the rest
+    /// and flows only it knows are added. Elsewhere the poll as it is.
+    pub fn merge_polled(&self, polled: Vec<SocketSample>) -> Vec<SocketSample> {
+        #[cfg(target_os = "macos")]
+        if let Some(e) = &self.ntstat {
+            return macos::ntstat::merge(polled, e.open_samples());
+        }
+        polled
     }
 
     pub fn running(&self) -> bool {
@@ -317,6 +352,10 @@ impl KernelSource {
         if let Some(e) = &self.events {
             return e.drain();
         }
+        #[cfg(target_os = "macos")]
+        if let Some(e) = &self.ntstat {
+            return (e.drain(), Vec::new());
+        }
         (Vec::new(), Vec::new())
     }
 
@@ -326,6 +365,10 @@ impl KernelSource {
         if let Some(e) = &self.events {
             return Some(e.table());
         }
+        #[cfg(target_os = "macos")]
+        if let Some(e) = &self.ntstat {
+            return Some(e.table());
+        }
         None
     }
 
@@ -333,6 +376,10 @@ impl KernelSource {
         #[cfg(target_os = "linux")]
         if let Some(e) = &self.events {
             return e.status();
+        }
+        #[cfg(target_os = "macos")]
+        if let Some(e) = &self.ntstat {
+            return vec![e.status()];
         }
         let name = if cfg!(target_os = "macos") {
             "ntstat"

@@ -417,6 +417,8 @@ impl Tracker {
                 *skaddr,
                 KernelFlow {
                     owner,
+                    protocol: "tcp",
+                    source: "tracepoint",
                     pid: *pid as i64,
                     local: *local,
                     local_port: *local_port,

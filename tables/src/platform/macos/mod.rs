@@ -6,6 +6,9 @@
 
 #[cfg(target_os = "macos")]
 pub mod launchctl;
+#[cfg(unix)]
+pub mod ntstat;
+pub mod ntstat_wire;
 pub mod pcblist;
 #[cfg(target_os = "macos")]
 pub mod proc;
