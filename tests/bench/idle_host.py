@@ -61,6 +61,65 @@ def record_cost(binary, seconds, state):
     return cpu / seconds * 100.0, peak / 1024.0
 
 
+class LoadedHost:
+    """The loader, as a context manager: `procs` idle processes (sleep) and `sockets` loopback
+    TCP sockets (sockets/2 connected pairs, idle), all gone on exit. Also used by thrift_rows.py."""
+
+    def __init__(self, procs, sockets):
+        self.procs, self.sockets = procs, sockets
+        self.sleepers, self.holders, self.listener = [], [], None
+
+    def __enter__(self):
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self):
+        self.sleepers = [subprocess.Popen(["sleep", "100000"]) for _ in range(self.procs)]
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4096)
+        # Socket holders of 1,000 sockets each, so no file-descriptor limit is in the way.
+        per = 500
+        for i in range(0, self.sockets // 2, per):
+            n = min(per, self.sockets // 2 - i)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                pairs = []
+                for _ in range(n):
+                    c = socket.create_connection(self.listener.getsockname())
+                    s, _ = self.listener.accept()
+                    pairs.append((c, s))
+                os.write(w, b"k")
+                signal.pause()
+                os._exit(0)
+            os.close(w)
+            os.read(r, 1)
+            os.close(r)
+            self.holders.append(pid)
+
+    def describe(self):
+        return (f"{len(self.sleepers)} idle processes (+{len(self.holders)} socket holders), "
+                f"{2 * (self.sockets // 2)} loopback TCP sockets")
+
+    def __exit__(self, *exc):
+        for p in self.sleepers:
+            p.kill()
+        for p in self.sleepers:
+            p.wait()
+        for pid in self.holders:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        if self.listener is not None:
+            self.listener.close()
+        self.sleepers, self.holders, self.listener = [], [], None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -74,34 +133,8 @@ def main():
         pct, rss = record_cost(a.binary, a.seconds, os.path.join(d, "idle"))
         print(f"idle host:   extension sampler {pct:.2f} % of one core, peak RSS {rss:.1f} MiB")
 
-        sleepers = [subprocess.Popen(["sleep", "100000"]) for _ in range(a.procs)]
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4096)
-        # Socket holders of 1,000 sockets each, so no file-descriptor limit is in the way.
-        holders = []
-        per = 500
-        for i in range(0, a.sockets // 2, per):
-            n = min(per, a.sockets // 2 - i)
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                os.close(r)
-                pairs = []
-                for _ in range(n):
-                    c = socket.create_connection(listener.getsockname())
-                    s, _ = listener.accept()
-                    pairs.append((c, s))
-                os.write(w, b"k")
-                signal.pause()
-                os._exit(0)
-            os.close(w)
-            os.read(r, 1)
-            os.close(r)
-            holders.append(pid)
-        pairs = range(a.sockets // 2)
-        print(f"loader:      {len(sleepers)} idle processes (+{len(holders)} socket holders), {2 * len(pairs)} loopback TCP sockets")
-        try:
+        with LoadedHost(a.procs, a.sockets) as host:
+            print(f"loader:      {host.describe()}")
             pct, rss = record_cost(a.binary, a.seconds, os.path.join(d, "loaded"))
             print(f"loaded host: extension sampler {pct:.2f} % of one core, peak RSS {rss:.1f} MiB "
                   f"(targets: <= 1 %, <= 40 MiB)")
@@ -110,14 +143,6 @@ def main():
             ss = run_cpu(["ss", "-tinp"]) + run_cpu(["ps", "-eo", "pid,time"])
             print(f"one query:   launchwatch {q:.3f} s CPU, ss -tinp + ps -eo pid,time {ss:.3f} s CPU, "
                   f"ratio {q / ss if ss else float('inf'):.2f}x (target <= 1.0x)")
-        finally:
-            for p in sleepers:
-                p.kill()
-            for p in sleepers:
-                p.wait()
-            for pid in holders:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

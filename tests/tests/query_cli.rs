@@ -467,6 +467,45 @@ fn text_output_prints_doubles_as_osqueryi_does() {
     assert!(!text.contains("0.16000000000000003"));
 }
 #[test]
+fn a_flows_name_without_payloads_is_its_own_or_from_dns_alone() {
+    // No payload rows (capture off): a flow's name is the one it was recorded with, else a DNS
+    // answer for its address; with neither it has none.
+    let dir = tempfile::tempdir().unwrap();
+    let flows = r#"{"kind":"flow","start":1700000000,"end":1700000010,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":41000,"remote_address":"203.0.113.20","remote_port":443,"remote_name":"own.example.net"}
+{"kind":"flow","start":1700000020,"end":1700000030,"pid":7,"path":"/opt/agent","protocol":"tcp","local_address":"10.0.0.5","local_port":41001,"remote_address":"203.0.113.21","remote_port":443}
+"#;
+    let with_dns = write(
+        dir.path(),
+        "dns.jsonl",
+        &format!(
+            "{flows}{}\n",
+            r#"{"kind":"dns","ts":1700000015,"name":"dns-only.example.org","address":"203.0.113.21"}"#
+        ),
+    );
+    let without = write(dir.path(), "flows.jsonl", flows);
+    let names = |file: &str| -> Vec<String> {
+        json_rows(&launchwatch(
+            &[
+                "query",
+                "--json",
+                "--replay",
+                file,
+                "SELECT remote_name FROM launchwatch_sockets ORDER BY local_port",
+            ],
+            dir.path(),
+        ))
+        .iter()
+        .map(|r| r["remote_name"].as_str().unwrap().to_string())
+        .collect()
+    };
+    assert_eq!(
+        names(&with_dns),
+        ["own.example.net", "dns-only.example.org"]
+    );
+    assert_eq!(names(&without), ["own.example.net", ""]);
+}
+
+#[test]
 fn a_flows_name_prefers_dns_over_what_it_claims_in_sockets_and_analytic_keys() {
     let dir = tempfile::tempdir().unwrap();
     // Flow 1 claims a fronting SNI but DNS resolved its address from another name; flow 2 has

@@ -11,7 +11,7 @@
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -489,7 +489,7 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
         return;
     };
     let mut i = wire::input(BufReader::new(reader));
-    let mut o = wire::output(BufWriter::new(stream));
+    let mut writer = BufWriter::new(stream);
     loop {
         let (request, seq) = match wire::read_request(&mut i) {
             Ok(Some(r)) => r,
@@ -507,10 +507,10 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
                     uuid: shared.uuid,
                 };
                 let field = wire::status_field(&s);
-                wire::write_reply(&mut o, "ping", seq, Some(&field))
+                wire::write_reply(&mut wire::output(&mut writer), "ping", seq, Some(&field))
             }
             Request::Shutdown => {
-                let r = wire::write_reply(&mut o, "shutdown", seq, None);
+                let r = wire::write_reply(&mut wire::output(&mut writer), "shutdown", seq, None);
                 shared.stop(Exit::ShutdownRequest);
                 r
             }
@@ -519,16 +519,24 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
                 item,
                 request,
             } => {
-                let response = handle_call(shared, &registry, &item, &request);
-                let field = wire::response_field(&response);
-                wire::write_reply(&mut o, "call", seq, Some(&field))
+                match handle_call(shared, seq, &registry, &item, &request) {
+                    CallReply::Response(response) => {
+                        let field = wire::response_field(&response);
+                        wire::write_reply(&mut wire::output(&mut writer), "call", seq, Some(&field))
+                    }
+                    // One write of the whole reply (BufWriter passes a large one straight on).
+                    CallReply::Encoded(bytes) => writer
+                        .write_all(&bytes)
+                        .and_then(|()| writer.flush())
+                        .map_err(thrift::Error::from),
+                }
             }
             Request::Unknown(method) => {
                 let e = thrift::ApplicationError::new(
                     thrift::ApplicationErrorKind::UnknownMethod,
                     format!("unknown method {method}"),
                 );
-                wire::write_exception(&mut o, &method, seq, &e)
+                wire::write_exception(&mut wire::output(&mut writer), &method, seq, &e)
             }
         };
         if written.is_err() {
@@ -537,40 +545,58 @@ fn serve_connection(stream: UnixStream, shared: &Shared) {
     }
 }
 
-/// Rows as osqueryd receives them: strings, NULL as an omitted key, plus a `rowid`. Refuses,
-/// with a message saying what to do, a response osqueryd's thrift would reject as over its
-/// message limit (it would surface only as a transport error there). Counted as thrift writes
-/// it (4-byte lengths, map headers), so the estimate is never below what osqueryd reads.
-fn wire_rows(
+/// Rows as osqueryd receives them, encoded as `call`'s whole reply: strings, NULL as an
+/// omitted key, plus a `rowid`. Refuses, with a message saying what to do, a response
+/// osqueryd's thrift would reject as over its message limit (it would surface only as a
+/// transport error there); the size checked is the exact size on the wire.
+fn encode_rows(
+    seq: i32,
+    uuid: i64,
     item: &str,
     columns: &[launchwatch_tables::framework::Column],
     rows: &[launchwatch_tables::framework::Row],
     limit: usize,
-) -> Result<PluginResponse, String> {
-    // Message, struct and list framing: generously rounded up.
-    let mut size = 64usize;
-    let mut response = PluginResponse::with_capacity(rows.len());
-    for row in rows {
-        let mut m: StringMap = columns
-            .iter()
-            .zip(row)
-            .filter_map(|(c, v)| v.to_wire().map(|s| (c.name.to_string(), s)))
-            .collect();
+) -> Result<Vec<u8>, String> {
+    use launchwatch_tables::framework::Value;
+    let status = ExtensionStatus {
+        code: EXT_SUCCESS,
+        message: "OK".into(),
+        uuid,
+    };
+    // Rows of one table are alike: once a few are encoded, room for all of them is reserved,
+    // so a reply of megabytes is not copied each time it outgrows its buffer.
+    const SAMPLE_ROWS: usize = 64;
+    let mut reply = wire::RowsReply::new(seq, &status, 64 + SAMPLE_ROWS * 512);
+    for (n, row) in rows.iter().enumerate() {
+        if n == SAMPLE_ROWS {
+            let per_row = reply.size() / n;
+            reply.reserve((per_row + per_row / 8) * (rows.len() - n).min(limit / per_row.max(1)));
+        }
+        reply.begin_row();
+        for (c, v) in columns.iter().zip(row) {
+            match v {
+                Value::Null => {}
+                Value::Int(i) => reply.cell_int(c.name, *i),
+                Value::Double(d) if d.is_finite() => reply.cell_fmt(c.name, format_args!("{d}")),
+                // strtod would accept "inf"/"nan", but SQL has no use for them: report unknown.
+                Value::Double(_) => {}
+                Value::Text(t) => reply.cell(c.name, t.as_bytes()),
+            }
+        }
         // osqueryd takes the `rowid` key as the SQLite rowid; content-derived, so its OR-term
         // scans cannot merge two different rows into one.
-        m.insert("rowid".into(), row_id(row).to_string());
-        size += 6 + m.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>();
-        if size > limit {
+        reply.cell_int("rowid", row_id(row));
+        reply.end_row();
+        if reply.size() > limit {
             return Err(format!(
                 "{item}: the result is over {} MiB on the wire after {} of {} rows, more than osqueryd accepts from an extension (thrift's 100 MiB message limit); narrow the query with a WHERE clause on an indexed column",
                 limit >> 20,
-                response.len(),
+                reply.rows() - 1,
                 rows.len()
             ));
         }
-        response.push(m);
     }
-    Ok(response)
+    Ok(reply.finish())
 }
 
 fn failure(uuid: i64, message: String) -> ExtensionResponse {
@@ -584,27 +610,43 @@ fn failure(uuid: i64, message: String) -> ExtensionResponse {
     }
 }
 
+/// What `Extension.call` answers: a response to encode, or table rows already encoded as the
+/// whole reply.
+enum CallReply {
+    Response(ExtensionResponse),
+    Encoded(Vec<u8>),
+}
+
+impl From<ExtensionResponse> for CallReply {
+    fn from(r: ExtensionResponse) -> CallReply {
+        CallReply::Response(r)
+    }
+}
+
 /// `Extension.call`: columns, generate, and a polite refusal of writes.
 fn handle_call(
     shared: &Shared,
+    seq: i32,
     registry: &str,
     item: &str,
     request: &StringMap,
-) -> ExtensionResponse {
+) -> CallReply {
     let uuid = shared.uuid;
     if registry != "table" {
-        return failure(uuid, format!("launchwatch has no {registry:?} registry"));
+        return failure(uuid, format!("launchwatch has no {registry:?} registry")).into();
     }
     let Some(table) = shared.tables.get(item) else {
-        return failure(uuid, format!("launchwatch has no table {item:?}"));
+        return failure(uuid, format!("launchwatch has no table {item:?}")).into();
     };
-    let ok = |response| ExtensionResponse {
-        status: ExtensionStatus {
-            code: EXT_SUCCESS,
-            message: "OK".into(),
-            uuid,
-        },
-        response,
+    let ok = |response| {
+        CallReply::Response(ExtensionResponse {
+            status: ExtensionStatus {
+                code: EXT_SUCCESS,
+                message: "OK".into(),
+                uuid,
+            },
+            response,
+        })
     };
     match request.get("action").map(String::as_str) {
         Some("columns") => ok(column_routes(table)),
@@ -614,26 +656,34 @@ fn handle_call(
                 request.get("context").map(String::as_str).unwrap_or(""),
             ) {
                 Ok(c) => c,
-                Err(e) => return failure(uuid, format!("{item}: {e}")),
+                Err(e) => return failure(uuid, format!("{item}: {e}")).into(),
             };
             match shared.tables.generate(item, &ctx) {
-                Ok(rows) => match wire_rows(item, table.columns(), &rows, OSQUERYD_MAX_MESSAGE) {
-                    Ok(response) => {
+                Ok(rows) => match encode_rows(
+                    seq,
+                    uuid,
+                    item,
+                    table.columns(),
+                    &rows,
+                    OSQUERYD_MAX_MESSAGE,
+                ) {
+                    Ok(reply) => {
                         log::debug!(
-                            "{item}: {} rows in {:.1} ms",
-                            response.len(),
+                            "{item}: {} rows, {} bytes in {:.1} ms",
+                            rows.len(),
+                            reply.len(),
                             started.elapsed().as_secs_f64() * 1000.0
                         );
-                        ok(response)
+                        CallReply::Encoded(reply)
                     }
                     Err(e) => {
                         log::warn!("{e}");
-                        failure(uuid, e)
+                        failure(uuid, e).into()
                     }
                 },
                 Err(e) => {
                     log::debug!("{item}: error: {e}");
-                    failure(uuid, e)
+                    failure(uuid, e).into()
                 }
             }
         }
@@ -642,8 +692,8 @@ fn handle_call(
             "status".into(),
             "readonly".into(),
         )])]),
-        Some(other) => failure(uuid, format!("{item}: unsupported action {other:?}")),
-        None => failure(uuid, format!("{item}: request has no action")),
+        Some(other) => failure(uuid, format!("{item}: unsupported action {other:?}")).into(),
+        None => failure(uuid, format!("{item}: request has no action")).into(),
     }
 }
 
@@ -653,21 +703,75 @@ mod tests {
     use launchwatch_tables::framework::column::text;
     use launchwatch_tables::framework::Value;
 
+    fn decode(reply: &[u8]) -> ExtensionResponse {
+        let mut got = None;
+        wire::read_reply(&mut wire::input(reply), "call", |i, _| {
+            got = Some(wire::read_response(i)?);
+            Ok(true)
+        })
+        .unwrap();
+        got.unwrap()
+    }
+
     #[test]
     fn a_response_over_the_limit_is_a_clear_error() {
         let columns = [text("a", "")];
         let rows: Vec<_> = (0..10)
             .map(|_| vec![Value::from("x".repeat(1000))])
             .collect();
-        let fits = wire_rows("t", &columns, &rows, 1 << 20).unwrap();
+        let fits = decode(&encode_rows(1, 9, "t", &columns, &rows, 1 << 20).unwrap()).response;
         assert_eq!(fits.len(), 10);
         assert_eq!(fits[0]["a"].len(), 1000);
         assert!(fits[0]["rowid"].parse::<i64>().is_ok());
-        let err = wire_rows("t", &columns, &rows, 5000).unwrap_err();
+        let err = encode_rows(1, 9, "t", &columns, &rows, 5000).unwrap_err();
         assert!(
             err.starts_with("t: the result is over") && err.contains("WHERE"),
             "{err}"
         );
         assert!(err.contains("after 4 of 10 rows"), "{err}");
+    }
+
+    #[test]
+    fn encoded_rows_carry_what_to_wire_says_and_a_content_rowid() {
+        use launchwatch_tables::framework::column::{bigint, double};
+        let columns = [bigint("n", ""), double("d", ""), text("t", "")];
+        let rows = vec![
+            vec![
+                Value::Int(-42),
+                Value::Double(0.1),
+                Value::from("caf\u{e9}"),
+            ],
+            vec![Value::Int(i64::MAX), Value::Double(1e20), Value::Null],
+            vec![Value::Null, Value::Double(f64::NAN), Value::from("")],
+            vec![
+                Value::Int(0),
+                Value::Double(-2.5),
+                Value::Double(f64::INFINITY),
+            ],
+        ];
+        let reply = decode(&encode_rows(5, 77, "t", &columns, &rows, 1 << 20).unwrap());
+        assert_eq!(
+            reply.status,
+            ExtensionStatus {
+                code: EXT_SUCCESS,
+                message: "OK".into(),
+                uuid: 77
+            }
+        );
+        let expected: Vec<StringMap> = rows
+            .iter()
+            .map(|row| {
+                let mut m: StringMap = columns
+                    .iter()
+                    .zip(row)
+                    .filter_map(|(c, v)| v.to_wire().map(|s| (c.name.to_string(), s)))
+                    .collect();
+                m.insert("rowid".into(), row_id(row).to_string());
+                m
+            })
+            .collect();
+        assert_eq!(reply.response, expected);
+        assert_eq!(reply.response[1]["d"], "100000000000000000000");
+        assert!(!reply.response[2].contains_key("d"), "NaN is unknown");
     }
 }

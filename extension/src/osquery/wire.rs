@@ -446,6 +446,156 @@ pub fn response_field(r: &ExtensionResponse) -> impl Fn(&mut dyn TOutputProtocol
     }
 }
 
+/// Thrift binary protocol type codes (`TType` as `TBinaryProtocol` writes them).
+const T_STOP: u8 = 0;
+const T_I32: u8 = 8;
+const T_I64: u8 = 10;
+const T_STRING: u8 = 11;
+const T_STRUCT: u8 = 12;
+const T_MAP: u8 = 13;
+const T_LIST: u8 = 15;
+/// Strict message header: version 1 in the high half, the message type in the low byte.
+const STRICT_REPLY: u32 = 0x8001_0000 | 2;
+
+/// `call`'s reply carrying table rows, encoded straight into one buffer with exactly the bytes
+/// `TBinaryOutputProtocol` (strict) writes for `write_reply("call", seq, response_field(..))`.
+///
+/// Rows are the one large message (40,000 socket rows are ~19 MB); going through [`StringMap`] cost
+/// a map, a `String` per column name and one per value for every row, plus a second walk to
+/// serialise them. Here each cell is written once, numbers are formatted in place, and the
+/// exact size is known before anything is sent (osqueryd's 100 MiB message limit).
+pub struct RowsReply {
+    buf: Vec<u8>,
+    /// Where the response list's element count goes, patched by [`RowsReply::finish`].
+    list_count_at: usize,
+    rows: i32,
+    /// Where the current row's map size goes, and its cells so far.
+    row_size_at: usize,
+    cells: i32,
+}
+
+impl RowsReply {
+    /// The reply header, `ExtensionResponse.status`, and the start of `response`.
+    pub fn new(seq: i32, status: &ExtensionStatus, capacity: usize) -> RowsReply {
+        let mut r = RowsReply {
+            buf: Vec::with_capacity(capacity),
+            list_count_at: 0,
+            rows: 0,
+            row_size_at: 0,
+            cells: 0,
+        };
+        r.u32(STRICT_REPLY);
+        r.bytes(b"call");
+        r.u32(seq as u32);
+        r.field(T_STRUCT, 0); // call_result.success
+        r.field(T_STRUCT, 1); // ExtensionResponse.status
+        r.field(T_I32, 1);
+        r.u32(status.code as u32);
+        r.field(T_STRING, 2);
+        r.bytes(status.message.as_bytes());
+        r.field(T_I64, 3);
+        r.buf.extend_from_slice(&status.uuid.to_be_bytes());
+        r.buf.push(T_STOP);
+        r.field(T_LIST, 2); // ExtensionResponse.response
+        r.buf.push(T_MAP);
+        r.list_count_at = r.buf.len();
+        r.u32(0);
+        r
+    }
+
+    /// Starts a row: a `map<string,string>` whose size [`RowsReply::end_row`] fills in.
+    pub fn begin_row(&mut self) {
+        self.buf.extend_from_slice(&[T_STRING, T_STRING]);
+        self.row_size_at = self.buf.len();
+        self.u32(0);
+        self.cells = 0;
+    }
+
+    pub fn cell(&mut self, key: &str, value: &[u8]) {
+        self.bytes(key.as_bytes());
+        self.bytes(value);
+        self.cells += 1;
+    }
+
+    /// An integer cell, formatted in place as `i64`'s `Display` does.
+    pub fn cell_int(&mut self, key: &str, value: i64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = value.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.bytes(key.as_bytes());
+        let sign = usize::from(value < 0);
+        self.u32((sign + digits.len() - at) as u32);
+        if value < 0 {
+            self.buf.push(b'-');
+        }
+        self.buf.extend_from_slice(&digits[at..]);
+        self.cells += 1;
+    }
+
+    /// A cell whose value is formatted in place (`format_args!("{n}")`): no `String` per number.
+    pub fn cell_fmt(&mut self, key: &str, value: std::fmt::Arguments<'_>) {
+        self.bytes(key.as_bytes());
+        let at = self.buf.len();
+        self.u32(0);
+        // Writing into a Vec cannot fail.
+        let _ = self.buf.write_fmt(value);
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self.cells += 1;
+    }
+
+    pub fn end_row(&mut self) {
+        let at = self.row_size_at;
+        self.buf[at..at + 4].copy_from_slice(&self.cells.to_be_bytes());
+        self.rows += 1;
+    }
+
+    /// Room for `additional` more bytes, so a large reply is not copied as it grows.
+    pub fn reserve(&mut self, additional: usize) {
+        self.buf.reserve(additional);
+    }
+
+    /// Bytes so far.
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows as usize
+    }
+
+    /// Closes the list and both structs; the bytes to send as they are.
+    pub fn finish(mut self) -> Vec<u8> {
+        let at = self.list_count_at;
+        self.buf[at..at + 4].copy_from_slice(&self.rows.to_be_bytes());
+        self.buf.push(T_STOP); // ExtensionResponse
+        self.buf.push(T_STOP); // call_result
+        self.buf
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.buf.extend_from_slice(b);
+    }
+
+    fn field(&mut self, ty: u8, id: i16) {
+        self.buf.push(ty);
+        self.buf.extend_from_slice(&id.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,5 +709,85 @@ mod tests {
         })
         .unwrap();
         assert_eq!(got.unwrap(), r);
+    }
+
+    #[test]
+    fn rows_reply_is_what_the_thrift_writer_writes() {
+        let status = ExtensionStatus {
+            code: EXT_SUCCESS,
+            message: "OK".into(),
+            uuid: 4242,
+        };
+        let rows: Vec<StringMap> = vec![
+            [("a", "1"), ("b", "x\u{e9}y"), ("rowid", "-7")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            StringMap::new(),
+            [("a".to_string(), "2.5".to_string())].into(),
+        ];
+        let mut expected = Vec::new();
+        let r = ExtensionResponse {
+            status: status.clone(),
+            response: rows.clone(),
+        };
+        write_reply(
+            &mut output(&mut expected),
+            "call",
+            -3,
+            Some(&response_field(&r)),
+        )
+        .unwrap();
+
+        // Cells in key order, as the BTreeMap writer emits them; numbers formatted in place.
+        let mut reply = RowsReply::new(-3, &status, 0);
+        reply.begin_row();
+        reply.cell_int("a", 1);
+        reply.cell("b", "x\u{e9}y".as_bytes());
+        reply.cell_int("rowid", -7);
+        reply.end_row();
+        reply.begin_row();
+        reply.end_row();
+        reply.begin_row();
+        reply.cell_fmt("a", format_args!("{}", 2.5f64));
+        reply.end_row();
+        assert_eq!(reply.rows(), 3);
+        let got = reply.finish();
+        assert_eq!(got, expected);
+
+        let mut decoded = None;
+        read_reply(&mut input(&got[..]), "call", |i, _| {
+            decoded = Some(read_response(i)?);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(decoded.unwrap(), r);
+    }
+
+    #[test]
+    fn integer_cells_read_as_display_writes_them() {
+        let status = ExtensionStatus::default();
+        let values = [0, 7, -1, 10, -10, 1234567890, i64::MAX, i64::MIN];
+        let mut reply = RowsReply::new(1, &status, 0);
+        for v in values {
+            reply.begin_row();
+            reply.cell_int("n", v);
+            reply.end_row();
+        }
+        let bytes = reply.finish();
+        let mut got = None;
+        read_reply(&mut input(&bytes[..]), "call", |i, _| {
+            got = Some(read_response(i)?);
+            Ok(true)
+        })
+        .unwrap();
+        let got: Vec<String> = got
+            .unwrap()
+            .response
+            .into_iter()
+            .map(|m| m["n"].clone())
+            .collect();
+        let want: Vec<String> = values.iter().map(i64::to_string).collect();
+        assert_eq!(got, want);
     }
 }

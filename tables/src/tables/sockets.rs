@@ -82,19 +82,35 @@ impl Table for Sockets {
                 format!("f.{col} IN ({})", marks.join(","))
             });
         }
-        let sql = format!(
-            "SELECT f.pid, f.path, f.launchd_label, f.protocol, f.local_address, f.local_port, f.remote_address,
-                    f.remote_port, {},
-                    f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
-                    f.start, f.last_seen, f.end, f.process_start, f.label_source, ifnull(f.source, 'replay'), f.acting_pid
-             FROM flows f {} ORDER BY f.start, f.id",
-            crate::analytics::FLOW_NAME_SQL,
-            if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) }
-        );
+        let filters = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
         let rows = env.store.read(|c| {
+            // The name lookups are three correlated subqueries per row; with no payloads and no
+            // DNS answers stored (capture off, the default) they can only yield f.remote_name,
+            // so they are left out. Checked under the same store lock as the query, so no write
+            // falls in between.
+            let names_from_capture: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM payloads) OR EXISTS(SELECT 1 FROM dns)",
+                [],
+                |r| r.get(0),
+            )?;
+            let sql = format!(
+                "SELECT f.pid, f.path, f.launchd_label, f.protocol, f.local_address, f.local_port, f.remote_address,
+                        f.remote_port, {},
+                        f.state, f.bytes_sent, f.bytes_received, f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received,
+                        f.start, f.last_seen, f.end, f.process_start, f.label_source, ifnull(f.source, 'replay'), f.acting_pid,
+                        f.id
+                 FROM flows f {filters}",
+                if names_from_capture { crate::analytics::FLOW_NAME_SQL } else { "f.remote_name" },
+            );
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-            let mut out = Vec::new();
+            // Ordered by (start, id) here rather than by SQLite: with tens of thousands of
+            // flows its sorter spills the rows to a temporary file and reads them back.
+            let mut out: Vec<(f64, i64, Row)> = Vec::new();
             while let Some(r) = rows.next()? {
                 let remote: String = r.get(6)?;
                 let (sent, received): (Option<i64>, Option<i64>) = (r.get(10)?, r.get(11)?);
@@ -110,7 +126,8 @@ impl Table for Sockets {
                         _ => Value::Null,
                     }
                 };
-                out.push(vec![
+                let scope = scope(&remote, &internal);
+                let row = vec![
                     Value::from(r.get::<_, Option<i64>>(0)?),
                     Value::from(r.get::<_, Option<String>>(1)?),
                     Value::from(r.get::<_, Option<String>>(2)?),
@@ -118,10 +135,10 @@ impl Table for Sockets {
                     Value::from(r.get::<_, String>(3)?),
                     Value::from(r.get::<_, Option<String>>(4)?),
                     Value::from(r.get::<_, Option<i64>>(5)?),
-                    Value::from(remote.as_str()),
+                    Value::Text(remote),
                     Value::from(r.get::<_, i64>(7)?),
                     Value::from(r.get::<_, Option<String>>(8)?),
-                    Value::from(scope(&remote, &internal)),
+                    Value::from(scope),
                     Value::from(r.get::<_, Option<String>>(9)?),
                     Value::from(sent),
                     Value::from(received),
@@ -133,9 +150,11 @@ impl Table for Sockets {
                     Value::Double(end.unwrap_or(last_seen) - start),
                     Value::from(r.get::<_, Option<i64>>(21)?),
                     Value::from(r.get::<_, String>(20)?),
-                ]);
+                ];
+                out.push((start, r.get(22)?, row));
             }
-            Ok(out)
+            out.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            Ok(out.into_iter().map(|(_, _, row)| row).collect())
         })?;
         Ok(rows)
     }
