@@ -36,6 +36,8 @@ type FlowKey = (&'static str, IpAddr, u16, IpAddr, u16);
 #[derive(Debug, Clone)]
 struct Tracked {
     socket_id: u64,
+    /// The sample that last saw it: one not seen by the latest sample has closed.
+    generation: u64,
     flow: FlowObs,
     /// What the store last got: (time, bytes sent, bytes received, state, pid); `None` until
     /// the first write.
@@ -117,6 +119,8 @@ pub struct Sampler {
     /// Every process instance seen lately: children of a job inherit its label from here.
     tree: ProcessTree,
     resumed: bool,
+    /// Counts socket samples (see `Tracked::generation`).
+    generation: u64,
 }
 
 impl Default for Sampler {
@@ -170,6 +174,7 @@ impl Sampler {
             process_collector: platform::ProcessCollector::default(),
             policy: WritePolicy::default(),
             resumed: false,
+            generation: 0,
         }
     }
 
@@ -252,6 +257,7 @@ impl Sampler {
                 key,
                 Tracked {
                     socket_id: 0,
+                    generation: 0,
                     written: Some((
                         f.seen(),
                         f.bytes_sent,
@@ -424,10 +430,13 @@ impl Sampler {
 
     /// Turns a socket sample into flow observations: every open flow with its current counters,
     /// and every flow that vanished (or whose 5-tuple now belongs to a new socket) as CLOSED.
+    /// Flows are updated in place: a socket that did not change costs a hash lookup and a few
+    /// comparisons, no allocation.
     fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowObs>, usize, usize) {
         let mut out = Vec::new();
-        let mut seen: HashMap<FlowKey, Tracked> = HashMap::new();
         let mut closed = 0;
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
         for s in sample {
             // Listeners and unconnected UDP sockets have no destination: not flows.
             if s.listening || s.remote_port == 0 || s.remote.is_unspecified() {
@@ -438,120 +447,146 @@ impl Sampler {
                 // The TIME_WAIT remnant of a connection the kernel events already closed.
                 continue;
             }
-            let previous = self.flows.remove(&key).or_else(|| seen.remove(&key));
-            let continues = previous.as_ref().is_some_and(|t| {
-                t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id
-            });
-            let mut tracked = match previous {
-                Some(t) if continues => t,
-                other => {
-                    if let Some(old) = other {
+            let continues = self
+                .flows
+                .get(&key)
+                .map(|t| t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id);
+            if continues != Some(true) {
+                if continues == Some(false) {
+                    if let Some(old) = self.flows.remove(&key) {
                         out.push(close(old.flow));
                         closed += 1;
                     }
-                    // A delegated pid owns the flow only if that process already ran when the
-                    // flow appeared (so_e_pid may name an exited process or a reused pid).
-                    let pid = match s.delegate_pid {
-                        Some(e) if self.owner(e).start.is_some_and(|st| st <= now) => Some(e),
-                        _ => s.pid,
-                    };
-                    let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
-                    let mut source = Some(platform::SOCKET_SOURCE.to_string());
-                    // A connection the kernel events saw open: its real start time.
-                    let start = match self.kernel.table().and_then(|t| {
-                        t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
-                    }) {
-                        Some(o) if s.protocol == "tcp" && o.start <= now => {
-                            source = Some("tracepoint".to_string());
-                            o.start
-                        }
-                        _ => now,
-                    };
-                    Tracked {
-                        socket_id: s.socket_id,
-                        written: None,
-                        unwritten: None,
-                        flow: FlowObs {
-                            start,
-                            end: None,
-                            pid,
-                            process_start: owner.start,
-                            path: owner.path.unwrap_or_default(),
-                            launchd_label: owner.label,
-                            label_source: owner.label_source,
-                            source,
-                            // Both pids of a delegated socket: the daemon that used it stays.
-                            acting_pid: s.pid.filter(|p| pid != Some(*p)),
-                            protocol: s.protocol.to_string(),
-                            local_address: Some(s.local.to_string()),
-                            local_port: Some(s.local_port),
-                            remote_address: s.remote.to_string(),
-                            remote_port: s.remote_port,
-                            remote_name: None,
-                            bytes_sent: None,
-                            bytes_received: None,
-                            state: None,
-                            last_seen: None,
-                            prev_seen: None,
-                            prev_bytes_sent: None,
-                            prev_bytes_received: None,
-                        },
-                    }
                 }
+                let fresh = self.new_flow(&s, now);
+                self.flows.insert(key, fresh);
+            }
+            // A socket that lost its owner (TIME_WAIT) keeps the one history knew; one with no
+            // owner yet may find it in the process table or the kernel events.
+            let needs_owner = self.flows.get(&key).is_some_and(|t| t.flow.pid.is_none());
+            let owner = match (needs_owner, s.pid) {
+                (true, Some(pid)) => Some((pid, self.owner(pid), None)),
+                (true, None) if s.protocol == "tcp" => self
+                    .kernel
+                    .table()
+                    .and_then(|t| {
+                        t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+                    })
+                    .map(|o| {
+                        let owner = Owner {
+                            path: o.path,
+                            start: o.process_start,
+                            label: o.launchd_label,
+                            label_source: o.label_source,
+                        };
+                        (o.pid, owner, Some("tracepoint"))
+                    }),
+                _ => None,
             };
+            let policy = self.policy;
+            let Some(tracked) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            tracked.generation = generation;
             if tracked.socket_id == 0 {
                 tracked.socket_id = s.socket_id;
             }
             let f = &mut tracked.flow;
-            // A socket that lost its owner (TIME_WAIT) keeps the one history knew.
-            if let (None, Some(pid)) = (f.pid, s.pid) {
-                let owner = self.owner(pid);
+            if let Some((pid, owner, source)) = owner {
                 f.pid = Some(pid);
                 f.path = owner.path.unwrap_or_default();
                 f.process_start = owner.start;
                 f.launchd_label = owner.label;
                 f.label_source = owner.label_source;
-            }
-            // No owner from the poll (TIME_WAIT, a socket that changed hands): the kernel
-            // events may know who opened it.
-            if f.pid.is_none() && s.protocol == "tcp" {
-                if let Some(o) = self.kernel.table().and_then(|t| {
-                    t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
-                }) {
-                    f.pid = Some(o.pid);
-                    f.process_start = o.process_start;
-                    f.path = o.path.unwrap_or_default();
-                    f.launchd_label = o.launchd_label;
-                    f.label_source = o.label_source;
-                    f.source = Some("tracepoint".into());
+                if let Some(source) = source {
+                    f.source = Some(source.into());
                 }
             }
             // Counters only grow; a socket that no longer reports them keeps its last values.
             f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
             f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
-            f.state = s.state.clone();
+            if f.state != s.state {
+                f.state = s.state;
+            }
             f.last_seen = Some(now);
-            if let Some(w) = self.write_due(&mut tracked, now) {
+            if let Some(w) = write_due(&policy, tracked, now) {
                 out.push(w);
             }
-            seen.insert(key, tracked);
         }
-        for (_, gone) in self.flows.drain() {
-            out.push(close(gone.flow));
-            closed += 1;
+        let gone: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, t)| t.generation != generation)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            if let Some(t) = self.flows.remove(&key) {
+                out.push(close(t.flow));
+                closed += 1;
+            }
         }
-        let open = seen.len();
-        self.flows = seen;
+        let open = self.flows.len();
         (out, open, closed)
+    }
+
+    /// A flow first seen now, with its owner (a delegated pid only if that process already
+    /// ran when the flow appeared: so_e_pid may name an exited process or a reused pid).
+    fn new_flow(&mut self, s: &SocketSample, now: f64) -> Tracked {
+        let pid = match s.delegate_pid {
+            Some(e) if self.owner(e).start.is_some_and(|st| st <= now) => Some(e),
+            _ => s.pid,
+        };
+        let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
+        let mut source = Some(platform::SOCKET_SOURCE.to_string());
+        // A connection the kernel events saw open: its real start time.
+        let start = match self.kernel.table().and_then(|t| {
+            t.lookup_directed((6, s.local, s.local_port, s.remote, s.remote_port), now)
+        }) {
+            Some(o) if s.protocol == "tcp" && o.start <= now => {
+                source = Some("tracepoint".to_string());
+                o.start
+            }
+            _ => now,
+        };
+        Tracked {
+            socket_id: s.socket_id,
+            generation: 0,
+            written: None,
+            unwritten: None,
+            flow: FlowObs {
+                start,
+                end: None,
+                pid,
+                process_start: owner.start,
+                path: owner.path.unwrap_or_default(),
+                launchd_label: owner.label,
+                label_source: owner.label_source,
+                source,
+                // Both pids of a delegated socket: the daemon that used it stays.
+                acting_pid: s.pid.filter(|p| pid != Some(*p)),
+                protocol: s.protocol.to_string(),
+                local_address: Some(s.local.to_string()),
+                local_port: Some(s.local_port),
+                remote_address: s.remote.to_string(),
+                remote_port: s.remote_port,
+                remote_name: None,
+                bytes_sent: None,
+                bytes_received: None,
+                state: None,
+                last_seen: None,
+                prev_seen: None,
+                prev_bytes_sent: None,
+                prev_bytes_received: None,
+            },
+        }
     }
 }
 
-impl Sampler {
-    /// Store by change: the flow as it should be written now, or `None` when the store already
-    /// has what matters (unchanged, or changed less than the step and written recently).
-    fn write_due(&self, t: &mut Tracked, now: f64) -> Option<FlowObs> {
+/// Store by change: the flow as it should be written now, or `None` when the store already
+/// has what matters (unchanged, or changed less than the step and written recently).
+fn write_due(p: &WritePolicy, t: &mut Tracked, now: f64) -> Option<FlowObs> {
+    {
         let f = &t.flow;
-        let p = &self.policy;
         let due = match &t.written {
             None => true,
             Some((at, sent, received, state, pid)) => {
@@ -580,7 +615,9 @@ impl Sampler {
         t.written = Some((now, f.bytes_sent, f.bytes_received, f.state.clone(), f.pid));
         Some(w)
     }
+}
 
+impl Sampler {
     /// Store by change for processes: a new instance at once, its CPU when it moved (at most
     /// every `process_age`), an idle one every `idle_refresh`. A change after an idle stretch
     /// also writes the held-back reading before it, so the burst is not spread over the gap.
