@@ -19,6 +19,14 @@ use crate::facts::KernelFlow;
 use crate::observation::{FlowObs, Observation, ProcessObs};
 use crate::platform::{self, KernelSource, SocketCollector, SocketSample};
 
+/// How soon a connection the kernel events saw end is committed: a kill -9 loses only the
+/// ones that ended within this long before it.
+const CLOSED_FLUSH: Duration = Duration::from_secs(1);
+
+/// Tick timing jitter tolerated when a flow's write age is compared to `flow_write_age`:
+/// ticks `socket_interval` apart must not miss a write by microseconds.
+const WRITE_AGE_SLACK: f64 = 0.25;
+
 /// Prune at most this often: deleting is cheap but not free.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -319,16 +327,21 @@ impl Sampler {
                 Err(e) => errors.push(format!("processes: {e}")),
             }
         }
+        if (due.sockets || self.kernel.running()) && !self.resumed {
+            self.resume(env);
+        }
+        // Kernel events first: connections that already ended, with their owners. They are
+        // drained on every wake (about once a second), not only on socket ticks, so a kill
+        // never loses a connection that closed more than a moment before it.
+        let (ended, procs) = self.kernel.drain();
+        if !due.processes && !due.sockets && ended.is_empty() && procs.is_empty() {
+            return Ok(report);
+        }
+        observations.extend(procs.into_iter().map(Observation::Process));
+        let ended = self.apply_kernel(ended, now);
+        report.closed += ended.len();
+        observations.extend(ended.into_iter().map(Observation::Flow));
         if due.sockets {
-            if !self.resumed {
-                self.resume(env);
-            }
-            // Kernel events first: connections that already ended, with their owners.
-            let (ended, procs) = self.kernel.drain();
-            observations.extend(procs.into_iter().map(Observation::Process));
-            let ended = self.apply_kernel(ended, now);
-            report.closed += ended.len();
-            observations.extend(ended.into_iter().map(Observation::Flow));
             match self.sockets.sample() {
                 Ok(sample) => {
                     if let Some(w) = self.sockets.take_warning() {
@@ -348,7 +361,9 @@ impl Sampler {
         // Flows of processes born and gone between process ticks still find their job through
         // the parent the tree remembers.
         attribute(&mut observations, &mut self.tree);
-        if let Err(e) = env.store.write_batch(&observations, 1) {
+        // A wake only for ended connections is not a sample.
+        let sampled = u64::from(due.processes || due.sockets);
+        if let Err(e) = env.store.write_batch(&observations, sampled) {
             errors.push(e.to_string());
         }
         report.cost = started.elapsed();
@@ -596,7 +611,7 @@ fn write_due(p: &WritePolicy, t: &mut Tracked, now: f64) -> Option<FlowObs> {
                 let age = now - at;
                 f.state != *state
                     || f.pid != *pid
-                    || (moved && (jump || age >= p.flow_age - 1e-6))
+                    || (moved && (jump || age >= p.flow_age - WRITE_AGE_SLACK))
                     || age >= p.idle_refresh
             }
         };
@@ -779,7 +794,10 @@ pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
                 on_error(&e.to_string());
             }
         }
-        let wake = next_process.min(next_socket);
+        let mut wake = next_process.min(next_socket);
+        if sampler.kernel.running() {
+            wake = wake.min(Instant::now() + CLOSED_FLUSH);
+        }
         if stop.wait(wake.saturating_duration_since(Instant::now())) {
             return;
         }
