@@ -462,6 +462,17 @@ impl Sampler {
                 // The TIME_WAIT remnant of a connection the kernel events already closed.
                 continue;
             }
+            let policy = self.policy;
+            // The common case: the same socket, its owner known. One lookup, no allocation.
+            if let Some(t) = self.flows.get_mut(&key) {
+                let same = t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id;
+                if same && t.flow.pid.is_some() {
+                    if let Some(w) = refresh(&policy, t, s, now, generation) {
+                        out.push(w);
+                    }
+                    continue;
+                }
+            }
             let continues = self
                 .flows
                 .get(&key)
@@ -498,14 +509,9 @@ impl Sampler {
                     }),
                 _ => None,
             };
-            let policy = self.policy;
             let Some(tracked) = self.flows.get_mut(&key) else {
                 continue;
             };
-            tracked.generation = generation;
-            if tracked.socket_id == 0 {
-                tracked.socket_id = s.socket_id;
-            }
             let f = &mut tracked.flow;
             if let Some((pid, owner, source)) = owner {
                 f.pid = Some(pid);
@@ -517,14 +523,7 @@ impl Sampler {
                     f.source = Some(source.into());
                 }
             }
-            // Counters only grow; a socket that no longer reports them keeps its last values.
-            f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
-            f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
-            if f.state != s.state {
-                f.state = s.state;
-            }
-            f.last_seen = Some(now);
-            if let Some(w) = write_due(&policy, tracked, now) {
+            if let Some(w) = refresh(&policy, tracked, s, now, generation) {
                 out.push(w);
             }
         }
@@ -595,6 +594,30 @@ impl Sampler {
             },
         }
     }
+}
+
+/// A tracked flow seen again in this sample: its counters, state and sighting, and what to
+/// write (store by change).
+fn refresh(
+    policy: &WritePolicy,
+    t: &mut Tracked,
+    s: SocketSample,
+    now: f64,
+    generation: u64,
+) -> Option<FlowObs> {
+    t.generation = generation;
+    if t.socket_id == 0 {
+        t.socket_id = s.socket_id;
+    }
+    let f = &mut t.flow;
+    // Counters only grow; a socket that no longer reports them keeps its last values.
+    f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
+    f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
+    if f.state != s.state {
+        f.state = s.state;
+    }
+    f.last_seen = Some(now);
+    write_due(policy, t, now)
 }
 
 /// Store by change: the flow as it should be written now, or `None` when the store already
