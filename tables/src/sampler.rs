@@ -129,6 +129,8 @@ pub struct Sampler {
     resumed: bool,
     /// Counts socket samples (see `Tracked::generation`).
     generation: u64,
+    /// Process instances the kernel events reported, not yet written.
+    kernel_procs: Vec<ProcessObs>,
 }
 
 impl Default for Sampler {
@@ -183,6 +185,7 @@ impl Sampler {
             policy: WritePolicy::default(),
             resumed: false,
             generation: 0,
+            kernel_procs: Vec::new(),
         }
     }
 
@@ -334,10 +337,17 @@ impl Sampler {
         // drained on every wake (about once a second), not only on socket ticks, so a kill
         // never loses a connection that closed more than a moment before it.
         let (ended, procs) = self.kernel.drain();
-        if !due.processes && !due.sockets && ended.is_empty() && procs.is_empty() {
+        self.kernel_procs.extend(procs);
+        if !due.processes && !due.sockets && ended.is_empty() {
+            // Processes the events saw start wait for the next tick's write (at most a socket
+            // interval), like every other reading: a wake writes only for ended connections.
             return Ok(report);
         }
-        observations.extend(procs.into_iter().map(Observation::Process));
+        observations.extend(
+            std::mem::take(&mut self.kernel_procs)
+                .into_iter()
+                .map(Observation::Process),
+        );
         let ended = self.apply_kernel(ended, now);
         report.closed += ended.len();
         observations.extend(ended.into_iter().map(Observation::Flow));
