@@ -19,6 +19,14 @@ use crate::facts::KernelFlow;
 use crate::observation::{FlowObs, Observation, ProcessObs};
 use crate::platform::{self, KernelSource, SocketCollector, SocketSample};
 
+/// How soon a connection the kernel events saw end is committed: a kill -9 loses only the
+/// ones that ended within this long before it.
+const CLOSED_FLUSH: Duration = Duration::from_secs(1);
+
+/// Tick timing jitter tolerated when a flow's write age is compared to `flow_write_age`:
+/// ticks `socket_interval` apart must not miss a write by microseconds.
+const WRITE_AGE_SLACK: f64 = 0.25;
+
 /// Prune at most this often: deleting is cheap but not free.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -36,6 +44,8 @@ type FlowKey = (&'static str, IpAddr, u16, IpAddr, u16);
 #[derive(Debug, Clone)]
 struct Tracked {
     socket_id: u64,
+    /// The sample that last saw it: one not seen by the latest sample has closed.
+    generation: u64,
     flow: FlowObs,
     /// What the store last got: (time, bytes sent, bytes received, state, pid); `None` until
     /// the first write.
@@ -117,6 +127,10 @@ pub struct Sampler {
     /// Every process instance seen lately: children of a job inherit its label from here.
     tree: ProcessTree,
     resumed: bool,
+    /// Counts socket samples (see `Tracked::generation`).
+    generation: u64,
+    /// Process instances the kernel events reported, not yet written.
+    kernel_procs: Vec<ProcessObs>,
 }
 
 impl Default for Sampler {
@@ -170,6 +184,8 @@ impl Sampler {
             process_collector: platform::ProcessCollector::default(),
             policy: WritePolicy::default(),
             resumed: false,
+            generation: 0,
+            kernel_procs: Vec::new(),
         }
     }
 
@@ -252,6 +268,7 @@ impl Sampler {
                 key,
                 Tracked {
                     socket_id: 0,
+                    generation: 0,
                     written: Some((
                         f.seen(),
                         f.bytes_sent,
@@ -313,16 +330,28 @@ impl Sampler {
                 Err(e) => errors.push(format!("processes: {e}")),
             }
         }
+        if (due.sockets || self.kernel.running()) && !self.resumed {
+            self.resume(env);
+        }
+        // Kernel events first: connections that already ended, with their owners. They are
+        // drained on every wake (about once a second), not only on socket ticks, so a kill
+        // never loses a connection that closed more than a moment before it.
+        let (ended, procs) = self.kernel.drain();
+        self.kernel_procs.extend(procs);
+        if !due.processes && !due.sockets && ended.is_empty() {
+            // Processes the events saw start wait for the next tick's write (at most a socket
+            // interval), like every other reading: a wake writes only for ended connections.
+            return Ok(report);
+        }
+        observations.extend(
+            std::mem::take(&mut self.kernel_procs)
+                .into_iter()
+                .map(Observation::Process),
+        );
+        let ended = self.apply_kernel(ended, now);
+        report.closed += ended.len();
+        observations.extend(ended.into_iter().map(Observation::Flow));
         if due.sockets {
-            if !self.resumed {
-                self.resume(env);
-            }
-            // Kernel events first: connections that already ended, with their owners.
-            let (ended, procs) = self.kernel.drain();
-            observations.extend(procs.into_iter().map(Observation::Process));
-            let ended = self.apply_kernel(ended, now);
-            report.closed += ended.len();
-            observations.extend(ended.into_iter().map(Observation::Flow));
             match self.sockets.sample() {
                 Ok(sample) => {
                     // Kernel-first: flows the event source follows take its owner and
@@ -345,7 +374,9 @@ impl Sampler {
         // Flows of processes born and gone between process ticks still find their job through
         // the parent the tree remembers.
         attribute(&mut observations, &mut self.tree);
-        if let Err(e) = env.store.write_batch(&observations, 1) {
+        // A wake only for ended connections is not a sample.
+        let sampled = u64::from(due.processes || due.sockets);
+        if let Err(e) = env.store.write_batch(&observations, sampled) {
             errors.push(e.to_string());
         }
         report.cost = started.elapsed();
@@ -427,10 +458,13 @@ impl Sampler {
 
     /// Turns a socket sample into flow observations: every open flow with its current counters,
     /// and every flow that vanished (or whose 5-tuple now belongs to a new socket) as CLOSED.
+    /// Flows are updated in place: a socket that did not change costs a hash lookup and a few
+    /// comparisons, no allocation.
     fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowObs>, usize, usize) {
         let mut out = Vec::new();
-        let mut seen: HashMap<FlowKey, Tracked> = HashMap::new();
         let mut closed = 0;
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
         for s in sample {
             // Listeners and unconnected UDP sockets have no destination: not flows.
             if s.listening || s.remote_port == 0 || s.remote.is_unspecified() {
@@ -441,27 +475,40 @@ impl Sampler {
                 // The TIME_WAIT remnant of a connection the kernel events already closed.
                 continue;
             }
-            let previous = self.flows.remove(&key).or_else(|| seen.remove(&key));
-            let continues = previous.as_ref().is_some_and(|t| {
-                t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id
-            });
-            let mut tracked = match previous {
-                Some(t) if continues => t,
-                other => {
-                    if let Some(old) = other {
+            let policy = self.policy;
+            // The common case: the same socket, its owner known. One lookup, no allocation.
+            if let Some(t) = self.flows.get_mut(&key) {
+                let same = t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id;
+                if same && t.flow.pid.is_some() {
+                    if let Some(w) = refresh(&policy, t, s, now, generation) {
+                        out.push(w);
+                    }
+                    continue;
+                }
+            }
+            let continues = self
+                .flows
+                .get(&key)
+                .map(|t| t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id);
+            if continues != Some(true) {
+                if continues == Some(false) {
+                    if let Some(old) = self.flows.remove(&key) {
                         out.push(close(old.flow));
                         closed += 1;
                     }
-                    // A delegated pid owns the flow only if that process already ran when the
-                    // flow appeared (so_e_pid may name an exited process or a reused pid).
-                    let pid = match s.delegate_pid {
-                        Some(e) if self.owner(e).start.is_some_and(|st| st <= now) => Some(e),
-                        _ => s.pid,
-                    };
-                    let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
-                    let mut source = Some(platform::SOCKET_SOURCE.to_string());
-                    // A connection the kernel events saw open: its real start time.
-                    let start = match self.kernel.table().and_then(|t| {
+                }
+                let fresh = self.new_flow(&s, now);
+                self.flows.insert(key, fresh);
+            }
+            // A socket that lost its owner (TIME_WAIT) keeps the one history knew; one with no
+            // owner yet may find it in the process table or the kernel events.
+            let needs_owner = self.flows.get(&key).is_some_and(|t| t.flow.pid.is_none());
+            let owner = match (needs_owner, s.pid) {
+                (true, Some(pid)) => Some((pid, self.owner(pid), None)),
+                (true, None) => self
+                    .kernel
+                    .table()
+                    .and_then(|t| {
                         t.lookup_directed(
                             (
                                 ip_proto(s.protocol),
@@ -472,107 +519,143 @@ impl Sampler {
                             ),
                             now,
                         )
-                    }) {
-                        Some(o) if o.start <= now => {
-                            source = Some(platform::KERNEL_SOURCE.to_string());
-                            o.start
-                        }
-                        _ => now,
-                    };
-                    Tracked {
-                        socket_id: s.socket_id,
-                        written: None,
-                        unwritten: None,
-                        flow: FlowObs {
-                            start,
-                            end: None,
-                            pid,
-                            process_start: owner.start,
-                            path: owner.path.unwrap_or_default(),
-                            launchd_label: owner.label,
-                            label_source: owner.label_source,
-                            source,
-                            // Both pids of a delegated socket: the daemon that used it stays.
-                            acting_pid: s.pid.filter(|p| pid != Some(*p)),
-                            protocol: s.protocol.to_string(),
-                            local_address: Some(s.local.to_string()),
-                            local_port: Some(s.local_port),
-                            remote_address: s.remote.to_string(),
-                            remote_port: s.remote_port,
-                            remote_name: None,
-                            bytes_sent: None,
-                            bytes_received: None,
-                            state: None,
-                            last_seen: None,
-                            prev_seen: None,
-                            prev_bytes_sent: None,
-                            prev_bytes_received: None,
-                        },
-                    }
-                }
+                    })
+                    .map(|o| {
+                        let owner = Owner {
+                            path: o.path,
+                            start: o.process_start,
+                            label: o.launchd_label,
+                            label_source: o.label_source,
+                        };
+                        (o.pid, owner, Some(platform::KERNEL_SOURCE))
+                    }),
+                _ => None,
             };
-            if tracked.socket_id == 0 {
-                tracked.socket_id = s.socket_id;
-            }
+            let Some(tracked) = self.flows.get_mut(&key) else {
+                continue;
+            };
             let f = &mut tracked.flow;
-            // A socket that lost its owner (TIME_WAIT) keeps the one history knew.
-            if let (None, Some(pid)) = (f.pid, s.pid) {
-                let owner = self.owner(pid);
+            if let Some((pid, owner, source)) = owner {
                 f.pid = Some(pid);
                 f.path = owner.path.unwrap_or_default();
                 f.process_start = owner.start;
                 f.launchd_label = owner.label;
                 f.label_source = owner.label_source;
-            }
-            // No owner from the poll (TIME_WAIT, a socket that changed hands): the kernel
-            // events may know who opened it.
-            if f.pid.is_none() {
-                if let Some(o) = self.kernel.table().and_then(|t| {
-                    t.lookup_directed(
-                        (
-                            ip_proto(s.protocol),
-                            s.local,
-                            s.local_port,
-                            s.remote,
-                            s.remote_port,
-                        ),
-                        now,
-                    )
-                }) {
-                    f.pid = Some(o.pid);
-                    f.process_start = o.process_start;
-                    f.path = o.path.unwrap_or_default();
-                    f.launchd_label = o.launchd_label;
-                    f.label_source = o.label_source;
-                    f.source = Some(platform::KERNEL_SOURCE.into());
+                if let Some(source) = source {
+                    f.source = Some(source.into());
                 }
             }
-            // Counters only grow; a socket that no longer reports them keeps its last values.
-            f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
-            f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
-            f.state = s.state.clone();
-            f.last_seen = Some(now);
-            if let Some(w) = self.write_due(&mut tracked, now) {
+            if let Some(w) = refresh(&policy, tracked, s, now, generation) {
                 out.push(w);
             }
-            seen.insert(key, tracked);
         }
-        for (_, gone) in self.flows.drain() {
-            out.push(close(gone.flow));
-            closed += 1;
+        let gone: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, t)| t.generation != generation)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            if let Some(t) = self.flows.remove(&key) {
+                out.push(close(t.flow));
+                closed += 1;
+            }
         }
-        let open = seen.len();
-        self.flows = seen;
+        let open = self.flows.len();
         (out, open, closed)
+    }
+
+    /// A flow first seen now, with its owner (a delegated pid only if that process already
+    /// ran when the flow appeared: so_e_pid may name an exited process or a reused pid).
+    fn new_flow(&mut self, s: &SocketSample, now: f64) -> Tracked {
+        let pid = match s.delegate_pid {
+            Some(e) if self.owner(e).start.is_some_and(|st| st <= now) => Some(e),
+            _ => s.pid,
+        };
+        let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
+        let mut source = Some(platform::SOCKET_SOURCE.to_string());
+        // A connection the kernel events saw open: its real start time.
+        let start = match self.kernel.table().and_then(|t| {
+            t.lookup_directed(
+                (
+                    ip_proto(s.protocol),
+                    s.local,
+                    s.local_port,
+                    s.remote,
+                    s.remote_port,
+                ),
+                now,
+            )
+        }) {
+            Some(o) if o.start <= now => {
+                source = Some(platform::KERNEL_SOURCE.to_string());
+                o.start
+            }
+            _ => now,
+        };
+        Tracked {
+            socket_id: s.socket_id,
+            generation: 0,
+            written: None,
+            unwritten: None,
+            flow: FlowObs {
+                start,
+                end: None,
+                pid,
+                process_start: owner.start,
+                path: owner.path.unwrap_or_default(),
+                launchd_label: owner.label,
+                label_source: owner.label_source,
+                source,
+                // Both pids of a delegated socket: the daemon that used it stays.
+                acting_pid: s.pid.filter(|p| pid != Some(*p)),
+                protocol: s.protocol.to_string(),
+                local_address: Some(s.local.to_string()),
+                local_port: Some(s.local_port),
+                remote_address: s.remote.to_string(),
+                remote_port: s.remote_port,
+                remote_name: None,
+                bytes_sent: None,
+                bytes_received: None,
+                state: None,
+                last_seen: None,
+                prev_seen: None,
+                prev_bytes_sent: None,
+                prev_bytes_received: None,
+            },
+        }
     }
 }
 
-impl Sampler {
-    /// Store by change: the flow as it should be written now, or `None` when the store already
-    /// has what matters (unchanged, or changed less than the step and written recently).
-    fn write_due(&self, t: &mut Tracked, now: f64) -> Option<FlowObs> {
+/// A tracked flow seen again in this sample: its counters, state and sighting, and what to
+/// write (store by change).
+fn refresh(
+    policy: &WritePolicy,
+    t: &mut Tracked,
+    s: SocketSample,
+    now: f64,
+    generation: u64,
+) -> Option<FlowObs> {
+    t.generation = generation;
+    if t.socket_id == 0 {
+        t.socket_id = s.socket_id;
+    }
+    let f = &mut t.flow;
+    // Counters only grow; a socket that no longer reports them keeps its last values.
+    f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
+    f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
+    if f.state != s.state {
+        f.state = s.state;
+    }
+    f.last_seen = Some(now);
+    write_due(policy, t, now)
+}
+
+/// Store by change: the flow as it should be written now, or `None` when the store already
+/// has what matters (unchanged, or changed less than the step and written recently).
+fn write_due(p: &WritePolicy, t: &mut Tracked, now: f64) -> Option<FlowObs> {
+    {
         let f = &t.flow;
-        let p = &self.policy;
         let due = match &t.written {
             None => true,
             Some((at, sent, received, state, pid)) => {
@@ -582,7 +665,7 @@ impl Sampler {
                 let age = now - at;
                 f.state != *state
                     || f.pid != *pid
-                    || (moved && (jump || age >= p.flow_age - 1e-6))
+                    || (moved && (jump || age >= p.flow_age - WRITE_AGE_SLACK))
                     || age >= p.idle_refresh
             }
         };
@@ -601,7 +684,9 @@ impl Sampler {
         t.written = Some((now, f.bytes_sent, f.bytes_received, f.state.clone(), f.pid));
         Some(w)
     }
+}
 
+impl Sampler {
     /// Store by change for processes: a new instance at once, its CPU when it moved (at most
     /// every `process_age`), an idle one every `idle_refresh`. A change after an idle stretch
     /// also writes the held-back reading before it, so the burst is not spread over the gap.
@@ -772,7 +857,10 @@ pub fn run(env: &TableEnv, stop: &StopSignal, on_error: &dyn Fn(&str)) {
                 on_error(&e.to_string());
             }
         }
-        let wake = next_process.min(next_socket);
+        let mut wake = next_process.min(next_socket);
+        if sampler.kernel.running() {
+            wake = wake.min(Instant::now() + CLOSED_FLUSH);
+        }
         if stop.wait(wake.saturating_duration_since(Instant::now())) {
             return;
         }

@@ -8,6 +8,7 @@
 
 pub mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -52,6 +53,8 @@ pub struct Store {
     /// Where `store_bytes` is measured: the file itself, or the history a `query` copied in.
     size_source: Option<PathBuf>,
     limits: StoreConfig,
+    /// Process instance row ids already written (locked after `conn`, never before).
+    instance_ids: Mutex<InstanceIds>,
 }
 
 impl Store {
@@ -79,6 +82,7 @@ impl Store {
             size_source: Some(file.clone()),
             file: Some(file),
             limits,
+            instance_ids: Mutex::default(),
         })
     }
 
@@ -90,6 +94,7 @@ impl Store {
             file: None,
             size_source: None,
             limits,
+            instance_ids: Mutex::default(),
         })
     }
 
@@ -165,9 +170,11 @@ impl Store {
                 _ => {}
             }
         }
+        let mut ids = self.instance_ids();
+        let mut fresh = InstanceIds::new();
         for obs in observations {
             match obs {
-                Observation::Process(p) => insert_process(&tx, p)?,
+                Observation::Process(p) => insert_process(&tx, p, &ids, &mut fresh)?,
                 Observation::Flow(f) => upsert_flow(&tx, f)?,
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
                 Observation::Payload(_) | Observation::Dns(_) => {}
@@ -181,7 +188,12 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        ids.extend(fresh);
         Ok(())
+    }
+
+    fn instance_ids(&self) -> MutexGuard<'_, InstanceIds> {
+        self.instance_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes every raw observation as JSON Lines (what `record` produces): process samples in
@@ -367,6 +379,7 @@ impl Store {
                 [raw_cutoff],
             )? as u64;
         }
+        forget_instances_without_readings(&tx, &mut self.instance_ids())?;
         for (table, col) in SUMMARY_TABLES {
             out.summaries += tx.execute(
                 &format!("DELETE FROM {table} WHERE {col} < ?1"),
@@ -385,14 +398,21 @@ impl Store {
             let tx = conn.transaction()?;
             let mut removed = 0u64;
             for (table, col) in RAW_TABLES {
-                removed += tx.execute(
-                    &format!(
+                // process_cpu has no rowid: its oldest tenth is everything up to a cut-off time.
+                let oldest_tenth = if *table == "process_cpu" {
+                    format!(
+                        "DELETE FROM {table} WHERE {col} <= (SELECT {col} FROM {table} ORDER BY {col}
+                         LIMIT 1 OFFSET (SELECT (count(*) + 9) / 10 - 1 FROM {table}))"
+                    )
+                } else {
+                    format!(
                         "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY {col} LIMIT
                          (SELECT (count(*) + 9) / 10 FROM {table}))"
-                    ),
-                    [],
-                )? as u64;
+                    )
+                };
+                removed += tx.execute(&oldest_tenth, [])? as u64;
             }
+            forget_instances_without_readings(&tx, &mut self.instance_ids())?;
             tx.commit()?;
             out.by_size += removed;
             if removed == 0 {
@@ -406,6 +426,19 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// An instance row whose last CPU reading was pruned goes too (and leaves the id cache).
+fn forget_instances_without_readings(tx: &Connection, ids: &mut InstanceIds) -> Result<()> {
+    let gone = tx.execute(
+        "DELETE FROM process_instances
+         WHERE NOT EXISTS (SELECT 1 FROM process_cpu WHERE process_cpu.instance = process_instances.id)",
+        [],
+    )?;
+    if gone > 0 {
+        ids.clear();
+    }
+    Ok(())
 }
 
 fn live_bytes(conn: &Connection) -> Result<u64> {
@@ -480,12 +513,105 @@ fn percent_encode_path(path: &Path) -> String {
     out
 }
 
-fn insert_process(tx: &Connection, p: &ProcessObs) -> rusqlite::Result<()> {
+/// What a process instance row holds besides its key: a change (an exec, a label learned
+/// later) makes a new instance row, so the `process_samples` view returns what was sampled.
+#[derive(Debug, Clone, PartialEq)]
+struct InstanceFacts {
+    ppid: Option<i64>,
+    uid: Option<i64>,
+    path: Option<String>,
+    name: Option<String>,
+    launchd_label: Option<String>,
+    pgid: Option<i64>,
+    label_source: Option<String>,
+}
+
+impl InstanceFacts {
+    fn of(p: &ProcessObs) -> InstanceFacts {
+        InstanceFacts {
+            ppid: p.ppid,
+            uid: p.uid,
+            path: p.path.clone(),
+            name: p.name.clone(),
+            launchd_label: p.launchd_label.clone(),
+            pgid: p.pgid,
+            label_source: p.label_source.clone(),
+        }
+    }
+
+    fn matches(&self, p: &ProcessObs) -> bool {
+        self.ppid == p.ppid
+            && self.uid == p.uid
+            && self.path == p.path
+            && self.name == p.name
+            && self.launchd_label == p.launchd_label
+            && self.pgid == p.pgid
+            && self.label_source == p.label_source
+    }
+}
+
+/// Instance row ids by (pid, start time bits), with the facts that row holds: a reading of a
+/// known instance is one small insert, no lookup.
+type InstanceIds = HashMap<(i64, u64), (i64, InstanceFacts)>;
+
+/// One CPU reading: the instance row once (found or made), then (instance, ts, cpu_time).
+/// New ids go to `fresh`, taken into the cache only once the transaction commits.
+fn insert_process(
+    tx: &Connection,
+    p: &ProcessObs,
+    known: &InstanceIds,
+    fresh: &mut InstanceIds,
+) -> rusqlite::Result<()> {
+    let key = (p.pid, p.start_time.to_bits());
+    let cached = fresh
+        .get(&key)
+        .or_else(|| known.get(&key))
+        .filter(|(_, facts)| facts.matches(p))
+        .map(|(id, _)| *id);
+    let id = match cached {
+        Some(id) => id,
+        None => {
+            let found: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM process_instances WHERE pid = ?1 AND start_time = ?2
+                       AND ppid IS ?3 AND uid IS ?4 AND path IS ?5 AND name IS ?6
+                       AND launchd_label IS ?7 AND pgid IS ?8 AND label_source IS ?9
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(
+                    params![
+                        p.pid,
+                        p.start_time,
+                        p.ppid,
+                        p.uid,
+                        p.path,
+                        p.name,
+                        p.launchd_label,
+                        p.pgid,
+                        p.label_source
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let id = match found {
+                Some(id) => id,
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO process_instances(pid, start_time, ppid, uid, path, name, launchd_label, pgid, label_source)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![p.pid, p.start_time, p.ppid, p.uid, p.path, p.name, p.launchd_label, p.pgid, p.label_source])?;
+                    tx.last_insert_rowid()
+                }
+            };
+            fresh.insert(key, (id, InstanceFacts::of(p)));
+            id
+        }
+    };
     tx.prepare_cached(
-        "INSERT INTO process_samples(ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label, pgid, label_source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR REPLACE INTO process_cpu(instance, ts, cpu_time) VALUES (?1, ?2, ?3)",
     )?
-    .execute(params![p.ts, p.pid, p.start_time, p.ppid, p.uid, p.path, p.name, p.cpu_time, p.launchd_label, p.pgid, p.label_source])?;
+    .execute(params![id, p.ts, p.cpu_time])?;
     Ok(())
 }
 
@@ -822,6 +948,154 @@ mod tests {
             lines[0]
         );
         assert!(lines[1].contains("\"acting_pid\":91"), "{}", lines[1]);
+    }
+
+    /// The process-instance migration wherever the lead numbers it: the store it starts from
+    /// is every migration before it.
+    fn process_instance_migration() -> usize {
+        MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE process_instances"))
+            .unwrap()
+    }
+
+    fn process_rows(c: &Connection) -> Vec<String> {
+        let mut stmt = c
+            .prepare(
+                "SELECT ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label, pgid, label_source
+                 FROM process_samples ORDER BY ts, pid, path",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                let mut cells = Vec::new();
+                for i in 0..11 {
+                    cells.push(format!("{:?}", r.get_ref(i)?));
+                }
+                Ok(cells.join("|"))
+            })
+            .unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn process_samples_become_instances_plus_cpu_readings_with_every_row_kept() {
+        let at = process_instance_migration();
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = {at}; COMMIT;",
+            MIGRATIONS[..at].join(";")
+        ))
+        .unwrap();
+        // An idle daemon sampled three times, a process that exec'd (same pid and start, new
+        // path and name), one whose label was learned later, and NULLs where old rows had them.
+        conn.execute_batch(
+            "INSERT INTO process_samples(ts, pid, start_time, ppid, uid, path, name, cpu_time, launchd_label, pgid, label_source) VALUES
+               (10, 100, 1.5, 1, 0, '/usr/sbin/d', 'd', 2.0, 'com.example.d', 100, 'cgroup'),
+               (20, 100, 1.5, 1, 0, '/usr/sbin/d', 'd', 2.0, 'com.example.d', 100, 'cgroup'),
+               (30, 100, 1.5, 1, 0, '/usr/sbin/d', 'd', 2.5, 'com.example.d', 100, 'cgroup'),
+               (10, 200, 9.25, 100, 501, '/bin/sh', 'sh', 0.01, NULL, 200, NULL),
+               (20, 200, 9.25, 100, 501, '/usr/bin/curl', 'curl', 0.2, NULL, 200, NULL),
+               (20, 300, 12.0, 100, NULL, NULL, NULL, 0.0, NULL, NULL, NULL),
+               (30, 300, 12.0, 100, NULL, NULL, NULL, 0.5, 'com.example.d', NULL, 'ppid');",
+        )
+        .unwrap();
+        let before = process_rows(&conn);
+        drop(conn);
+
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let (after, instances, readings) = store
+            .read(|c| {
+                Ok((
+                    process_rows(c),
+                    c.query_row("SELECT count(*) FROM process_instances", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                    c.query_row("SELECT count(*) FROM process_cpu", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(after, before, "the view gives back every sampled row");
+        // d once, sh and curl (one exec), pid 300 before and after its label: 5 instance rows.
+        assert_eq!((instances, readings), (5, 7));
+
+        // New readings of a known instance add a reading, not an instance row.
+        let reading = |ts: f64, cpu: f64| {
+            obs(&format!(
+                r#"{{"kind":"process","ts":{ts},"pid":100,"start_time":1.5,"ppid":1,"uid":0,"path":"/usr/sbin/d","name":"d","cpu_time":{cpu},"launchd_label":"com.example.d","pgid":100,"label_source":"cgroup"}}"#
+            ))
+        };
+        store.write_batch(&[reading(40.0, 3.0)], 1).unwrap();
+        store.write_batch(&[reading(50.0, 3.5)], 1).unwrap();
+        let (instances, readings) = store
+            .read(|c| {
+                Ok((
+                    c.query_row("SELECT count(*) FROM process_instances", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                    c.query_row("SELECT count(*) FROM process_cpu", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((instances, readings), (5, 9));
+        // And they export like any sample did.
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| l.contains("\"process\"")).count(),
+            9
+        );
+        assert!(
+            text.contains(r#""ts":50.0,"pid":100,"start_time":1.5"#)
+                || text.contains(r#""ts":50,"pid":100"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pruning_readings_drops_instances_left_without_any() {
+        let store = Store::in_memory(StoreConfig {
+            max_age_hours: 1.0,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let p = |ts: f64, pid: i64| {
+            obs(&format!(
+                r#"{{"kind":"process","ts":{ts},"pid":{pid},"start_time":1,"path":"/bin/p{pid}","cpu_time":1}}"#
+            ))
+        };
+        store
+            .write_batch(&[p(100.0, 1), p(100.0, 2), p(7000.0, 2)], 1)
+            .unwrap();
+        store.prune(7200.0).unwrap();
+        let left: Vec<(i64, i64)> = store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT i.pid, (SELECT count(*) FROM process_cpu WHERE instance = i.id) FROM process_instances i",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .unwrap();
+        assert_eq!(left, vec![(2, 1)]);
+        // A reading of the pruned instance after the prune makes its row again.
+        store.write_batch(&[p(7100.0, 1)], 1).unwrap();
+        let n: i64 = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM process_samples WHERE pid = 1",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]

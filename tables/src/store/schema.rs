@@ -7,7 +7,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Raw observation tables, oldest-first pruning applies to these (name, time column).
 pub const RAW_TABLES: &[(&str, &str)] = &[
-    ("process_samples", "ts"),
+    ("process_cpu", "ts"),
     ("flows", "last_seen"),
     ("payloads", "ts"),
     ("dns", "last_seen"),
@@ -23,7 +23,8 @@ pub const SUMMARY_TABLES: &[(&str, &str)] = &[
 /// Every table `query` copies from a running extension's store.
 pub const ALL_TABLES: &[&str] = &[
     "meta",
-    "process_samples",
+    "process_instances",
+    "process_cpu",
     "flows",
     "payloads",
     "dns",
@@ -138,5 +139,43 @@ pub const MIGRATIONS: &[&str] = &[
     // daemon worked for; the daemon that used the socket is kept beside it.
     r#"
     ALTER TABLE flows ADD COLUMN acting_pid INTEGER;
+    "#,
+    // Process instances: one row per (pid, start time) and what it was (a new row only when
+    // those facts change, e.g. an exec or a label learned later), and its CPU as three numbers
+    // per reading. The sampler writes a reading only when the CPU moved (or as an idle
+    // refresh), so an idle host adds a few bytes, not a full row per process per sample.
+    // `process_samples` stays, as a view with the old columns, so every reader and analytic
+    // sees the same rows. Only process tables: self-contained, so it can be renumbered.
+    r#"
+    CREATE TABLE process_instances (
+        id INTEGER PRIMARY KEY,
+        pid INTEGER NOT NULL, start_time REAL NOT NULL,
+        ppid INTEGER, uid INTEGER, path TEXT, name TEXT, launchd_label TEXT, pgid INTEGER,
+        label_source TEXT
+    );
+    CREATE INDEX process_instances_pid ON process_instances(pid, start_time);
+    -- Cumulative cpu_time of an instance at ts; one reading per instant.
+    CREATE TABLE process_cpu (
+        instance INTEGER NOT NULL, ts REAL NOT NULL, cpu_time REAL NOT NULL,
+        PRIMARY KEY (instance, ts)
+    ) WITHOUT ROWID;
+    CREATE INDEX process_cpu_ts ON process_cpu(ts);
+    INSERT INTO process_instances(pid, start_time, ppid, uid, path, name, launchd_label, pgid, label_source)
+        SELECT pid, start_time, ppid, uid, path, name, launchd_label, pgid, label_source
+        FROM process_samples
+        GROUP BY pid, start_time, ppid, uid, path, name, launchd_label, pgid, label_source
+        ORDER BY min(ts);
+    INSERT OR REPLACE INTO process_cpu(instance, ts, cpu_time)
+        SELECT i.id, s.ts, s.cpu_time FROM process_samples s JOIN process_instances i
+          ON i.pid = s.pid AND i.start_time = s.start_time AND i.ppid IS s.ppid AND i.uid IS s.uid
+         AND i.path IS s.path AND i.name IS s.name AND i.launchd_label IS s.launchd_label
+         AND i.pgid IS s.pgid AND i.label_source IS s.label_source
+        ORDER BY s.rowid;
+    DROP TABLE process_samples;
+    CREATE VIEW process_samples AS
+        SELECT c.ts AS ts, i.pid AS pid, i.start_time AS start_time, i.ppid AS ppid, i.uid AS uid,
+               i.path AS path, i.name AS name, c.cpu_time AS cpu_time,
+               i.launchd_label AS launchd_label, i.pgid AS pgid, i.label_source AS label_source
+        FROM process_cpu c JOIN process_instances i ON i.id = c.instance;
     "#,
 ];

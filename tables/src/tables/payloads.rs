@@ -79,8 +79,8 @@ impl Table for Payloads {
                         (SELECT f.launchd_label || char(31) || ifnull(f.label_source, '') FROM flows f
                           WHERE f.pid = p.pid AND f.remote_address = p.remote_address AND f.remote_port = p.remote_port
                             AND f.launchd_label IS NOT NULL AND f.start <= p.ts + 1 ORDER BY f.start DESC LIMIT 1),
-                        (SELECT s.launchd_label || char(31) || ifnull(s.label_source, '') FROM process_samples s
-                          WHERE s.pid = p.pid AND s.launchd_label IS NOT NULL AND s.start_time <= p.ts ORDER BY s.start_time DESC LIMIT 1)
+                        (SELECT s.launchd_label || char(31) || ifnull(s.label_source, '') FROM process_instances s
+                          WHERE s.pid = p.pid AND s.launchd_label IS NOT NULL AND s.start_time <= p.ts ORDER BY s.start_time DESC, s.id DESC LIMIT 1)
                  FROM payloads p ORDER BY p.ts",
             )?;
             let rows = stmt.query_map([], |r| {

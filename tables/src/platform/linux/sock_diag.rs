@@ -507,10 +507,14 @@ pub mod collector {
         owners
     }
 
-    /// Keeps the inode → pid map between samples; rescans only when an unknown inode appears.
+    /// Keeps the inode → pid map between samples; rescans only when an inode never seen
+    /// before appears. An inode a scan found no owner for (a socket of another pid namespace,
+    /// one being torn down) is remembered as ownerless until it leaves the dump, so it does
+    /// not cost a full `/proc/*/fd` walk on every sample.
     #[derive(Default)]
     pub struct Collector {
         owners: HashMap<u32, i64>,
+        ownerless: std::collections::HashSet<u32>,
         seq: u32,
         warning: Option<String>,
     }
@@ -539,11 +543,26 @@ pub mod collector {
             }
             let (raw, warning) = crate::platform::keep_what_was_read(reads)?;
             self.warning = warning;
-            if raw
-                .iter()
-                .any(|(_, s)| s.inode != 0 && !self.owners.contains_key(&s.inode))
-            {
+            let unknown = |s: &super::DiagSocket| {
+                s.inode != 0
+                    && !self.owners.contains_key(&s.inode)
+                    && !self.ownerless.contains(&s.inode)
+            };
+            if raw.iter().any(|(_, s)| unknown(s)) {
                 self.owners = socket_owners();
+                self.ownerless.clear();
+                for (_, s) in &raw {
+                    if s.inode != 0 && !self.owners.contains_key(&s.inode) {
+                        self.ownerless.insert(s.inode);
+                    }
+                }
+            } else {
+                // Forget ownerless inodes that left the dump: an inode number can come back.
+                if !self.ownerless.is_empty() {
+                    let present: std::collections::HashSet<u32> =
+                        raw.iter().map(|(_, s)| s.inode).collect();
+                    self.ownerless.retain(|i| present.contains(i));
+                }
             }
             Ok(raw
                 .into_iter()

@@ -373,6 +373,9 @@ const JOIN_WAIT_S: f64 = 5.0;
 #[derive(Debug, Default)]
 pub struct Tracker {
     by_sk: HashMap<u64, KernelFlow>,
+    /// Closed connections whose socket address was reused before their destroy notification
+    /// arrived: joined by 4-tuple.
+    closing: Vec<KernelFlow>,
     pending_destroys: Vec<(f64, DiagSocket)>,
     finished: Vec<KernelFlow>,
     pub table: std::sync::Arc<FlowTable>,
@@ -409,8 +412,14 @@ impl Tracker {
         let t = *time_ns as f64 / 1e9;
         if *old == TCP_CLOSE && *new == TCP_SYN_SENT {
             if let Some(stale) = self.by_sk.remove(skaddr) {
-                // The address was freed and reused without us seeing the end.
-                self.finish(stale);
+                if stale.end.is_some() {
+                    // Closed, its memory already reused by the next connection (back-to-back
+                    // connects do that): it still waits for its destroy notification.
+                    self.closing.push(stale);
+                } else {
+                    // The address was freed and reused without us seeing the end.
+                    self.finish(stale);
+                }
             }
             let owner = facts(*pid);
             self.by_sk.insert(
@@ -483,10 +492,19 @@ impl Tracker {
             })
             .max_by(|a, b| a.1.start.total_cmp(&b.1.start))
             .map(|(k, _)| *k);
-        let Some(sk) = found else {
-            return false;
+        let same_tuple = |f: &KernelFlow| {
+            f.local_port == d.local_port
+                && f.remote_port == d.remote_port
+                && f.local == local
+                && f.remote == remote
         };
-        let mut f = self.by_sk.remove(&sk).expect("just found");
+        let mut f = match found {
+            Some(sk) => self.by_sk.remove(&sk).expect("just found"),
+            None => match self.closing.iter().position(same_tuple) {
+                Some(i) => self.closing.swap_remove(i),
+                None => return false,
+            },
+        };
         f.bytes_sent = acked_payload(d);
         f.bytes_received = d
             .bytes_received
@@ -524,6 +542,14 @@ impl Tracker {
             .collect();
         for k in expired {
             let f = self.by_sk.remove(&k).expect("listed");
+            self.finish(f);
+        }
+        let (expired, waiting): (Vec<KernelFlow>, Vec<KernelFlow>) =
+            std::mem::take(&mut self.closing)
+                .into_iter()
+                .partition(|f| f.end.is_some_and(|e| now - e > JOIN_WAIT_S));
+        self.closing = waiting;
+        for f in expired {
             self.finish(f);
         }
         self.table.prune(now - 600.0);
@@ -1454,6 +1480,65 @@ mod tests {
         t.settle(110.0);
         assert!(t.pending_destroys.is_empty());
         assert!(t.take_finished().is_empty());
+    }
+
+    #[test]
+    fn a_socket_address_reused_before_the_destroy_keeps_the_closed_connections_counters() {
+        let mut t = Tracker::default();
+        let mut f = facts;
+        // Connection 1 closes; the next connect() reuses its freed memory (same skaddr)
+        // before connection 1's destroy notification is read.
+        t.on_event(
+            &sock_event(100, 500, 0xc, TCP_CLOSE, TCP_SYN_SENT, 0),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(100, 0, 0xc, TCP_SYN_SENT, TCP_ESTABLISHED, 40010),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(100, 0, 0xc, TCP_ESTABLISHED, TCP_CLOSE, 40010),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(100, 500, 0xc, TCP_CLOSE, TCP_SYN_SENT, 0),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(100, 0, 0xc, TCP_SYN_SENT, TCP_ESTABLISHED, 40011),
+            &mut f,
+        );
+        assert!(
+            t.take_finished().is_empty(),
+            "connection 1 still waits for its counters"
+        );
+        t.on_destroy(destroy(40010, 301, 300, 0, 0), 100.5);
+        let done = t.take_finished();
+        assert_eq!(
+            done.iter()
+                .map(|k| (k.local_port, k.bytes_sent))
+                .collect::<Vec<_>>(),
+            vec![(40010, Some(300))]
+        );
+        // One whose destroy never comes is given up on with the others, counters unknown.
+        t.on_event(
+            &sock_event(101, 0, 0xc, TCP_ESTABLISHED, TCP_CLOSE, 40011),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(101, 500, 0xc, TCP_CLOSE, TCP_SYN_SENT, 0),
+            &mut f,
+        );
+        t.settle(103.0);
+        assert!(t.take_finished().is_empty());
+        t.settle(107.0);
+        let done = t.take_finished();
+        assert_eq!(
+            done.iter()
+                .map(|k| (k.local_port, k.bytes_sent))
+                .collect::<Vec<_>>(),
+            vec![(40011, None)]
+        );
     }
 
     #[test]
