@@ -364,12 +364,22 @@ fn extension(cli: &Cli, socket: PathBuf) -> Result<ExitCode, String> {
     Ok(ExitCode::from(code as u8))
 }
 
+/// How many fresh samples a live `query` or `hunt` takes before it reads the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readings {
+    None,
+    /// Enough when no column the statement reads is a rate.
+    One,
+    /// Rates and CPU percentages need two readings a window apart.
+    Two,
+}
+
 /// The tables a `query` or `hunt` runs on: a replay in memory, or this host's history (read
-/// from the state directory into memory) plus two fresh samples.
+/// from the state directory into memory) plus `readings` fresh samples (none for a replay).
 fn standalone_tables(
     global: &Global,
     replay: &[PathBuf],
-    no_sample: bool,
+    readings: Readings,
 ) -> Result<Arc<TableSet>, String> {
     let (config, mut problems) = load_config(global, false)?;
     let mut store = Store::in_memory(config.store.clone()).map_err(|e| e.to_string())?;
@@ -460,20 +470,30 @@ fn standalone_tables(
         }];
     }
     let tables = table_set(env);
-    if live && !no_sample {
-        // Two fresh samples a short window apart, so rates and CPU percentages are real.
+    if live {
+        sample_now(&tables, readings);
+    }
+    Ok(tables)
+}
+
+/// Fresh samples for a live `query` or `hunt`: two a short window apart when rates or CPU
+/// percentages are read, else one.
+fn sample_now(tables: &TableSet, readings: Readings) {
+    if readings == Readings::None {
+        return;
+    }
+    let mut sampler = Sampler::new();
+    let started = Instant::now();
+    if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
+        log::warn!("sample: {e}");
+    }
+    if readings == Readings::Two {
         let window = Duration::from_secs_f64(tables.env.config.sampler.query_window);
-        let mut sampler = Sampler::new();
-        let started = Instant::now();
-        if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
-            log::warn!("sample: {e}");
-        }
         std::thread::sleep(window.saturating_sub(started.elapsed()));
         if let Err(e) = sampler.tick(&tables.env, Due::ALL) {
             log::warn!("sample: {e}");
         }
     }
-    Ok(tables)
 }
 
 fn print(text: &str) -> Result<(), String> {
@@ -516,8 +536,10 @@ fn query(
     if sql.trim().trim_matches(';').trim().is_empty() {
         return Err("query: the SQL statement is empty; pass one, e.g. launchwatch query \"SELECT * FROM launchwatch_status\"".into());
     }
-    let tables = standalone_tables(global, replay, no_sample)?;
-    let conn = standalone::connection(&tables).map_err(|e| e.to_string())?;
+    // Sampled after planning: the plan says which columns the statement reads, and only a
+    // rate needs a second reading.
+    let tables = standalone_tables(global, replay, Readings::None)?;
+    let (conn, used) = standalone::connection_recording(&tables).map_err(|e| e.to_string())?;
     // Writes are refused whether SQLite would prepare them (CREATE) or not (INSERT into a
     // launchwatch table): either way nothing could come of them.
     let first_word = sql
@@ -543,6 +565,16 @@ fn query(
             sql.trim()
         ));
     }
+    if replay.is_empty() && !no_sample {
+        // A statement SQLite cannot plan gets its error below, after one sample as before.
+        let readings = match conn.prepare(sql) {
+            Ok(_) if !tables.needs_two_readings(&used.snapshot()) => Readings::One,
+            Ok(_) => Readings::Two,
+            Err(_) => Readings::One,
+        };
+        log::debug!("query: {readings:?} fresh sample(s)");
+        sample_now(&tables, readings);
+    }
     let started = Instant::now();
     let rs = standalone::run_sql(&conn, sql).map_err(|e| explain_sql_error(sql, e, &tables))?;
     log::debug!(
@@ -565,7 +597,7 @@ fn query(
 }
 
 fn hunt(global: &Global, json: bool, replay: &[PathBuf]) -> Result<ExitCode, String> {
-    let tables = standalone_tables(global, replay, false)?;
+    let tables = standalone_tables(global, replay, Readings::Two)?;
     let conn = standalone::connection(&tables).map_err(|e| e.to_string())?;
     let detections = hunt::run(&conn).map_err(|e| format!("hunt: {e}"))?;
     print(&if json {

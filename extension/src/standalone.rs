@@ -27,10 +27,30 @@ use rusqlite::vtab::{
 };
 use rusqlite::{ffi, Connection};
 
-/// What each module instance needs: the table set and which table it is.
+/// What each module instance needs: the table set, which table it is and where its plans
+/// record the columns they read.
 struct Aux {
     tables: Arc<TableSet>,
     name: &'static str,
+    used: UsedColumns,
+}
+
+/// The columns every plan of a connection read, per table (SQLite's colUsed, unioned):
+/// what a `query` learns from preparing its statement before it samples.
+#[derive(Debug, Clone, Default)]
+pub struct UsedColumns(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>);
+
+impl UsedColumns {
+    fn add(&self, table: &'static str, mask: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(table).or_default() |= mask;
+    }
+
+    /// Each table a plan touched with the names of the columns it reads.
+    pub fn snapshot(&self) -> launchwatch_tables::framework::ColumnsRead {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter().map(|(t, mask)| (*t, *mask)).collect()
+    }
 }
 
 #[repr(C)]
@@ -39,6 +59,7 @@ struct Tab {
     base: ffi::sqlite3_vtab,
     tables: Arc<TableSet>,
     name: &'static str,
+    used: UsedColumns,
 }
 
 fn op_code(op: IndexConstraintOp) -> Option<i64> {
@@ -100,6 +121,7 @@ unsafe impl<'vtab> VTab<'vtab> for Tab {
                 base: ffi::sqlite3_vtab::default(),
                 tables: aux.tables.clone(),
                 name: aux.name,
+                used: aux.used.clone(),
             },
         ))
     }
@@ -139,6 +161,7 @@ unsafe impl<'vtab> VTab<'vtab> for Tab {
             plan.push(format!("{column}:{op}"));
         }
         let used = info.col_used();
+        self.used.add(self.name, used);
         info.set_idx_str(&format!("{used:x};{}", plan.join(",")));
         info.set_estimated_cost(cost);
         Ok(())
@@ -349,7 +372,13 @@ unsafe impl VTabCursor for Cursor<'_> {
 
 /// An in-memory SQLite with every table registered.
 pub fn connection(tables: &Arc<TableSet>) -> rusqlite::Result<Connection> {
+    connection_recording(tables).map(|(conn, _)| conn)
+}
+
+/// The same, and where its plans record the columns each table is asked for.
+pub fn connection_recording(tables: &Arc<TableSet>) -> rusqlite::Result<(Connection, UsedColumns)> {
     let conn = Connection::open_in_memory()?;
+    let used = UsedColumns::default();
     for t in tables.tables() {
         conn.create_module(
             t.name(),
@@ -357,10 +386,11 @@ pub fn connection(tables: &Arc<TableSet>) -> rusqlite::Result<Connection> {
             Some(Aux {
                 tables: tables.clone(),
                 name: t.name(),
+                used: used.clone(),
             }),
         )?;
     }
-    Ok(conn)
+    Ok((conn, used))
 }
 
 /// A query's result: column names and rows of optional text (NULL is `None`).

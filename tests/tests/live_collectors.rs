@@ -114,6 +114,72 @@ fn a_loopback_connection_has_its_bytes_owner_and_ports() {
     assert_eq!(c["bytes_sent_per_s"], "0.0");
 }
 
+fn float(row: &Map<String, Value>, col: &str) -> f64 {
+    row[col]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
+}
+
+/// A `query` that reads no rate takes one fresh sample (the flow's first sight is its latest
+/// reading); one that reads a rate takes two a window apart, and the rate is the bytes that
+/// moved between them.
+#[test]
+fn a_query_samples_twice_only_when_it_reads_a_rate() {
+    let _g = serial();
+    let (n, m) = (10_000, 10);
+    let (mut client, mut server, _port) = connection(n, m);
+    let client_port = client.local_addr().unwrap().port();
+    // The client keeps sending 8 KiB every 10 ms while the queries run; the server reads it
+    // all, so the kernel's acknowledged-bytes counter moves.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let chunk = vec![1u8; 8192];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                client.write_all(&chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            client
+        })
+    };
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while server.read(&mut buf).is_ok_and(|k| k > 0) {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ask = |columns: &str| {
+        let rows = json_rows(&launchwatch(&[
+            "query",
+            "--json",
+            "--state-dir",
+            state.to_str().unwrap(),
+            &format!("SELECT {columns} FROM launchwatch_sockets WHERE local_port = {client_port} AND protocol = 'tcp'"),
+        ]));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows.into_iter().next().unwrap()
+    };
+    let one = ask("bytes_sent, duration_seconds");
+    assert!(num(&one, "bytes_sent") >= n as i64, "{one:?}");
+    assert_eq!(float(&one, "duration_seconds"), 0.0, "one reading: {one:?}");
+    let two = ask("bytes_sent_per_s, duration_seconds");
+    let window = float(&two, "duration_seconds");
+    // The default query window is 1 s between the two readings.
+    assert!((0.9..5.0).contains(&window), "two readings: {two:?}");
+    // 8 KiB per 10 ms plus scheduling: at most 819,200 B/s, and well above nothing.
+    let rate = float(&two, "bytes_sent_per_s");
+    assert!(
+        (50_000.0..=820_000.0).contains(&rate),
+        "rate {rate} in {two:?}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(sender.join().unwrap());
+    reader.join().unwrap();
+}
+
 #[test]
 fn a_closed_connection_keeps_its_bytes_from_history() {
     let _g = serial();

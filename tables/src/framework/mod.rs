@@ -138,6 +138,24 @@ pub trait Table: Send + Sync {
     }
     fn columns(&self) -> &'static [Column];
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError>;
+    /// Whether reading these columns (SQLite's colUsed bits: bit i is column i, bit 63 every
+    /// column from 63 on) needs two samples a window apart, as a rate does. Yes unless the
+    /// table knows better: a one-off `query` takes one sample only when no table says yes.
+    fn needs_two_readings(&self, cols_used: u64) -> bool {
+        let _ = cols_used;
+        true
+    }
+}
+
+/// Per table a statement's plan touched, the colUsed mask of the columns it reads.
+pub type ColumnsRead = Vec<(&'static str, u64)>;
+
+/// Whether colUsed `mask` includes the column called `name` among `columns`.
+pub fn column_read(columns: &[Column], mask: u64, name: &str) -> bool {
+    columns
+        .iter()
+        .position(|c| c.name == name)
+        .is_some_and(|i| mask & (1u64 << i.min(63)) != 0)
 }
 
 /// The registered tables and the environment they run in. Shared by both hosts.
@@ -153,6 +171,12 @@ impl TableSet {
 
     pub fn tables(&self) -> impl Iterator<Item = &dyn Table> {
         self.tables.iter().map(|t| t.as_ref())
+    }
+
+    /// Whether a statement reading `read` needs two samples (see `Table::needs_two_readings`).
+    pub fn needs_two_readings(&self, read: &ColumnsRead) -> bool {
+        read.iter()
+            .any(|(name, mask)| self.get(name).is_none_or(|t| t.needs_two_readings(*mask)))
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn Table> {

@@ -44,6 +44,13 @@ impl Table for Sockets {
         COLUMNS
     }
 
+    /// Only the rates come from two readings; counters, owners and states need one.
+    fn needs_two_readings(&self, cols_used: u64) -> bool {
+        ["bytes_sent_per_s", "bytes_received_per_s"]
+            .iter()
+            .any(|c| crate::framework::column_read(COLUMNS, cols_used, c))
+    }
+
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let internal = env.config.internal_networks();
         // Equality pushdown becomes SQL parameters (never text in the statement).
