@@ -568,8 +568,19 @@ fn query(
     if replay.is_empty() && !no_sample {
         // A statement SQLite cannot plan gets its error below, after one sample as before.
         let readings = match conn.prepare(sql) {
-            Ok(_) if !tables.needs_two_readings(&used.snapshot()) => Readings::One,
-            Ok(_) => Readings::Two,
+            Ok(_) => {
+                let read = used.snapshot();
+                // Summaries nobody reads are not built from the fresh samples.
+                tables
+                    .env
+                    .store
+                    .keep_summaries(tables.reads_summaries(&read));
+                if tables.needs_two_readings(&read) {
+                    Readings::Two
+                } else {
+                    Readings::One
+                }
+            }
             Err(_) => Readings::One,
         };
         log::debug!("query: {readings:?} fresh sample(s)");

@@ -145,6 +145,12 @@ pub trait Table: Send + Sync {
         let _ = cols_used;
         true
     }
+    /// Whether rows come from the store's summaries (`destination_summary`, `hourly_bytes`).
+    /// Yes unless the table knows better: a one-off `query` reading only tables that say no
+    /// does not build them for its fresh samples.
+    fn reads_summaries(&self) -> bool {
+        true
+    }
 }
 
 /// Per table a statement's plan touched, the colUsed mask of the columns it reads.
@@ -177,6 +183,12 @@ impl TableSet {
     pub fn needs_two_readings(&self, read: &ColumnsRead) -> bool {
         read.iter()
             .any(|(name, mask)| self.get(name).is_none_or(|t| t.needs_two_readings(*mask)))
+    }
+
+    /// Whether a statement reading `read` reads the store's summaries.
+    pub fn reads_summaries(&self, read: &ColumnsRead) -> bool {
+        read.iter()
+            .any(|(name, _)| self.get(name).is_none_or(|t| t.reads_summaries()))
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn Table> {

@@ -55,6 +55,10 @@ pub struct Store {
     limits: StoreConfig,
     /// Process instance row ids already written (locked after `conn`, never before).
     instance_ids: Mutex<InstanceIds>,
+    /// Whether flow writes also fold into `destination_summary` and `hourly_bytes`. Always
+    /// for a persisted store; a one-off `query` whose statement reads no table built on them
+    /// skips the work.
+    summaries: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -83,6 +87,7 @@ impl Store {
             file: Some(file),
             limits,
             instance_ids: Mutex::default(),
+            summaries: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -95,6 +100,7 @@ impl Store {
             size_source: None,
             limits,
             instance_ids: Mutex::default(),
+            summaries: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -142,6 +148,15 @@ impl Store {
         self.file.as_deref()
     }
 
+    /// Stops (or resumes) folding flow writes into the summaries: for an in-memory store whose
+    /// readers never look at them. A persisted store always keeps them.
+    pub fn keep_summaries(&self, keep: bool) {
+        if self.file.is_none() {
+            self.summaries
+                .store(keep, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub fn limits(&self) -> &StoreConfig {
         &self.limits
     }
@@ -170,12 +185,13 @@ impl Store {
                 _ => {}
             }
         }
+        let summaries = self.summaries.load(std::sync::atomic::Ordering::Relaxed);
         let mut ids = self.instance_ids();
         let mut fresh = InstanceIds::new();
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p, &ids, &mut fresh)?,
-                Observation::Flow(f) => upsert_flow(&tx, f)?,
+                Observation::Flow(f) => upsert_flow(&tx, f, summaries)?,
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
                 Observation::Payload(_) | Observation::Dns(_) => {}
             }
@@ -617,7 +633,7 @@ fn insert_process(
 
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
-fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
+fn upsert_flow(tx: &Connection, f: &FlowObs, summaries: bool) -> rusqlite::Result<()> {
     let last_seen = f.seen();
     // The same connection, or the same one seen earlier without an owner (a socket first seen
     // in TIME_WAIT, say): that row is upgraded rather than duplicated.
@@ -716,6 +732,9 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             (1, sent.max(0), received.max(0))
         }
     };
+    if !summaries {
+        return Ok(());
+    }
     // The flow's name as the tables see it (DNS-resolved first, then what it claimed), so
     // _destinations and _beacons agree on keys.
     let name: Option<String> = tx
@@ -1258,6 +1277,35 @@ mod tests {
         ] {
             assert!(line.contains(needle), "{needle} in {line}");
         }
+    }
+
+    #[test]
+    fn an_in_memory_store_told_to_skip_summaries_writes_flows_only_and_a_file_never_skips() {
+        let counts = |store: &Store| -> (i64, i64, i64) {
+            store
+                .read(|c| {
+                    c.query_row(
+                        "SELECT (SELECT count(*) FROM flows), (SELECT count(*) FROM destination_summary),
+                                (SELECT count(*) FROM hourly_bytes)",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                })
+                .unwrap()
+        };
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        store.keep_summaries(false);
+        store.write_batch(&[flow(100.0, None, 10)], 1).unwrap();
+        assert_eq!(counts(&store), (1, 0, 0));
+        store.keep_summaries(true);
+        store.write_batch(&[flow(200.0, None, 10)], 1).unwrap();
+        assert_eq!(counts(&store), (2, 1, 1));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        file.keep_summaries(false);
+        file.write_batch(&[flow(100.0, None, 10)], 1).unwrap();
+        assert_eq!(counts(&file), (1, 1, 1));
     }
 
     #[test]

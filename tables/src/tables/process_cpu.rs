@@ -141,6 +141,11 @@ impl Table for ProcessCpu {
         COLUMNS
     }
 
+    /// Raw flows and samples only.
+    fn reads_summaries(&self) -> bool {
+        false
+    }
+
     fn generate(&self, env: &TableEnv, ctx: &QueryContext) -> Result<Vec<Row>, TableError> {
         let cfg = &env.config.cpu;
         let now = env.now();

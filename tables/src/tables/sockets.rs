@@ -44,6 +44,11 @@ impl Table for Sockets {
         COLUMNS
     }
 
+    /// Raw flows and samples only.
+    fn reads_summaries(&self) -> bool {
+        false
+    }
+
     /// Only the rates come from two readings; counters, owners and states need one.
     fn needs_two_readings(&self, cols_used: u64) -> bool {
         ["bytes_sent_per_s", "bytes_received_per_s"]

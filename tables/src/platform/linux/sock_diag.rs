@@ -382,6 +382,44 @@ mod tests {
         let err = parse_dump(&nlmsg(NLMSG_ERROR, &(-13i32).to_ne_bytes())).unwrap_err();
         assert!(err.contains("denied"), "{err}");
     }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn descriptor_links_name_socket_inodes_and_nothing_else() {
+        use super::collector::socket_inode;
+        assert_eq!(socket_inode(b"socket:[123456]"), Some(123456));
+        for other in [
+            &b"pipe:[123]"[..],
+            b"/dev/null",
+            b"socket:[]",
+            b"socket:[12",
+            b"socket:[99999999999]",
+            b"anon_inode:[eventfd]",
+        ] {
+            assert_eq!(socket_inode(other), None, "{other:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn every_socket_this_process_holds_is_owned_by_it() {
+        use std::os::fd::AsRawFd;
+        let listeners: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let owners = super::collector::socket_owners();
+        for l in &listeners {
+            // SAFETY: fstat on an open descriptor into a zeroed struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::fstat(l.as_raw_fd(), &mut st) }, 0);
+            assert_eq!(
+                owners.get(&(st.st_ino as u32)),
+                Some(&(std::process::id() as i64)),
+                "inode {}",
+                st.st_ino
+            );
+        }
+    }
 }
 
 /// Sockets from `NETLINK_SOCK_DIAG` (TCP with `tcp_info` byte counters, UDP without), owners
@@ -487,24 +525,65 @@ pub mod collector {
             let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
                 continue;
             };
-            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(target) = std::fs::read_link(fd.path()) else {
-                    continue;
-                };
-                let t = target.to_string_lossy();
-                if let Some(inode) = t
-                    .strip_prefix("socket:[")
-                    .and_then(|r| r.strip_suffix(']'))
-                    .and_then(|i| i.parse().ok())
-                {
-                    owners.entry(inode).or_insert(pid);
-                }
-            }
+            for_each_socket_fd(pid, |inode| {
+                owners.entry(inode).or_insert(pid);
+            });
         }
         owners
+    }
+
+    /// The socket inode behind each of `pid`'s descriptors. Each link is read relative to the
+    /// open `fd` directory into a stack buffer: on a host of tens of thousands of sockets
+    /// this walk is most of a sample, and a full path per link would be looked up from `/`.
+    fn for_each_socket_fd(pid: i64, mut found: impl FnMut(u32)) {
+        let Ok(dir_path) = std::ffi::CString::new(format!("/proc/{pid}/fd")) else {
+            return;
+        };
+        // SAFETY: a NUL-terminated path; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                dir_path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: fd is an open directory; on success the DIR owns it (closedir closes it).
+        let dir = unsafe { libc::fdopendir(fd) };
+        if dir.is_null() {
+            // SAFETY: fdopendir failed, so fd is still ours.
+            unsafe { libc::close(fd) };
+            return;
+        }
+        let mut target = [0u8; 64];
+        loop {
+            // SAFETY: dir is a valid DIR until closedir below.
+            let entry = unsafe { libc::readdir(dir) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+            let name = unsafe { (*entry).d_name.as_ptr() };
+            // SAFETY: valid dirfd, NUL-terminated name, buffer of the given length.
+            let n = unsafe { libc::readlinkat(fd, name, target.as_mut_ptr().cast(), target.len()) };
+            if n <= 0 {
+                continue; // "." and "..", or a descriptor closed meanwhile
+            }
+            if let Some(inode) = socket_inode(&target[..n as usize]) {
+                found(inode);
+            }
+        }
+        // SAFETY: dir came from fdopendir and is closed once.
+        unsafe { libc::closedir(dir) };
+    }
+
+    /// The inode of a descriptor link that reads `socket:[inode]`.
+    pub(crate) fn socket_inode(link: &[u8]) -> Option<u32> {
+        std::str::from_utf8(link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?)
+            .ok()?
+            .parse()
+            .ok()
     }
 
     /// Keeps the inode → pid map between samples; rescans only when an inode never seen
