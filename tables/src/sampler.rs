@@ -131,6 +131,8 @@ pub struct Sampler {
     generation: u64,
     /// Process instances the kernel events reported, not yet written.
     kernel_procs: Vec<ProcessObs>,
+    /// The kernel events' drop count at the last process walk.
+    kernel_drops: u64,
 }
 
 impl Default for Sampler {
@@ -186,6 +188,7 @@ impl Sampler {
             resumed: false,
             generation: 0,
             kernel_procs: Vec::new(),
+            kernel_drops: 0,
         }
     }
 
@@ -307,7 +310,22 @@ impl Sampler {
         let mut report = TickReport::default();
         let mut observations = Vec::new();
         let mut errors = Vec::new();
+        // Kernel events first: connections that already ended, with their owners, and the
+        // processes seen exec or fork (which the walk below then describes afresh). They are
+        // drained on every wake (about once a second), not only on socket ticks, so a kill
+        // never loses a connection that closed more than a moment before it.
+        let (ended, procs) = self.kernel.drain();
+        for p in &procs {
+            self.process_collector.stale(p.pid);
+        }
+        self.kernel_procs.extend(procs);
         if due.processes {
+            // Known instances are taken from the walk's cache only while the events are
+            // followed without loss: a dropped exec would leave a stale executable.
+            let drops: u64 = self.kernel.status().iter().map(|s| s.drops).sum();
+            self.process_collector
+                .events_followed(self.kernel.running() && drops == self.kernel_drops);
+            self.kernel_drops = drops;
             match self.process_collector.sample(now) {
                 Ok(mut procs) => {
                     // Labels first: a job's children inherit its label, so their flows do too.
@@ -333,11 +351,6 @@ impl Sampler {
         if (due.sockets || self.kernel.running()) && !self.resumed {
             self.resume(env);
         }
-        // Kernel events first: connections that already ended, with their owners. They are
-        // drained on every wake (about once a second), not only on socket ticks, so a kill
-        // never loses a connection that closed more than a moment before it.
-        let (ended, procs) = self.kernel.drain();
-        self.kernel_procs.extend(procs);
         if !due.processes && !due.sockets && ended.is_empty() {
             // Processes the events saw start wait for the next tick's write (at most a socket
             // interval), like every other reading: a wake writes only for ended connections.

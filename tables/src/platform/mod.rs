@@ -186,14 +186,34 @@ pub fn code_signing(path: &str, notarized: bool) -> Option<crate::facts::Signing
 #[derive(Default)]
 pub struct ProcessCollector {
     #[cfg(target_os = "linux")]
-    units: std::collections::HashMap<(i64, u64), Option<String>>,
+    cache: linux::procfs::WalkCache,
 }
 
 impl ProcessCollector {
+    /// Whether kernel events report every exec and fork (`stale` then names the pids they
+    /// saw), so an instance already described need not be described again. Off: every walk
+    /// reads every process's executable, as an exec keeping the name would go unseen.
+    pub fn events_followed(&mut self, followed: bool) {
+        #[cfg(target_os = "linux")]
+        {
+            self.cache.trust_known = followed;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = followed;
+    }
+
+    /// The next walk describes `pid` afresh (the kernel events saw it exec or fork).
+    pub fn stale(&mut self, pid: i64) {
+        #[cfg(target_os = "linux")]
+        self.cache.mark_stale(pid);
+        #[cfg(not(target_os = "linux"))]
+        let _ = pid;
+    }
+
     pub fn sample(&mut self, now: f64) -> Result<Vec<ProcessObs>, String> {
         #[cfg(target_os = "linux")]
         {
-            linux::procfs::processes_cached(now, &mut self.units)
+            linux::procfs::processes_cached(now, &mut self.cache)
         }
         #[cfg(not(target_os = "linux"))]
         {

@@ -51,9 +51,7 @@ pub fn process_facts(pid: i64, now: f64, clock: &Clock, with_unit: bool) -> Opti
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
     let unit = if with_unit {
-        fs::read_to_string(dir.join("cgroup"))
-            .ok()
-            .and_then(|t| systemd_unit_from_cgroup(&t))
+        read_small(&dir.join("cgroup")).and_then(|t| systemd_unit_from_cgroup(&t))
     } else {
         None
     };
@@ -95,15 +93,45 @@ fn read_small(path: &std::path::Path) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
-/// Every process instance now. The systemd unit is read once per (pid, start time): `units`
-/// carries it between calls (and forgets instances that are gone).
-pub fn processes_cached(
-    now: f64,
-    units: &mut std::collections::HashMap<(i64, u64), Option<String>>,
-) -> Result<Vec<ProcessObs>, String> {
+/// What one process instance's walk remembers between walks: read once per (pid, start
+/// time), or again when the instance may have exec'd.
+#[derive(Debug, Clone, Default)]
+struct KnownInstance {
+    unit: Option<String>,
+    uid: Option<i64>,
+    path: Option<String>,
+    /// The name at the last full read: a different name now means an exec.
+    comm: String,
+}
+
+/// Per-instance facts kept between process walks.
+#[derive(Debug, Default)]
+pub struct WalkCache {
+    known: std::collections::HashMap<(i64, u64), KnownInstance>,
+    /// Pids whose executable and uid must be read again on the next walk (the kernel events
+    /// saw them exec or fork).
+    stale: std::collections::HashSet<i64>,
+    /// Whether a known instance's executable and uid may be taken from the cache: only while
+    /// exec events are followed (else an exec that keeps the name would go unseen).
+    pub trust_known: bool,
+}
+
+impl WalkCache {
+    /// The next walk reads `pid`'s executable and uid again.
+    pub fn mark_stale(&mut self, pid: i64) {
+        self.stale.insert(pid);
+    }
+}
+
+/// Every process instance now. `/proc/<pid>/stat` is read for every process (CPU time,
+/// parent, name, and the start time that keys the instance); the executable and uid only
+/// for instances not seen before, whose name changed, or that the kernel events flagged —
+/// unless `cache.trust_known` is off, when they are read every time. The systemd unit is
+/// read once per instance.
+pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessObs>, String> {
     let clock = Clock::read()?;
-    let mut out = Vec::new();
-    let mut live = std::collections::HashMap::with_capacity(units.len());
+    let mut out = Vec::with_capacity(cache.known.len());
+    let mut live = std::collections::HashMap::with_capacity(cache.known.len());
     for entry in fs::read_dir("/proc")
         .map_err(|e| format!("/proc: {e}"))?
         .flatten()
@@ -112,28 +140,58 @@ pub fn processes_cached(
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else {
             continue;
         };
+        let dir = format!("/proc/{pid}");
         // The process may exit between readdir and here: skip it.
-        let Some(mut p) = process_facts(pid, now, &clock, false) else {
+        let Some(stat) = read_small(std::path::Path::new(&format!("{dir}/stat")))
+            .and_then(|t| parse_proc_stat(&t).ok())
+        else {
             continue;
         };
-        let key = (pid, (p.start_time * 100.0) as u64);
-        let unit = match units.get(&key) {
-            Some(u) => u.clone(),
-            None => fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .ok()
-                .and_then(|t| systemd_unit_from_cgroup(&t)),
+        let start_time = clock.start_time(stat.start_ticks);
+        let key = (pid, (start_time * 100.0) as u64);
+        let known = cache.known.remove(&key);
+        let reuse = cache.trust_known
+            && !cache.stale.contains(&pid)
+            && known.as_ref().is_some_and(|k| k.comm == stat.comm);
+        let k = match known {
+            Some(k) if reuse => k,
+            known => KnownInstance {
+                unit: match known {
+                    Some(k) => k.unit,
+                    None => read_small(std::path::Path::new(&format!("{dir}/cgroup")))
+                        .and_then(|t| systemd_unit_from_cgroup(&t)),
+                },
+                uid: fs::metadata(&dir).ok().map(|m| m.uid() as i64),
+                path: fs::read_link(format!("{dir}/exe"))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                comm: stat.comm.clone(),
+            },
         };
-        p.label_source = unit.as_ref().map(|_| "cgroup".to_string());
-        p.launchd_label = unit.clone();
-        live.insert(key, unit);
-        out.push(p);
+        out.push(ProcessObs {
+            ts: now,
+            pid,
+            start_time,
+            ppid: Some(stat.ppid),
+            pgid: Some(stat.pgrp),
+            uid: k.uid,
+            path: k.path.clone(),
+            name: Some(stat.comm),
+            cpu_time: stat.cpu_ticks as f64 / clock.hz,
+            label_source: k.unit.as_ref().map(|_| "cgroup".to_string()),
+            launchd_label: k.unit.clone(),
+            responsible_pid: None,
+        });
+        live.insert(key, k);
     }
-    *units = live;
+    // Instances gone from /proc are forgotten; the flags were all served by this walk.
+    cache.known = live;
+    cache.stale.clear();
     Ok(out)
 }
 
 pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
-    processes_cached(now, &mut Default::default())
+    processes_cached(now, &mut WalkCache::default())
 }
 
 /// The executable and start time of one process (for socket owners not in the last process
@@ -146,6 +204,68 @@ pub fn process_identity(pid: i64) -> Option<(Option<String>, Option<f64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The walk reads a known instance's executable again only when told to (kernel events
+    /// saw an exec) or when it cannot trust the events at all.
+    #[test]
+    fn an_exec_that_keeps_the_name_is_seen_when_flagged_or_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::copy("/bin/sh", d.join("sh")).unwrap();
+        }
+        let (sh_a, sh_b) = (a.join("sh"), b.join("sh"));
+        let go = dir.path().join("go");
+        // Waits for the go file, then becomes b/sh (same name "sh"), which waits to be killed.
+        let mut child = std::process::Command::new(&sh_a)
+            .arg("-c")
+            .arg(format!(
+                "while [ ! -e {go} ]; do sleep 0.05; done; exec {b} -c 'sleep 30; true'",
+                go = go.display(),
+                b = sh_b.display()
+            ))
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i64;
+        let path_of = |cache: &mut WalkCache| {
+            processes_cached(0.0, cache)
+                .unwrap()
+                .into_iter()
+                .find(|p| p.pid == pid)
+                .and_then(|p| p.path)
+        };
+        let mut trusting = WalkCache {
+            trust_known: true,
+            ..Default::default()
+        };
+        let mut untrusting = WalkCache::default();
+        let want_a = Some(sh_a.to_string_lossy().into_owned());
+        let want_b = Some(sh_b.to_string_lossy().into_owned());
+        assert_eq!(path_of(&mut trusting), want_a);
+        assert_eq!(path_of(&mut untrusting), want_a);
+        std::fs::write(&go, b"").unwrap();
+        let exe = format!("/proc/{pid}/exe");
+        let t = std::time::Instant::now();
+        while std::fs::read_link(&exe).ok() != Some(sh_b.clone()) {
+            assert!(t.elapsed().as_secs() < 10, "the child never exec'd");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(
+            path_of(&mut untrusting),
+            want_b,
+            "untrusted: read every walk"
+        );
+        assert_eq!(
+            path_of(&mut trusting),
+            want_a,
+            "trusted and unflagged: cached"
+        );
+        trusting.mark_stale(pid);
+        assert_eq!(path_of(&mut trusting), want_b, "flagged: read again");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     #[test]
     fn sees_itself_with_real_cpu_time() {
