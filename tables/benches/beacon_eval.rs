@@ -10,12 +10,25 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use launchwatch_tables::analytics::beacon::{cv_rule, score, BeaconParams, Conn, Presence};
+use launchwatch_tables::analytics::beacon::{
+    cv_rule, in_connection_checkins, score, BeaconParams, Conn, Presence, Reading,
+};
 use launchwatch_tables::analytics::rita;
 use launchwatch_tables::analytics::simulate::{host_day, Key, Rng};
 use launchwatch_tables::jobs::{trust_multiplier, Trust};
 
 const ALERT: f64 = 0.7;
+
+fn readings(snapshots: &[launchwatch_tables::observation::FlowSnapshot]) -> Vec<Reading> {
+    snapshots
+        .iter()
+        .map(|s| Reading {
+            ts: s.ts,
+            sent: s.bytes_sent as f64,
+            received: s.bytes_received as f64,
+        })
+        .collect()
+}
 
 fn services() -> Vec<launchwatch_tables::analytics::beacon::KnownService> {
     launchwatch_tables::analytics::beacon::known_services(&[]).expect("the curated list parses")
@@ -31,14 +44,38 @@ struct Tally {
     cv: u64,
 }
 
-fn judge(k: &Key, active: &[i64], day: f64, p: &BeaconParams) -> (bool, bool, bool, bool, bool) {
-    let s = score(
+fn judge(
+    k: &Key,
+    active: &[i64],
+    reading_hours: &[i64],
+    day: f64,
+    p: &BeaconParams,
+) -> (bool, bool, bool, bool, bool) {
+    let connection = score(
         &k.conns,
         &Presence {
             active_hours: active,
         },
         p,
     );
+    // The table's second row for a key: check-ins inside its long-lived connections.
+    let checkins: Vec<Conn> = k
+        .snapshots
+        .iter()
+        .flat_map(|r| in_connection_checkins(&readings(r)))
+        .collect();
+    let in_connection = score(
+        &checkins,
+        &Presence {
+            active_hours: reading_hours,
+        },
+        p,
+    );
+    // A key alerts when either of its rows does; both share the context below.
+    let s = match (connection, in_connection) {
+        (Some(a), Some(b)) => Some(if b.raw > a.raw { b } else { a }),
+        (a, b) => a.or(b),
+    };
     let raw = s.as_ref().map_or(0.0, |s| s.raw);
     let explained = match (&s, k.launchd_period) {
         (Some(s), Some(period)) => (s.period - period).abs() <= (0.05 * period).max(2.0),
@@ -106,15 +143,32 @@ fn evaluate(
     for seed in seeds {
         let keys = host_day(seed, 0);
         let day = 1_700_006_400.0;
+        // Active hours from the short-connection keys only, so adding the in-connection
+        // stream changes nothing for the classes before it (its connections open in awake
+        // hours anyway); its own check-ins also count the hours any reading moved, as the
+        // table does.
         let mut hours: Vec<i64> = keys
             .iter()
+            .filter(|k| k.snapshots.is_empty())
             .flat_map(|k| k.conns.iter().map(|c| (c.start / 3600.0).floor() as i64))
             .collect();
         hours.sort_unstable();
         hours.dedup();
+        let mut reading_hours: Vec<i64> = hours
+            .iter()
+            .copied()
+            .chain(keys.iter().flat_map(|k| {
+                k.snapshots
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.ts / 3600.0).floor() as i64)
+            }))
+            .collect();
+        reading_hours.sort_unstable();
+        reading_hours.dedup();
         days += 1;
         for k in &keys {
-            let (lw, lw_raw, r70, r90, cv) = judge(k, &hours, day, &p);
+            let (lw, lw_raw, r70, r90, cv) = judge(k, &hours, &reading_hours, day, &p);
             let t = if k.malicious {
                 bad.entry(k.class.clone()).or_default()
             } else {
@@ -242,6 +296,13 @@ fn main() {
     println!("Issue 12's classes (a third stream): an implant's fast session mode (1, 2, 5 or 10 s check-ins, jittered 0-50 %, for an hour) beside");
     println!("SSDP multicast and NTP and push channels from programs whose signer is unknown. Periods are scored from 1 s up; sessions merge only");
     println!("what is closer than min(2 s, a quarter of the key's 90th-percentile start gap). Only external destinations alert (the table's rule).");
+    println!("In-connection classes (issue 12, a fourth stream): an implant that checks in inside one persistent connection (30, 60, 300 or 900 s,");
+    println!("jitter 0, 30 or 50 %; one connection per awake stretch, so 1–2 connection starts a day) beside long-lived benign connections —");
+    println!("a media stream, an interactive SSH session (Homebrew's ad-hoc ssh), an Apple program's push WebSocket keepalives, a database pool.");
+    println!("Each is read every 5 s as the live sampler reads it, and the store keeps the readings where counters moved with the quiet one before;");
+    println!("a check-in is bytes sent after at least one quiet interval, scored by the same machinery (launchwatch_beacons checkin_kind in_connection).");
+    println!("A key alerts when either of its rows does. RITA and the CV rule time connection starts only; the active hours above are from");
+    println!("the short-connection keys, so the earlier classes are unchanged per seed.");
     println!("RITA v5's total at its 0.7 (low) and 0.9 (medium) bucket edges; CV rule = interval CV < 0.3 with ≥ 6 sessions.");
     print("Tuning range", 0..100);
     print("Report range", 100..400);

@@ -228,6 +228,7 @@ impl Sampler {
                         prev_seen: None,
                         prev_bytes_sent: None,
                         prev_bytes_received: None,
+                        snapshots: None,
                     })
                 })?;
                 rows.collect()
@@ -393,6 +394,7 @@ impl Sampler {
                     prev_seen: None,
                     prev_bytes_sent: None,
                     prev_bytes_received: None,
+                    snapshots: None,
                 },
             };
             // The event's facts were read while the process lived: they win. The start stays
@@ -495,6 +497,7 @@ impl Sampler {
                             prev_seen: None,
                             prev_bytes_sent: None,
                             prev_bytes_received: None,
+                            snapshots: None,
                         },
                     }
                 }

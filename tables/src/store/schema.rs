@@ -11,6 +11,7 @@ pub const RAW_TABLES: &[(&str, &str)] = &[
     ("flows", "last_seen"),
     ("payloads", "ts"),
     ("dns", "last_seen"),
+    ("flow_snapshots", "ts"),
 ];
 
 /// Long-lived summaries (name, time column): kept by `summary_max_age`, not by raw retention,
@@ -25,6 +26,7 @@ pub const ALL_TABLES: &[&str] = &[
     "meta",
     "process_samples",
     "flows",
+    "flow_snapshots",
     "payloads",
     "dns",
     "signing",
@@ -138,5 +140,16 @@ pub const MIGRATIONS: &[&str] = &[
     // daemon worked for; the daemon that used the socket is kept beside it.
     r#"
     ALTER TABLE flows ADD COLUMN acting_pid INTEGER;
+    "#,
+    // Counter readings of long-lived flows where the counters moved, with the quiet reading
+    // before, so check-ins inside one connection can be timed. Self-contained (one new table
+    // keyed by the flow's id), so it can be renumbered beside other migrations.
+    r#"
+    CREATE TABLE flow_snapshots (
+        flow_id INTEGER NOT NULL, ts REAL NOT NULL,
+        bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+        UNIQUE (flow_id, ts)
+    );
+    CREATE INDEX flow_snapshots_ts ON flow_snapshots(ts);
     "#,
 ];
