@@ -95,8 +95,10 @@ pub struct Reading {
 /// Check-ins inside one connection, from its counter readings (docs/design.md, "Beacons"):
 /// a check-in begins at the reading where bytes sent grew after at least one interval in which
 /// they did not; consecutive growing intervals are one check-in, and the bytes received in the
-/// quiet interval right after it count as its answer. The burst that opens the connection is
-/// its connection start (the `connection` kind times those), so it is not one here. Received
+/// quiet interval right after it count as its answer. The first reading normally already holds
+/// the connection's opening (the sampler first sees a connection after its handshake), so
+/// growth right after it is a check-in; only when the first reading shows nothing sent yet is
+/// the first burst the opening, the connection start the `connection` kind times. Received
 /// bytes alone never make a check-in: a server's keepalives and pushes are not the program's.
 /// The readings must show the quiet: a series in which every interval grew is continuous
 /// traffic, however far apart its readings are.
@@ -115,7 +117,10 @@ pub fn in_connection_checkins(readings: &[Reading]) -> Vec<Conn> {
     r.sort_by(|a, b| a.ts.total_cmp(&b.ts));
     r.dedup_by(|later, earlier| later.ts == earlier.ts);
     let mut out: Vec<Conn> = Vec::new();
-    let mut state = State::Opening;
+    let mut state = match r.first() {
+        Some(first) if first.sent <= 0.0 => State::Opening,
+        _ => State::Quiet,
+    };
     for w in r.windows(2) {
         let sent = w[1].sent - w[0].sent;
         // A counter that went backwards was reset (a resumed socket): no growth to count.
@@ -425,8 +430,9 @@ mod tests {
 
     #[test]
     fn checkins_inside_a_connection_begin_after_quiet() {
-        // Opens with a burst (0→5: the connection start, not a check-in), goes quiet, then
-        // sends at 60 (a two-interval burst) and at 120; the answer at 125 belongs to 120's.
+        // Read from before anything was sent, it opens with a burst (0→5: the connection
+        // start, not a check-in), goes quiet, then sends at 60 (a two-interval burst) and at
+        // 120; the answer at 125 belongs to 120's.
         let r = readings(&[
             (0.0, 0.0, 0.0),
             (5.0, 300.0, 900.0),
@@ -453,6 +459,11 @@ mod tests {
                 },
             ]
         );
+        // First read after the opening (as the sampler does): growth at once is a check-in.
+        let c = in_connection_checkins(&r[1..]);
+        assert_eq!(c.iter().map(|c| c.start).collect::<Vec<_>>(), [60.0, 120.0]);
+        let c = in_connection_checkins(&r[2..4]);
+        assert_eq!(c.iter().map(|c| c.start).collect::<Vec<_>>(), [60.0]);
         // Received bytes alone (a server's keepalives) and a counter reset are no check-ins;
         // out-of-order and duplicate readings are sorted and folded.
         let r = readings(&[
@@ -468,6 +479,7 @@ mod tests {
             .map(|i| (i as f64 * 5.0, i as f64 * 1000.0, i as f64 * 50_000.0))
             .collect();
         assert!(in_connection_checkins(&readings(&stream)).is_empty());
+        assert_eq!(in_connection_checkins(&readings(&stream[1..])).len(), 1);
         assert!(in_connection_checkins(&[]).is_empty());
         assert!(in_connection_checkins(&readings(&[(f64::NAN, 1.0, 1.0)])).is_empty());
     }

@@ -170,7 +170,7 @@ impl Store {
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p)?,
-                Observation::Flow(f) => upsert_flow(&tx, f)?,
+                Observation::Flow(f) => upsert_flow(&tx, f, self.limits.snapshot_min_age)?,
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
                 Observation::Payload(_) | Observation::Dns(_) => {}
             }
@@ -515,10 +515,6 @@ fn insert_process(tx: &Connection, p: &ProcessObs) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A connection at least this old keeps its counter readings where they moved: check-ins
-/// inside one connection are timed from them, and short flows cost no extra rows.
-pub const SNAPSHOT_MIN_AGE_SECONDS: f64 = 30.0;
-
 fn insert_snapshot(
     tx: &Connection,
     flow_id: i64,
@@ -535,7 +531,7 @@ fn insert_snapshot(
 
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
-fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
+fn upsert_flow(tx: &Connection, f: &FlowObs, snapshot_min_age: f64) -> rusqlite::Result<()> {
     let last_seen = f.seen();
     // The same connection, or the same one seen earlier without an owner (a socket first seen
     // in TIME_WAIT, say): that row is upgraded rather than duplicated.
@@ -596,7 +592,7 @@ fn upsert_flow(tx: &Connection, f: &FlowObs) -> rusqlite::Result<()> {
             // when the sampler held it back) and this one, so check-ins inside it can be timed.
             let moved = sent != old_sent || received != old_received;
             let known = f.bytes_sent.is_some() || f.bytes_received.is_some();
-            if moved && known && last_seen.max(old_seen) - f.start >= SNAPSHOT_MIN_AGE_SECONDS {
+            if moved && known && last_seen.max(old_seen) - f.start >= snapshot_min_age {
                 if !old_path.is_empty() {
                     insert_snapshot(tx, id, old_seen, old_sent, old_received)?;
                 }
@@ -908,7 +904,8 @@ mod tests {
     #[test]
     fn lines_of_one_connection_are_one_flow_with_its_readings_and_round_trip() {
         let store = Store::in_memory(StoreConfig::default()).unwrap();
-        // Young and quiet readings cost nothing; once the connection is 30 s old, each move
+        // Young and quiet readings cost nothing; once the connection is 30 s old
+        // ([store] snapshot_min_age), each move
         // keeps the reading before it and its own. A held-back quiet reading (prev_seen, as the
         // sampler writes it) is kept too.
         store
