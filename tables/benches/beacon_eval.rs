@@ -237,6 +237,50 @@ fn print(title: &str, seeds: std::ops::Range<u64>) {
     table(&good, &|x, _| format!("{:.2}", x as f64 / days as f64));
 }
 
+/// What the live sampler's 5 s readings can time inside one connection: raw ≥ 0.7 by period and
+/// jitter, one hour of check-ins each, 100 connections per cell (own random stream).
+fn in_connection_sampling_limit() {
+    use launchwatch_tables::analytics::simulate::{sampled_readings, SOCKET_INTERVAL};
+    let p = BeaconParams::default();
+    let mut rng = Rng::new(0x5a3_1e);
+    println!("\n## In-connection check-ins at the live sampler's {SOCKET_INTERVAL} s readings\n");
+    println!("Share of one-hour persistent connections whose in_connection row has raw ≥ 0.7 (100 per cell); a check-in needs a");
+    println!("quiet reading before it, and its time is known to one reading interval only.\n");
+    println!("| period | jitter 0 % | jitter 30 % |\n|---|---|---|");
+    for period in [5.0, 10.0, 15.0, 20.0, 30.0, 60.0] {
+        let mut cells = Vec::new();
+        for jitter in [0.0, 0.3] {
+            let mut hits = 0;
+            for _ in 0..100 {
+                let open = 1_700_000_000.0 + rng.range(0.0, 3600.0);
+                let close = open + 3600.0;
+                let mut events = vec![(open, 600.0, 4000.0)];
+                let mut t = open + rng.range(0.0, period);
+                while t < close {
+                    events.push((t, 400.0, 0.0));
+                    events.push((t + rng.range(0.05, 0.8), 0.0, 500.0));
+                    t += period * (1.0 - jitter * rng.f());
+                }
+                events.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let snaps =
+                    sampled_readings(&events, open, close, SOCKET_INTERVAL, rng.range(0.0, 5.0));
+                let checkins = in_connection_checkins(&readings(&snaps));
+                let hours: Vec<i64> = ((open / 3600.0) as i64..=(close / 3600.0) as i64).collect();
+                let s = score(
+                    &checkins,
+                    &Presence {
+                        active_hours: &hours,
+                    },
+                    &p,
+                );
+                hits += s.is_some_and(|s| s.raw >= ALERT) as usize;
+            }
+            cells.push(format!("{hits} %"));
+        }
+        println!("| {period} s | {} | {} |", cells[0], cells[1]);
+    }
+}
+
 fn speed() {
     // 10k keys × 10 flows: 100k flows, 24 h, half periodic and half Poisson.
     let mut rng = Rng::new(42);
@@ -306,5 +350,6 @@ fn main() {
     println!("RITA v5's total at its 0.7 (low) and 0.9 (medium) bucket edges; CV rule = interval CV < 0.3 with ≥ 6 sessions.");
     print("Tuning range", 0..100);
     print("Report range", 100..400);
+    in_connection_sampling_limit();
     speed();
 }
