@@ -516,9 +516,9 @@ pub fn host_day(seed: u64, day_index: u64) -> Vec<Key> {
 /// The live sampler's reading interval (`[sampler] socket_interval`).
 pub const SOCKET_INTERVAL: f64 = 5.0;
 
-/// What the store keeps of one connection read every `every` seconds (first reading at
-/// `open + phase`): the first reading, then each reading where the counters moved with the
-/// quiet reading before it. `events` are (time, bytes sent, bytes received), in time order.
+/// One connection read every `every` seconds (first reading at `open + phase`): the first
+/// reading, then each reading where the counters moved with the quiet reading before it. (The
+/// store keeps fewer — only the ends of a run of like readings — which time the same check-ins.) `events` are (time, bytes sent, bytes received), in time order.
 pub fn sampled_readings(
     events: &[(f64, f64, f64)],
     open: f64,

@@ -529,6 +529,42 @@ fn insert_snapshot(
     Ok(())
 }
 
+/// When the flow's last kept reading is the previous one (`old_seen`) and the last two kept
+/// intervals are of the same kind as the new one — bytes sent grew in all three, or in none —
+/// the new reading replaces the last: the run's first reading (a check-in's start, or the
+/// quiet before it) stays, its latest moves on. Returns whether it did.
+fn extend_run(
+    tx: &Connection,
+    flow_id: i64,
+    old_seen: f64,
+    ts: f64,
+    sent: i64,
+    received: i64,
+) -> rusqlite::Result<bool> {
+    let recent: Vec<(i64, f64, i64)> = tx
+        .prepare_cached(
+            "SELECT rowid, ts, bytes_sent FROM flow_snapshots WHERE flow_id = ?1 ORDER BY ts DESC LIMIT 3",
+        )?
+        .query_map(params![flow_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let [(last_row, last_ts, last_sent), (_, _, mid_sent), (_, _, first_sent)] = recent[..] else {
+        return Ok(false);
+    };
+    let grew = sent > last_sent;
+    if last_ts != old_seen
+        || ts <= last_ts
+        || (last_sent > mid_sent) != grew
+        || (mid_sent > first_sent) != grew
+    {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "UPDATE flow_snapshots SET ts = ?2, bytes_sent = ?3, bytes_received = ?4 WHERE rowid = ?1",
+    )?
+    .execute(params![last_row, ts, sent, received])?;
+    Ok(true)
+}
+
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
 fn upsert_flow(tx: &Connection, f: &FlowObs, snapshot_min_age: f64) -> rusqlite::Result<()> {
@@ -593,19 +629,26 @@ fn upsert_flow(tx: &Connection, f: &FlowObs, snapshot_min_age: f64) -> rusqlite:
             let moved = sent != old_sent || received != old_received;
             let known = f.bytes_sent.is_some() || f.bytes_received.is_some();
             if moved && known && last_seen.max(old_seen) - f.start >= snapshot_min_age {
-                if !old_path.is_empty() {
-                    insert_snapshot(tx, id, old_seen, old_sent, old_received)?;
+                let held_back = f.prev_seen.filter(|at| *at > old_seen && *at < last_seen);
+                // Continuous traffic moves the run's latest reading instead of adding one per
+                // sample: a stream costs a few rows, not one every socket_interval.
+                let extended =
+                    held_back.is_none() && extend_run(tx, id, old_seen, last_seen, sent, received)?;
+                if !extended {
+                    if !old_path.is_empty() {
+                        insert_snapshot(tx, id, old_seen, old_sent, old_received)?;
+                    }
+                    if let Some(at) = held_back {
+                        insert_snapshot(
+                            tx,
+                            id,
+                            at,
+                            f.prev_bytes_sent.unwrap_or(old_sent),
+                            f.prev_bytes_received.unwrap_or(old_received),
+                        )?;
+                    }
+                    insert_snapshot(tx, id, last_seen, sent, received)?;
                 }
-                if let Some(at) = f.prev_seen.filter(|at| *at > old_seen && *at < last_seen) {
-                    insert_snapshot(
-                        tx,
-                        id,
-                        at,
-                        f.prev_bytes_sent.unwrap_or(old_sent),
-                        f.prev_bytes_received.unwrap_or(old_received),
-                    )?;
-                }
-                insert_snapshot(tx, id, last_seen, sent, received)?;
             }
             for s in f.snapshots.iter().flatten() {
                 insert_snapshot(tx, id, s.ts, s.bytes_sent, s.bytes_received)?;
@@ -948,6 +991,65 @@ mod tests {
         let again = Store::in_memory(StoreConfig::default()).unwrap();
         again.write_batch(&[obs(lines[0])], 0).unwrap();
         assert_eq!(flows_and_snapshots(&again), (1, want));
+    }
+
+    #[test]
+    fn runs_of_like_readings_keep_their_ends_and_time_the_same_check_ins() {
+        use crate::analytics::beacon::{in_connection_checkins, Reading};
+        let store = Store::in_memory(StoreConfig {
+            snapshot_min_age: 1.0,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        // Every 5 s for ten minutes: a stream that sends in every interval (40–200 s), quiet,
+        // check-ins at 302 and 362 (the latter over two intervals), a download that only
+        // receives (400–500 s), a check-in at 522.
+        let (mut sent, mut received) = (600i64, 4000i64);
+        let mut full = Vec::new();
+        for i in 0..120 {
+            let t = i as f64 * 5.0;
+            if (40.0..200.0).contains(&t) || [305.0, 365.0, 370.0, 525.0].contains(&t) {
+                sent += 100;
+                received += 50;
+            }
+            if (400.0..500.0).contains(&t) {
+                received += 100_000;
+            }
+            full.push((t, sent, received));
+        }
+        // Written as the sampler writes: each reading that moved, with the held-back quiet
+        // reading before it.
+        let (mut written, mut held): (Option<(i64, i64)>, Option<(f64, i64, i64)>) = (None, None);
+        for &(t, s, r) in &full {
+            if written == Some((s, r)) {
+                held = Some((t, s, r));
+                continue;
+            }
+            let mut line = reading(t, s, r);
+            if let (Observation::Flow(f), Some((at, hs, hr))) = (&mut line, held.take()) {
+                (f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received) =
+                    (Some(at), Some(hs), Some(hr));
+            }
+            store.write_batch(&[line], 0).unwrap();
+            written = Some((s, r));
+        }
+        let readings = |rows: &[(f64, i64, i64)]| -> Vec<Reading> {
+            rows.iter()
+                .map(|(ts, s, r)| Reading {
+                    ts: *ts,
+                    sent: *s as f64,
+                    received: *r as f64,
+                })
+                .collect()
+        };
+        let (_, kept) = flows_and_snapshots(&store);
+        assert!(kept.len() <= 16, "{} rows kept: {kept:?}", kept.len());
+        let want = in_connection_checkins(&readings(&full));
+        assert_eq!(
+            want.iter().map(|c| c.start).collect::<Vec<_>>(),
+            [40.0, 305.0, 365.0, 525.0]
+        );
+        assert_eq!(in_connection_checkins(&readings(&kept)), want);
     }
 
     #[test]
