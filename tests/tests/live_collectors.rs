@@ -342,7 +342,7 @@ fn check_ins_inside_one_live_connection_are_kept_and_timed() {
     let file = dir.path().join("rec.jsonl");
     let listener = TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut rec = Command::new(bin())
+    let rec = Command::new(bin())
         .args([
             "record",
             "--config",

@@ -559,6 +559,9 @@ pub fn sampled_readings(
     kept
 }
 
+/// A connection's traffic between its open and close: (time, bytes sent, bytes received).
+type Traffic<'a> = dyn FnMut(&mut Rng, f64, f64) -> Vec<(f64, f64, f64)> + 'a;
+
 /// One persistent connection per awake window (a laptop's sleep drops it; the program
 /// reconnects on wake): `traffic(rng, open, close)` gives its (time, sent, received) events.
 #[allow(clippy::too_many_arguments)]
@@ -573,7 +576,7 @@ fn persistent(
     address: &str,
     connections: usize,
     windows: &[(f64, f64)],
-    traffic: &mut dyn FnMut(&mut Rng, f64, f64) -> Vec<(f64, f64, f64)>,
+    traffic: &mut Traffic<'_>,
 ) -> Key {
     let phase = rng.range(0.0, SOCKET_INTERVAL);
     let (mut conns, mut durations, mut snapshots) = (Vec::new(), Vec::new(), Vec::new());

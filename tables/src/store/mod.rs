@@ -1019,7 +1019,8 @@ mod tests {
         }
         // Written as the sampler writes: each reading that moved, with the held-back quiet
         // reading before it.
-        let (mut written, mut held): (Option<(i64, i64)>, Option<(f64, i64, i64)>) = (None, None);
+        let mut written: Option<(i64, i64)> = None;
+        let mut held: Option<(f64, i64, i64)> = None;
         for &(t, s, r) in &full {
             if written == Some((s, r)) {
                 held = Some((t, s, r));

@@ -184,8 +184,7 @@ impl Table for Beacons {
             (identities.is_empty() || identities.contains(&identity.as_str()))
                 && (remotes.is_empty() || remotes.contains(&remote.as_str()))
         };
-        let mut scored: BTreeMap<(Key, CheckinKind), (BeaconScore, Vec<&Flow>, f64, f64)> =
-            BTreeMap::new();
+        let mut scored: BTreeMap<(Key, CheckinKind), Scored<'_>> = BTreeMap::new();
         for (key, fl) in by_key(&all, a.include_internal) {
             if !wanted(&key) {
                 continue;
@@ -241,6 +240,9 @@ impl Table for Beacons {
         Ok(rows)
     }
 }
+
+/// A scored key: its score, its flows, and its first and last check-in.
+type Scored<'a> = (BeaconScore, Vec<&'a Flow>, f64, f64);
 
 /// What a beacons row timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
