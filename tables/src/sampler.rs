@@ -244,6 +244,7 @@ impl Sampler {
                         prev_seen: None,
                         prev_bytes_sent: None,
                         prev_bytes_received: None,
+                        snapshots: None,
                     })
                 })?;
                 rows.collect()
@@ -427,6 +428,7 @@ impl Sampler {
                     prev_seen: None,
                     prev_bytes_sent: None,
                     prev_bytes_received: None,
+                    snapshots: None,
                 },
             };
             // The event's facts were read while the process lived: they win. The start stays
@@ -622,6 +624,7 @@ impl Sampler {
                 prev_seen: None,
                 prev_bytes_sent: None,
                 prev_bytes_received: None,
+                snapshots: None,
             },
         }
     }
