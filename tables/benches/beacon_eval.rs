@@ -10,12 +10,25 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use launchwatch_tables::analytics::beacon::{cv_rule, score, BeaconParams, Conn, Presence};
+use launchwatch_tables::analytics::beacon::{
+    cv_rule, in_connection_checkins, score, BeaconParams, Conn, Presence, Reading,
+};
 use launchwatch_tables::analytics::rita;
 use launchwatch_tables::analytics::simulate::{host_day, Key, Rng};
 use launchwatch_tables::jobs::{trust_multiplier, Trust};
 
 const ALERT: f64 = 0.7;
+
+fn readings(snapshots: &[launchwatch_tables::observation::FlowSnapshot]) -> Vec<Reading> {
+    snapshots
+        .iter()
+        .map(|s| Reading {
+            ts: s.ts,
+            sent: s.bytes_sent as f64,
+            received: s.bytes_received as f64,
+        })
+        .collect()
+}
 
 fn services() -> Vec<launchwatch_tables::analytics::beacon::KnownService> {
     launchwatch_tables::analytics::beacon::known_services(&[]).expect("the curated list parses")
@@ -31,14 +44,38 @@ struct Tally {
     cv: u64,
 }
 
-fn judge(k: &Key, active: &[i64], day: f64, p: &BeaconParams) -> (bool, bool, bool, bool, bool) {
-    let s = score(
+fn judge(
+    k: &Key,
+    active: &[i64],
+    reading_hours: &[i64],
+    day: f64,
+    p: &BeaconParams,
+) -> (bool, bool, bool, bool, bool) {
+    let connection = score(
         &k.conns,
         &Presence {
             active_hours: active,
         },
         p,
     );
+    // The table's second row for a key: check-ins inside its long-lived connections.
+    let checkins: Vec<Conn> = k
+        .snapshots
+        .iter()
+        .flat_map(|r| in_connection_checkins(&readings(r)))
+        .collect();
+    let in_connection = score(
+        &checkins,
+        &Presence {
+            active_hours: reading_hours,
+        },
+        p,
+    );
+    // A key alerts when either of its rows does; both share the context below.
+    let s = match (connection, in_connection) {
+        (Some(a), Some(b)) => Some(if b.raw > a.raw { b } else { a }),
+        (a, b) => a.or(b),
+    };
     let raw = s.as_ref().map_or(0.0, |s| s.raw);
     let explained = match (&s, k.launchd_period) {
         (Some(s), Some(period)) => (s.period - period).abs() <= (0.05 * period).max(2.0),
@@ -106,15 +143,32 @@ fn evaluate(
     for seed in seeds {
         let keys = host_day(seed, 0);
         let day = 1_700_006_400.0;
+        // Active hours from the short-connection keys only, so adding the in-connection
+        // stream changes nothing for the classes before it (its connections open in awake
+        // hours anyway); its own check-ins also count the hours any reading moved, as the
+        // table does.
         let mut hours: Vec<i64> = keys
             .iter()
+            .filter(|k| k.snapshots.is_empty())
             .flat_map(|k| k.conns.iter().map(|c| (c.start / 3600.0).floor() as i64))
             .collect();
         hours.sort_unstable();
         hours.dedup();
+        let mut reading_hours: Vec<i64> = hours
+            .iter()
+            .copied()
+            .chain(keys.iter().flat_map(|k| {
+                k.snapshots
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.ts / 3600.0).floor() as i64)
+            }))
+            .collect();
+        reading_hours.sort_unstable();
+        reading_hours.dedup();
         days += 1;
         for k in &keys {
-            let (lw, lw_raw, r70, r90, cv) = judge(k, &hours, day, &p);
+            let (lw, lw_raw, r70, r90, cv) = judge(k, &hours, &reading_hours, day, &p);
             let t = if k.malicious {
                 bad.entry(k.class.clone()).or_default()
             } else {
@@ -183,6 +237,50 @@ fn print(title: &str, seeds: std::ops::Range<u64>) {
     table(&good, &|x, _| format!("{:.2}", x as f64 / days as f64));
 }
 
+/// What the live sampler's 5 s readings can time inside one connection: raw ≥ 0.7 by period and
+/// jitter, one hour of check-ins each, 100 connections per cell (own random stream).
+fn in_connection_sampling_limit() {
+    use launchwatch_tables::analytics::simulate::{sampled_readings, SOCKET_INTERVAL};
+    let p = BeaconParams::default();
+    let mut rng = Rng::new(0x0005_a31e);
+    println!("\n## In-connection check-ins at the live sampler's {SOCKET_INTERVAL} s readings\n");
+    println!("Share of one-hour persistent connections whose in_connection row has raw ≥ 0.7 (100 per cell); a check-in needs a");
+    println!("quiet reading before it, and its time is known to one reading interval only.\n");
+    println!("| period | jitter 0 % | jitter 30 % |\n|---|---|---|");
+    for period in [5.0, 10.0, 15.0, 20.0, 30.0, 60.0] {
+        let mut cells = Vec::new();
+        for jitter in [0.0, 0.3] {
+            let mut hits = 0;
+            for _ in 0..100 {
+                let open = 1_700_000_000.0 + rng.range(0.0, 3600.0);
+                let close = open + 3600.0;
+                let mut events = vec![(open, 600.0, 4000.0)];
+                let mut t = open + rng.range(0.0, period);
+                while t < close {
+                    events.push((t, 400.0, 0.0));
+                    events.push((t + rng.range(0.05, 0.8), 0.0, 500.0));
+                    t += period * (1.0 - jitter * rng.f());
+                }
+                events.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let snaps =
+                    sampled_readings(&events, open, close, SOCKET_INTERVAL, rng.range(0.0, 5.0));
+                let checkins = in_connection_checkins(&readings(&snaps));
+                let hours: Vec<i64> = ((open / 3600.0) as i64..=(close / 3600.0) as i64).collect();
+                let s = score(
+                    &checkins,
+                    &Presence {
+                        active_hours: &hours,
+                    },
+                    &p,
+                );
+                hits += s.is_some_and(|s| s.raw >= ALERT) as usize;
+            }
+            cells.push(format!("{hits} %"));
+        }
+        println!("| {period} s | {} | {} |", cells[0], cells[1]);
+    }
+}
+
 fn speed() {
     // 10k keys × 10 flows: 100k flows, 24 h, half periodic and half Poisson.
     let mut rng = Rng::new(42);
@@ -242,8 +340,16 @@ fn main() {
     println!("Issue 12's classes (a third stream): an implant's fast session mode (1, 2, 5 or 10 s check-ins, jittered 0-50 %, for an hour) beside");
     println!("SSDP multicast and NTP and push channels from programs whose signer is unknown. Periods are scored from 1 s up; sessions merge only");
     println!("what is closer than min(2 s, a quarter of the key's 90th-percentile start gap). Only external destinations alert (the table's rule).");
+    println!("In-connection classes (issue 12, a fourth stream): an implant that checks in inside one persistent connection (30, 60, 300 or 900 s,");
+    println!("jitter 0, 30 or 50 %; one connection per awake stretch, so 1–2 connection starts a day) beside long-lived benign connections —");
+    println!("a media stream, an interactive SSH session (Homebrew's ad-hoc ssh), an Apple program's push WebSocket keepalives, a database pool.");
+    println!("Each is read every 5 s as the live sampler reads it, and the store keeps the readings where counters moved with the quiet one before;");
+    println!("a check-in is bytes sent after at least one quiet interval, scored by the same machinery (launchwatch_beacons checkin_kind in_connection).");
+    println!("A key alerts when either of its rows does. RITA and the CV rule time connection starts only; the active hours above are from");
+    println!("the short-connection keys, so the earlier classes are unchanged per seed.");
     println!("RITA v5's total at its 0.7 (low) and 0.9 (medium) bucket edges; CV rule = interval CV < 0.3 with ≥ 6 sessions.");
     print("Tuning range", 0..100);
     print("Report range", 100..400);
+    in_connection_sampling_limit();
     speed();
 }

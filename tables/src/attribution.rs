@@ -385,6 +385,7 @@ mod tests {
             prev_seen: None,
             prev_bytes_sent: None,
             prev_bytes_received: None,
+            snapshots: None,
         };
         let mut batch = vec![
             Observation::Process(proc(100, 10.0, 1, Some("com.example.job"))),

@@ -252,6 +252,9 @@ pub struct StoreConfig {
     pub max_mib: f64,
     /// Summaries (first/last seen per destination, hourly bytes) are kept this long.
     pub summary_days: f64,
+    /// A connection at least this many seconds old keeps its counter readings where they
+    /// moved (check-ins inside one connection are timed from them); younger ones cost no rows.
+    pub snapshot_min_age: f64,
 }
 
 impl Default for StoreConfig {
@@ -260,6 +263,7 @@ impl Default for StoreConfig {
             max_age_hours: 24.0,
             max_mib: 64.0,
             summary_days: 30.0,
+            snapshot_min_age: 30.0,
         }
     }
 }
@@ -410,6 +414,7 @@ impl Config {
             ("store.max_age_hours", self.store.max_age_hours),
             ("store.max_mib", self.store.max_mib),
             ("store.summary_days", self.store.summary_days),
+            ("store.snapshot_min_age", self.store.snapshot_min_age),
             ("cpu.high_pct", self.cpu.high_pct),
             ("cpu.recent_seconds", self.cpu.recent_seconds),
             ("cpu.cores", self.cpu.cores.unwrap_or(1.0)),

@@ -99,15 +99,35 @@ pub struct FlowObs {
     pub prev_bytes_sent: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_bytes_received: Option<i64>,
+    /// Counter readings of a long-lived connection, ascending by `ts`: the store keeps those
+    /// where the counters moved (and the quiet reading before), so check-ins inside one
+    /// connection can be timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<Vec<FlowSnapshot>>,
+}
+
+/// A long-lived connection's cumulative counters at `ts`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSnapshot {
+    pub ts: f64,
+    pub bytes_sent: i64,
+    pub bytes_received: i64,
 }
 
 impl FlowObs {
-    /// When the counters were last read.
+    /// When the counters were last read (a snapshot after `last_seen` is a later reading).
     pub fn seen(&self) -> f64 {
+        let last_snapshot = self
+            .snapshots
+            .as_deref()
+            .and_then(|s| s.last())
+            .map_or(f64::NEG_INFINITY, |s| s.ts);
         self.last_seen
             .or(self.end)
             .unwrap_or(self.start)
             .max(self.start)
+            .max(last_snapshot)
     }
 }
 
@@ -237,6 +257,16 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
         None => return Err("missing field `kind`".into()),
     };
     integral_floats(&kind, &mut obj);
+    if kind == "flow" {
+        // Each snapshot's counters too: converters write them the way they write the flow's.
+        if let Some(Json::Array(snaps)) = obj.get_mut("snapshots") {
+            for s in snaps.iter_mut() {
+                if let Json::Object(o) = s {
+                    integral_floats("snapshot", o);
+                }
+            }
+        }
+    }
     let json = Json::Object(obj);
     fn typed<T: serde::de::DeserializeOwned>(kind: &str, json: Json) -> Result<T, String> {
         serde_path_to_error::deserialize(json).map_err(|e| {
@@ -276,6 +306,7 @@ fn integer_fields(kind: &str) -> &'static [&'static str] {
         "payload" => &["pid", "remote_port", "bytes_seen"],
         "dns" => &["ttl"],
         "signing" => &["notarized"],
+        "snapshot" => &["bytes_sent", "bytes_received"],
         _ => &[],
     }
 }
@@ -328,6 +359,20 @@ fn validate(obs: &Observation) -> Result<(), String> {
             t.extend(f.end.map(|e| ("end", e)));
             t.extend(f.last_seen.map(|e| ("last_seen", e)));
             t.extend(f.prev_seen.map(|e| ("prev_seen", e)));
+            let mut last = f.start;
+            for (i, s) in f.snapshots.iter().flatten().enumerate() {
+                if !s.ts.is_finite() || s.ts < last {
+                    return Err(format!(
+                        "flow: field `snapshots[{i}].ts`: must be a number no earlier than `start` and the snapshot before it"
+                    ));
+                }
+                if s.bytes_sent < 0 || s.bytes_received < 0 {
+                    return Err(format!(
+                        "flow: field `snapshots[{i}]`: counters must be non-negative"
+                    ));
+                }
+                last = s.ts;
+            }
             t
         }
         Observation::Payload(p) => vec![("ts", p.ts)],
@@ -509,6 +554,61 @@ mod tests {
         assert!(err.contains("expected an integer"), "{err}");
         let err = read(r#"{"kind":"flow","start":1,"path":"/x","protocol":"tcp","remote_address":"a","remote_port":70000.0}"#).unwrap_err();
         assert!(err.contains("field `remote_port`"), "{err}");
+    }
+
+    #[test]
+    fn flow_snapshots_parse_with_integral_floats_and_bad_entries_are_named() {
+        let flow = |snaps: &str| {
+            format!(
+                r#"{{"kind":"flow","start":10,"path":"/x","protocol":"tcp","remote_address":"203.0.113.9","remote_port":443,"snapshots":{snaps}}}"#
+            )
+        };
+        let l = read(&flow(
+            r#"[{"ts":10,"bytes_sent":0,"bytes_received":0},{"ts":70.5,"bytes_sent":300.0,"bytes_received":90}]"#,
+        ))
+        .unwrap();
+        let Observation::Flow(f) = &l.observations[0] else {
+            panic!()
+        };
+        assert_eq!(
+            f.snapshots.as_deref().unwrap()[1],
+            FlowSnapshot {
+                ts: 70.5,
+                bytes_sent: 300,
+                bytes_received: 90
+            }
+        );
+        // The last reading is when the flow was last seen.
+        assert_eq!(f.seen(), 70.5);
+        let again = read(&l.observations[0].to_json_line()).unwrap();
+        assert_eq!(l.observations, again.observations);
+        for (snaps, needle) in [
+            (
+                r#"[{"ts":10,"bytes_sent":0,"bytes_received":0},{"ts":20,"bytes_sent":1.5,"bytes_received":0}]"#,
+                "flow: field `snapshots[1].bytes_sent`: invalid type: floating point `1.5`, expected an integer",
+            ),
+            (
+                r#"[{"ts":10,"bytes_sent":0}]"#,
+                "flow: field `snapshots[0]`: missing field `bytes_received`",
+            ),
+            (
+                r#"[{"ts":30,"bytes_sent":0,"bytes_received":0},{"ts":20,"bytes_sent":0,"bytes_received":0}]"#,
+                "flow: field `snapshots[1].ts`",
+            ),
+            (
+                r#"[{"ts":5,"bytes_sent":0,"bytes_received":0}]"#,
+                "flow: field `snapshots[0].ts`",
+            ),
+            (
+                r#"[{"ts":15,"bytes_sent":-1,"bytes_received":0}]"#,
+                "non-negative",
+            ),
+            (r#"{"ts":15}"#, "flow: field `snapshots`"),
+        ] {
+            let err = read(&flow(snaps)).unwrap_err();
+            assert!(err.starts_with("obs.jsonl:1: "), "{err}");
+            assert!(err.contains(needle), "{snaps} -> {err}");
+        }
     }
 
     #[test]

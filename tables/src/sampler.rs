@@ -247,6 +247,7 @@ impl Sampler {
                         prev_seen: None,
                         prev_bytes_sent: None,
                         prev_bytes_received: None,
+                        snapshots: None,
                     })
                 })?;
                 rows.collect()
@@ -440,6 +441,7 @@ impl Sampler {
                     prev_seen: None,
                     prev_bytes_sent: None,
                     prev_bytes_received: None,
+                    snapshots: None,
                 },
             };
             // The event's facts were read while the process lived: they win. The start stays
@@ -635,6 +637,7 @@ impl Sampler {
                 prev_seen: None,
                 prev_bytes_sent: None,
                 prev_bytes_received: None,
+                snapshots: None,
             },
         }
     }

@@ -625,3 +625,93 @@ fn novelty_waits_for_a_history_as_long_as_the_baseline() {
     assert!(rows[1].0 >= 20.9, "{rows:?}");
     assert!((rows[1].1 - 1.1 * 1.15).abs() < 1e-9, "{rows:?}");
 }
+
+/// One persistent connection of a launchd job's agent, checking in every 60 s (±2 s) for three
+/// hours, as counter readings: (ts, bytes sent, bytes received), the quiet reading before each
+/// check-in and the one that saw it.
+fn persistent_readings(t0: f64) -> Vec<(f64, i64, i64)> {
+    let (mut sent, mut received) = (600, 4000);
+    let mut out = vec![(t0 + 1.0, sent, received)];
+    for i in 0..180 {
+        let at = t0 + 30.0 + i as f64 * 60.0 + [0.0, 2.0, -2.0][i % 3];
+        out.push((at - 3.0, sent, received));
+        sent += 350;
+        received += 500;
+        out.push((at + 2.0, sent, received));
+    }
+    out
+}
+
+#[test]
+fn check_ins_inside_one_persistent_connection_are_timed_from_either_replay_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000.0;
+    let readings = persistent_readings(t0);
+    let identity = r#""pid":4242,"path":"/Users/Shared/.p/agent","launchd_label":"com.example.persist","protocol":"tcp","local_address":"192.0.2.10","local_port":50500,"remote_address":"198.51.100.44","remote_port":443,"remote_name":"ws.persist-c2.example.net""#;
+    let signing = "{\"kind\":\"signing\",\"path\":\"/Users/Shared/.p/agent\",\"signer_class\":\"unsigned\"}\n";
+    // A benign twin in both files: a stream that sends in every interval is one burst.
+    let mut stream = String::from(
+        r#"{"kind":"flow","start":1700000000,"end":1700010000,"pid":4300,"path":"/Applications/Player.app/Contents/MacOS/Player","protocol":"tcp","local_port":50600,"remote_address":"203.0.113.60","remote_port":443,"remote_name":"media.stream.example","bytes_sent":2000000,"bytes_received":900000000,"snapshots":["#,
+    );
+    for i in 0..2000 {
+        let _ = write!(
+            stream,
+            "{}{{\"ts\":{},\"bytes_sent\":{},\"bytes_received\":{}}}",
+            if i == 0 { "" } else { "," },
+            t0 + i as f64 * 5.0,
+            i * 1000,
+            i * 450_000
+        );
+    }
+    stream.push_str("]}\n");
+    // Form 1: the flow's one line carries its readings.
+    let snaps: Vec<String> = readings
+        .iter()
+        .map(|(ts, s, r)| format!(r#"{{"ts":{ts},"bytes_sent":{s},"bytes_received":{r}}}"#))
+        .collect();
+    let last = readings.last().unwrap();
+    let one_line = format!(
+        "{signing}{stream}{{\"kind\":\"flow\",\"start\":{t0},\"end\":null,{identity},\"bytes_sent\":{},\"bytes_received\":{},\"snapshots\":[{}]}}\n",
+        last.1,
+        last.2,
+        snaps.join(",")
+    );
+    // Form 2: a converter's lines, one per reading, of the same connection.
+    let mut many_lines = format!("{signing}{stream}");
+    for (ts, s, r) in &readings {
+        let _ = writeln!(
+            many_lines,
+            "{{\"kind\":\"flow\",\"start\":{t0},\"end\":null,\"last_seen\":{ts},{identity},\"bytes_sent\":{s},\"bytes_received\":{r}}}"
+        );
+    }
+    for (name, text) in [("one-line", one_line), ("many-lines", many_lines)] {
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let rows = query(
+            &["--replay", file.to_str().unwrap()],
+            "SELECT path, launchd_label, checkin_kind, sessions, period_seconds, beacon_score, first_seen FROM launchwatch_beacons ORDER BY beacon_score DESC",
+        );
+        let ours: Vec<_> = rows
+            .iter()
+            .filter(|r| r["path"] == "/Users/Shared/.p/agent")
+            .collect();
+        assert_eq!(ours.len(), 1, "{name}: one row, in_connection: {rows:?}");
+        let r = ours[0];
+        assert_eq!(r["checkin_kind"], "in_connection", "{name}: {r:?}");
+        assert_eq!(r["launchd_label"], "com.example.persist", "{name}: {r:?}");
+        assert!(f(r, "beacon_score") >= 0.7, "{name}: {r:?}");
+        assert!(
+            (f(r, "period_seconds") - 60.0).abs() <= 2.0,
+            "{name}: {r:?}"
+        );
+        // The opening burst is the connection's start, not a check-in.
+        assert!((178.0..=180.0).contains(&f(r, "sessions")), "{name}: {r:?}");
+        assert_eq!(f(r, "first_seen"), t0 + 32.0, "{name}: {r:?}");
+        assert!(
+            rows.iter()
+                .filter(|r| r["path"] != "/Users/Shared/.p/agent")
+                .all(|r| f(r, "beacon_score") < 0.7),
+            "{name}: the stream stays quiet: {rows:?}"
+        );
+    }
+}

@@ -375,3 +375,135 @@ fn num_f(row: &Map<String, Value>, col: &str) -> f64 {
         .parse()
         .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
 }
+
+/// This host's own non-loopback address (the source of its default route): a connection to it
+/// is analysed like any other (loopback never is). No packet is sent.
+fn own_address() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.1:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn check_ins_inside_one_live_connection_are_kept_and_timed() {
+    let _g = serial();
+    let Some(ip) = own_address() else {
+        assert!(
+            !launchwatch_e2e::in_ci(),
+            "CI=true but the host has no non-loopback address for the connection"
+        );
+        eprintln!("no non-loopback address: the live in-connection check is not run");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Read sockets four times a second, write every move, and keep readings from a connection's
+    // first second: the test's 20 s stand for the hours a real one lasts.
+    let cfg = config(
+        dir.path(),
+        "[sampler]\nsocket_interval = 0.25\nflow_write_age = 0.2\nprocess_interval = 1\n\
+         [store]\nsnapshot_min_age = 1\n[analytics]\ninclude_internal = true\n",
+    );
+    let state = dir.path().join("state");
+    let file = dir.path().join("rec.jsonl");
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rec = Command::new(bin())
+        .args([
+            "record",
+            "--config",
+            &cfg,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--duration",
+            "25",
+            "--out",
+            file.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut client = TcpStream::connect((ip, port)).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 100];
+        let mut got = 0;
+        while server.read_exact(&mut buf).is_ok() {
+            server.write_all(&[0x5a; 20]).unwrap();
+            got += 1;
+        }
+        got
+    });
+    // One persistent connection: 100 bytes every 2 s for 20 s, the answer read each time.
+    let started = Instant::now();
+    let mut answer = [0u8; 20];
+    for i in 0..11 {
+        while started.elapsed() < Duration::from_secs(2 * i) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        client.write_all(&[0xa5; 100]).unwrap();
+        client.read_exact(&mut answer).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let client_port = client.local_addr().unwrap().port();
+    drop(client);
+    assert_eq!(reader.join().unwrap(), 11);
+    let out = rec.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The recording's one line for the connection carries its readings: sent grows by 100
+    // at each check-in, with the quiet reading before it.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["kind"] == "flow" && v["local_port"] == client_port && v["remote_port"] == port)
+        .unwrap_or_else(|| panic!("the client's flow in {text}"));
+    let snaps = line["snapshots"].as_array().expect("snapshots recorded");
+    let sent: Vec<i64> = snaps
+        .iter()
+        .map(|s| s["bytes_sent"].as_i64().unwrap())
+        .collect();
+    let steps: Vec<i64> = sent
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .collect();
+    assert!(steps.len() >= 8, "{snaps:?}");
+    assert!(steps.iter().all(|d| d % 100 == 0), "{snaps:?}");
+    assert!(
+        sent.windows(2).any(|w| w[1] == w[0]),
+        "quiet readings kept: {snaps:?}"
+    );
+    // The live store's beacons row times them.
+    let now = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let rows = json_rows(&launchwatch(&[
+        "query",
+        "--json",
+        "--config",
+        &cfg,
+        "--no-sample",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--now",
+        &now,
+        &format!("SELECT checkin_kind, sessions, period_seconds, dispersion, path FROM launchwatch_beacons WHERE remote_port = {port}"),
+    ]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r["checkin_kind"], "in_connection", "{r:?}");
+    assert!(num(r, "sessions") >= 8, "{r:?}");
+    let period: f64 = r["period_seconds"].as_str().unwrap().parse().unwrap();
+    assert!((period - 2.0).abs() <= 0.3, "{r:?}");
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(r["path"], exe.to_string_lossy().as_ref());
+}

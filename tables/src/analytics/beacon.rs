@@ -84,6 +84,76 @@ pub struct Conn {
     pub bytes_in: f64,
 }
 
+/// One reading of a long-lived connection's cumulative counters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub ts: f64,
+    pub sent: f64,
+    pub received: f64,
+}
+
+/// Check-ins inside one connection, from its counter readings (docs/design.md, "Beacons"):
+/// a check-in begins at the reading where bytes sent grew after at least one interval in which
+/// they did not; consecutive growing intervals are one check-in, and the bytes received in the
+/// quiet interval right after it count as its answer. The first reading normally already holds
+/// the connection's opening (the sampler first sees a connection after its handshake), so
+/// growth right after it is a check-in; only when the first reading shows nothing sent yet is
+/// the first burst the opening, the connection start the `connection` kind times. Received
+/// bytes alone never make a check-in: a server's keepalives and pushes are not the program's.
+/// The readings must show the quiet: a series in which every interval grew is continuous
+/// traffic, however far apart its readings are.
+pub fn in_connection_checkins(readings: &[Reading]) -> Vec<Conn> {
+    #[derive(PartialEq)]
+    enum State {
+        Opening,
+        Burst,
+        Quiet,
+    }
+    let mut r: Vec<Reading> = readings
+        .iter()
+        .copied()
+        .filter(|r| r.ts.is_finite() && r.sent.is_finite() && r.received.is_finite())
+        .collect();
+    r.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+    r.dedup_by(|later, earlier| later.ts == earlier.ts);
+    let mut out: Vec<Conn> = Vec::new();
+    let mut state = match r.first() {
+        Some(first) if first.sent <= 0.0 => State::Opening,
+        _ => State::Quiet,
+    };
+    for w in r.windows(2) {
+        let sent = w[1].sent - w[0].sent;
+        // A counter that went backwards was reset (a resumed socket): no growth to count.
+        let received = (w[1].received - w[0].received).max(0.0);
+        state = match (state, sent > 0.0) {
+            (State::Opening, true) => State::Opening,
+            (State::Quiet, true) => {
+                out.push(Conn {
+                    start: w[1].ts,
+                    bytes_out: sent,
+                    bytes_in: received,
+                });
+                State::Burst
+            }
+            (State::Burst, true) => {
+                if let Some(last) = out.last_mut() {
+                    last.bytes_out += sent;
+                    last.bytes_in += received;
+                }
+                State::Burst
+            }
+            (State::Burst, false) => {
+                if let Some(last) = out.last_mut() {
+                    last.bytes_in += received;
+                }
+                State::Quiet
+            }
+            (State::Opening | State::Quiet, false) => State::Quiet,
+        };
+    }
+    out
+}
+
 /// Merges starts within `gap` seconds; bytes add up.
 pub fn sessionize(conns: &[Conn], gap: f64) -> Vec<Conn> {
     let mut v: Vec<Conn> = conns
@@ -345,6 +415,136 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
         }
+    }
+
+    fn readings(series: &[(f64, f64, f64)]) -> Vec<Reading> {
+        series
+            .iter()
+            .map(|(ts, sent, received)| Reading {
+                ts: *ts,
+                sent: *sent,
+                received: *received,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checkins_inside_a_connection_begin_after_quiet() {
+        // Read from before anything was sent, it opens with a burst (0→5: the connection
+        // start, not a check-in), goes quiet, then sends at 60 (a two-interval burst) and at
+        // 120; the answer at 125 belongs to 120's.
+        let r = readings(&[
+            (0.0, 0.0, 0.0),
+            (5.0, 300.0, 900.0),
+            (55.0, 300.0, 900.0),
+            (60.0, 400.0, 950.0),
+            (65.0, 450.0, 1000.0),
+            (115.0, 450.0, 1010.0),
+            (120.0, 560.0, 1010.0),
+            (125.0, 560.0, 1400.0),
+        ]);
+        let c = in_connection_checkins(&r);
+        assert_eq!(
+            c,
+            vec![
+                Conn {
+                    start: 60.0,
+                    bytes_out: 150.0,
+                    bytes_in: 110.0
+                },
+                Conn {
+                    start: 120.0,
+                    bytes_out: 110.0,
+                    bytes_in: 390.0
+                },
+            ]
+        );
+        // First read after the opening (as the sampler does): growth at once is a check-in.
+        let c = in_connection_checkins(&r[1..]);
+        assert_eq!(c.iter().map(|c| c.start).collect::<Vec<_>>(), [60.0, 120.0]);
+        let c = in_connection_checkins(&r[2..4]);
+        assert_eq!(c.iter().map(|c| c.start).collect::<Vec<_>>(), [60.0]);
+        // Received bytes alone (a server's keepalives) and a counter reset are no check-ins;
+        // out-of-order and duplicate readings are sorted and folded.
+        let r = readings(&[
+            (60.0, 100.0, 50.0),
+            (0.0, 100.0, 0.0),
+            (30.0, 100.0, 20.0),
+            (30.0, 100.0, 20.0),
+            (90.0, 10.0, 50.0),
+        ]);
+        assert!(in_connection_checkins(&r).is_empty());
+        // Every interval grew: continuous traffic is one burst, never a series of check-ins.
+        let stream: Vec<(f64, f64, f64)> = (0..500)
+            .map(|i| (i as f64 * 5.0, i as f64 * 1000.0, i as f64 * 50_000.0))
+            .collect();
+        assert!(in_connection_checkins(&readings(&stream)).is_empty());
+        assert_eq!(in_connection_checkins(&readings(&stream[1..])).len(), 1);
+        assert!(in_connection_checkins(&[]).is_empty());
+        assert!(in_connection_checkins(&readings(&[(f64::NAN, 1.0, 1.0)])).is_empty());
+    }
+
+    #[test]
+    fn a_beacon_inside_one_connection_scores_like_connection_starts() {
+        // A 60 s beacon with 20 % one-sided jitter, read every 5 s as the live sampler does:
+        // the quantised check-ins keep its period and score as regular; an SSH-like session
+        // (keystroke bursts with scattered gaps) read the same way does not.
+        let p = BeaconParams::default();
+        let hours: Vec<i64> = (0..3).collect();
+        let presence = Presence {
+            active_hours: &hours,
+        };
+        let sample = |sends: &[f64]| -> Vec<Reading> {
+            let mut out = vec![Reading {
+                ts: 0.0,
+                sent: 0.0,
+                received: 0.0,
+            }];
+            let mut sent = 0.0;
+            let mut i = 0;
+            let mut t = 5.0;
+            while t <= 3.0 * 3600.0 {
+                while i < sends.len() && sends[i] <= t {
+                    sent += 300.0;
+                    i += 1;
+                }
+                out.push(Reading {
+                    ts: t,
+                    sent,
+                    received: sent * 2.0,
+                });
+                t += 5.0;
+            }
+            out
+        };
+        let mut u = rng(11);
+        let mut t = 2.0;
+        let mut beats = Vec::new();
+        while t < 3.0 * 3600.0 {
+            beats.push(t);
+            t += 60.0 * (1.0 - 0.2 * u());
+        }
+        let c = in_connection_checkins(&sample(&beats));
+        assert!(c.len() >= beats.len() - 2, "{} of {}", c.len(), beats.len());
+        let s = score(&c, &presence, &p).unwrap();
+        assert!((s.period - 55.0).abs() <= 5.0, "{}", s.period);
+        assert!(s.raw >= 0.7, "{s:?}");
+        let mut keys = Vec::new();
+        let mut t = 1.0;
+        while t < 3.0 * 3600.0 {
+            keys.push(t);
+            t += if u() < 0.7 {
+                0.3 + u()
+            } else {
+                -40.0 * (1.0 - u()).ln()
+            };
+        }
+        let ssh = in_connection_checkins(&sample(&keys));
+        assert!(ssh.len() > 20);
+        assert!(
+            score(&ssh, &presence, &p).is_none_or(|s| s.raw < 0.7),
+            "interactive session scored as a beacon"
+        );
     }
 
     #[test]

@@ -228,6 +228,7 @@ impl Out {
             prev_seen: None,
             prev_bytes_sent: None,
             prev_bytes_received: None,
+            snapshots: None,
             label_source: None,
             source: None,
             acting_pid: None,

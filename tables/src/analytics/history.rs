@@ -10,6 +10,8 @@ use crate::tables::signing::static_facts;
 
 #[derive(Debug, Clone)]
 pub struct Flow {
+    /// The store's row id: joins the flow's counter readings (`flow_readings`).
+    pub id: i64,
     pub path: String,
     pub identity: String,
     pub signer_class: String,
@@ -128,9 +130,10 @@ pub fn signers(env: &TableEnv, paths: &BTreeSet<String>) -> HashMap<String, Sign
         .collect()
 }
 
-/// One flow row as read: path, label, protocol, address, port, name, start, end, last seen,
+/// One flow row as read: id, path, label, protocol, address, port, name, start, end, last seen,
 /// bytes sent, bytes received, label source.
 type RawFlow = (
+    i64,
     String,
     Option<String>,
     String,
@@ -151,18 +154,18 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
     let raw: Vec<RawFlow> = env.store.read(|c| {
         let mut stmt = c.prepare(
             &format!(
-                "SELECT f.path, f.launchd_label, f.protocol, f.remote_address, f.remote_port, {},
+                "SELECT f.id, f.path, f.launchd_label, f.protocol, f.remote_address, f.remote_port, {},
                         f.start, f.end, f.last_seen, f.bytes_sent, f.bytes_received, f.label_source
                  FROM flows f WHERE f.start >= ?1 OR f.last_seen >= ?1 OR f.end IS NULL ORDER BY f.start",
                 super::FLOW_NAME_SQL
             ),
         )?;
         let rows = stmt.query_map([since], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?))
         })?;
         rows.collect()
     })?;
-    let paths: BTreeSet<String> = raw.iter().map(|r| r.0.clone()).collect();
+    let paths: BTreeSet<String> = raw.iter().map(|r| r.1.clone()).collect();
     let signers = signers(env, &paths);
     let jobs = crate::jobs::inventory(&env.root, env.now() as i64);
     let internal = env.config.internal_networks();
@@ -170,6 +173,7 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
         .into_iter()
         .map(
             |(
+                id,
                 path,
                 label,
                 protocol,
@@ -202,6 +206,7 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
                     _ => s.identity,
                 };
                 Flow {
+                    id,
                     identity,
                     job_class: job.map_or("none", |j| j.class(Some(&s.class))),
                     interpreter,
@@ -229,6 +234,29 @@ pub fn flows(env: &TableEnv, since: f64) -> Result<Vec<Flow>, crate::store::Stor
             },
         )
         .collect())
+}
+
+/// Counter readings of long-lived flows taken at or after `since`, by flow id, ascending.
+pub fn flow_readings(
+    env: &TableEnv,
+    since: f64,
+) -> Result<HashMap<i64, Vec<super::beacon::Reading>>, crate::store::StoreError> {
+    let rows: Vec<(i64, f64, i64, i64)> = env.store.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT flow_id, ts, bytes_sent, bytes_received FROM flow_snapshots WHERE ts >= ?1 ORDER BY flow_id, ts",
+        )?;
+        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect()
+    })?;
+    let mut out: HashMap<i64, Vec<super::beacon::Reading>> = HashMap::new();
+    for (id, ts, sent, received) in rows {
+        out.entry(id).or_default().push(super::beacon::Reading {
+            ts,
+            sent: sent as f64,
+            received: received as f64,
+        });
+    }
+    Ok(out)
 }
 
 /// Hours (epoch / 3600) in which the host started any flow: the hours it was awake and online.

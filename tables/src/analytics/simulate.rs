@@ -4,7 +4,7 @@
 //! evaluation benchmark and `--replay` see the same thing. Deterministic per seed (splitmix64),
 //! no external RNG.
 
-use crate::observation::{FlowObs, Observation, SigningObs};
+use crate::observation::{FlowObs, FlowSnapshot, Observation, SigningObs};
 
 use super::beacon::Conn;
 
@@ -67,6 +67,9 @@ pub struct Key {
     pub interpreter: bool,
     /// The launchd label that runs it, when a job does.
     pub launchd_label: Option<String>,
+    /// Counter readings of each connection (parallel to `conns`) as the store keeps them for
+    /// long-lived flows; empty for keys of short connections.
+    pub snapshots: Vec<Vec<FlowSnapshot>>,
 }
 
 /// The host's sleep schedule: awake intervals within the day.
@@ -168,6 +171,7 @@ fn beacon(
         job_class: "none",
         interpreter: false,
         launchd_label: None,
+        snapshots: Vec::new(),
     }
 }
 
@@ -223,6 +227,7 @@ fn benign(
         job_class: "none",
         interpreter: false,
         launchd_label: None,
+        snapshots: Vec::new(),
     }
 }
 
@@ -504,6 +509,286 @@ pub fn host_day(seed: u64, day_index: u64) -> Vec<Key> {
     ));
     keys.extend(job_keys(seed, day_index, day, &w));
     keys.extend(fast_and_infrastructure_keys(seed, day_index, day, &w));
+    keys.extend(in_connection_keys(seed, day_index, day, &w));
+    keys
+}
+
+/// The live sampler's reading interval (`[sampler] socket_interval`).
+pub const SOCKET_INTERVAL: f64 = 5.0;
+
+/// One connection read every `every` seconds (first reading at `open + phase`): the first
+/// reading, then each reading where the counters moved with the quiet reading before it. (The
+/// store keeps fewer — only the ends of a run of like readings — which time the same check-ins.) `events` are (time, bytes sent, bytes received), in time order.
+pub fn sampled_readings(
+    events: &[(f64, f64, f64)],
+    open: f64,
+    close: f64,
+    every: f64,
+    phase: f64,
+) -> Vec<FlowSnapshot> {
+    let mut all = Vec::new();
+    let (mut sent, mut received, mut next) = (0.0, 0.0, 0usize);
+    let mut t = open + phase;
+    while t <= close {
+        while next < events.len() && events[next].0 <= t {
+            sent += events[next].1;
+            received += events[next].2;
+            next += 1;
+        }
+        all.push(FlowSnapshot {
+            ts: t,
+            bytes_sent: sent as i64,
+            bytes_received: received as i64,
+        });
+        t += every;
+    }
+    let moved = |a: &FlowSnapshot, b: &FlowSnapshot| {
+        a.bytes_sent != b.bytes_sent || a.bytes_received != b.bytes_received
+    };
+    let mut kept: Vec<FlowSnapshot> = Vec::new();
+    for (i, r) in all.iter().enumerate() {
+        if i == 0 {
+            kept.push(*r);
+        } else if moved(&all[i - 1], r) {
+            if kept.last().map(|k| k.ts) != Some(all[i - 1].ts) {
+                kept.push(all[i - 1]);
+            }
+            kept.push(*r);
+        }
+    }
+    kept
+}
+
+/// A connection's traffic between its open and close: (time, bytes sent, bytes received).
+type Traffic<'a> = dyn FnMut(&mut Rng, f64, f64) -> Vec<(f64, f64, f64)> + 'a;
+
+/// One persistent connection per awake window (a laptop's sleep drops it; the program
+/// reconnects on wake): `traffic(rng, open, close)` gives its (time, sent, received) events.
+#[allow(clippy::too_many_arguments)]
+fn persistent(
+    rng: &mut Rng,
+    class: &str,
+    malicious: bool,
+    path: &str,
+    signer_class: &'static str,
+    remote_name: &str,
+    port: u16,
+    address: &str,
+    connections: usize,
+    windows: &[(f64, f64)],
+    traffic: &mut Traffic<'_>,
+) -> Key {
+    let phase = rng.range(0.0, SOCKET_INTERVAL);
+    let (mut conns, mut durations, mut snapshots) = (Vec::new(), Vec::new(), Vec::new());
+    for (a, b) in windows {
+        for _ in 0..connections {
+            let open = a + rng.range(5.0, 120.0);
+            if open >= *b {
+                continue;
+            }
+            // The connection's opening burst (handshake, hello), then its own traffic.
+            let mut events = vec![(open, rng.range(500.0, 700.0), rng.range(3000.0, 5000.0))];
+            events.extend(traffic(rng, open, *b));
+            events.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let readings = sampled_readings(&events, open, *b, SOCKET_INTERVAL, phase);
+            let last = readings.last().copied();
+            conns.push(Conn {
+                start: open,
+                bytes_out: last.map_or(0.0, |r| r.bytes_sent as f64),
+                bytes_in: last.map_or(0.0, |r| r.bytes_received as f64),
+            });
+            durations.push(last.map_or(0.0, |r| r.ts - open));
+            snapshots.push(readings);
+        }
+    }
+    Key {
+        class: class.into(),
+        malicious,
+        path: path.into(),
+        signer_class,
+        remote_name: remote_name.into(),
+        port,
+        launchd_period: None,
+        conns,
+        durations,
+        addresses: vec![address.into()],
+        first_seen_days: if malicious || rng.f() < 0.1 {
+            rng.range(0.0, 7.0)
+        } else {
+            rng.range(30.0, 365.0)
+        },
+        job_class: "none",
+        interpreter: false,
+        launchd_label: None,
+        snapshots,
+    }
+}
+
+/// Issue 12's in-connection classes, from a fourth stream: an implant that checks in inside
+/// one persistent connection (one connection per awake stretch, so 1–2 connection starts a
+/// day), jittered or not, beside long-lived benign connections that must stay quiet — a
+/// stream, an interactive SSH session, a push WebSocket's keepalives from an Apple program and
+/// a database connection pool. All are read as the live sampler reads them (every 5 s).
+fn in_connection_keys(seed: u64, day_index: u64, day: f64, w: &[(f64, f64)]) -> Vec<Key> {
+    let _ = day;
+    let mut rng = Rng::new(seed.wrapping_mul(15_485_863).wrapping_add(day_index) ^ 0x1c0e);
+    let mut keys = Vec::new();
+    let period = *rng.pick(&[30.0, 60.0, 300.0, 900.0]);
+    let (class, jitter) = match rng.next_u64() % 3 {
+        0 => ("in_connection_j0", 0.0),
+        1 => ("in_connection_j30", 0.3),
+        _ => ("in_connection_j50", 0.5),
+    };
+    let base_out = rng.range(200.0, 900.0);
+    let signer: &'static str = if rng.f() < 2.0 / 3.0 {
+        "adhoc"
+    } else {
+        "unsigned"
+    };
+    let name = format!("ws{}.c2-persist.example.net", rng.next_u64() % 1000);
+    keys.push(persistent(
+        &mut rng,
+        class,
+        true,
+        &format!("/Users/Shared/.{class}/agent"),
+        signer,
+        &name,
+        443,
+        "198.51.100.90",
+        1,
+        w,
+        &mut |r, open, close| {
+            let mut ev = Vec::new();
+            let mut t = open + r.range(0.0, period);
+            while t < close {
+                // 7 % missed beats and tasking now and then, as for connection beacons.
+                if r.f() >= 0.07 {
+                    let tasking = if r.f() < 0.05 {
+                        r.range(5.0, 40.0)
+                    } else {
+                        1.0
+                    };
+                    ev.push((t, base_out * r.range(0.95, 1.05) * tasking, 0.0));
+                    ev.push((t + r.range(0.05, 0.8), 0.0, r.range(300.0, 600.0) * tasking));
+                }
+                t += period * (1.0 - jitter * r.f());
+            }
+            ev
+        },
+    ));
+    // A media stream: requests all the time, paused now and then while the buffer is full.
+    keys.push(persistent(
+        &mut rng,
+        "stream_download",
+        false,
+        "/Applications/Player.app/Contents/MacOS/Player",
+        "developer_id",
+        "media.stream.example",
+        443,
+        "203.0.113.60",
+        1,
+        w,
+        &mut |r, open, close| {
+            let end = (open + r.range(1800.0, 3.0 * 3600.0)).min(close);
+            let mut ev = Vec::new();
+            let mut t = open;
+            let mut pause_at = t + r.exp(90.0);
+            while t < end {
+                ev.push((t, r.range(200.0, 600.0), r.range(5e4, 5e5)));
+                t += r.exp(1.5);
+                if t > pause_at {
+                    t += r.range(5.0, 90.0);
+                    pause_at = t + r.exp(90.0);
+                }
+            }
+            ev
+        },
+    ));
+    // An interactive SSH session (Homebrew's ad-hoc-signed ssh): bursts of keystrokes, pauses
+    // to think or read, long idle stretches.
+    keys.push(persistent(
+        &mut rng,
+        "ssh_interactive",
+        false,
+        "/opt/homebrew/bin/ssh",
+        "adhoc",
+        "bastion.corp.example",
+        22,
+        "203.0.113.61",
+        1,
+        w,
+        &mut |r, open, close| {
+            let end = (open + r.range(1800.0, 4.0 * 3600.0)).min(close);
+            let mut ev = Vec::new();
+            let mut t = open + r.range(1.0, 10.0);
+            while t < end {
+                for _ in 0..(r.range(3.0, 40.0) as usize) {
+                    ev.push((t, 36.0, r.range(36.0, 120.0)));
+                    t += r.range(0.1, 0.6);
+                }
+                t += if r.f() < 0.6 {
+                    r.exp(15.0)
+                } else {
+                    r.exp(300.0)
+                };
+            }
+            ev
+        },
+    ));
+    // A push WebSocket from an Apple program: a keepalive on a timer, pushes now and then.
+    let keepalive = *rng.pick(&[60.0, 240.0, 900.0]);
+    keys.push(persistent(
+        &mut rng,
+        "push_websocket_apple",
+        false,
+        "/System/Library/PrivateFrameworks/PushKit.framework/pushd",
+        "apple",
+        "gateway.push-ws.apple.example",
+        443,
+        "17.57.145.20",
+        1,
+        w,
+        &mut |r, open, close| {
+            let mut ev = Vec::new();
+            let mut t = open + keepalive;
+            while t < close {
+                ev.push((t, 40.0, 0.0));
+                ev.push((t + r.range(0.05, 0.3), 0.0, 40.0));
+                if r.f() < 0.1 {
+                    ev.push((
+                        t + r.range(1.0, keepalive - 1.0),
+                        0.0,
+                        r.range(200.0, 4000.0),
+                    ));
+                }
+                t += keepalive * (1.0 + 0.02 * (2.0 * r.f() - 1.0));
+            }
+            ev
+        },
+    ));
+    // A database connection pool: four connections, queries whenever the app needs them.
+    keys.push(persistent(
+        &mut rng,
+        "db_pool",
+        false,
+        "/Applications/Ledger.app/Contents/MacOS/Ledger",
+        "developer_id",
+        "db.vendor.example",
+        5432,
+        "203.0.113.62",
+        4,
+        w,
+        &mut |r, open, close| {
+            let mut ev = Vec::new();
+            let mut t = open + r.exp(40.0);
+            while t < close {
+                ev.push((t, r.range(200.0, 3000.0), 0.0));
+                ev.push((t + r.range(0.002, 0.2), 0.0, r.range(500.0, 50_000.0)));
+                t += r.exp(40.0);
+            }
+            ev
+        },
+    ));
     keys
 }
 
@@ -549,6 +834,7 @@ fn fast_and_infrastructure_keys(seed: u64, day_index: u64, day: f64, w: &[(f64, 
         job_class: "none",
         interpreter: false,
         launchd_label: None,
+        snapshots: Vec::new(),
     });
     let infra = |rng: &mut Rng,
                  class: &str,
@@ -648,6 +934,7 @@ pub fn observations(keys: &[Key]) -> Vec<Observation> {
                 prev_seen: None,
                 prev_bytes_sent: None,
                 prev_bytes_received: None,
+                snapshots: k.snapshots.get(i).filter(|s| !s.is_empty()).cloned(),
                 label_source: None,
                 source: None,
                 acting_pid: None,
@@ -666,8 +953,8 @@ mod tests {
         assert_eq!(host_day(7, 0), host_day(7, 0));
         assert_ne!(host_day(7, 0)[0].conns, host_day(8, 0)[0].conns);
         let keys = host_day(3, 1);
-        // One beacon from each stream: classic, launchd jobs, fast session mode.
-        assert_eq!(keys.iter().filter(|k| k.malicious).count(), 3);
+        // One beacon from each stream: classic, launchd jobs, fast session mode, in-connection.
+        assert_eq!(keys.iter().filter(|k| k.malicious).count(), 4);
         assert!(keys.iter().all(|k| k.conns.len() == k.durations.len()));
         let obs = observations(&keys);
         assert!(obs.iter().any(|o| matches!(o, Observation::Signing(_))));

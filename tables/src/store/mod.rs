@@ -15,7 +15,9 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::StoreConfig;
-use crate::observation::{DnsObs, FlowObs, Observation, PayloadObs, ProcessObs, SigningObs};
+use crate::observation::{
+    DnsObs, FlowObs, FlowSnapshot, Observation, PayloadObs, ProcessObs, SigningObs,
+};
 use schema::{ALL_TABLES, MIGRATIONS, RAW_TABLES, SCHEMA_VERSION, SUMMARY_TABLES};
 
 pub const STORE_FILE: &str = "launchwatch.db";
@@ -191,7 +193,9 @@ impl Store {
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p, &ids, &mut fresh)?,
-                Observation::Flow(f) => upsert_flow(&tx, f, summaries)?,
+                Observation::Flow(f) => {
+                    upsert_flow(&tx, f, self.limits.snapshot_min_age, summaries)?
+                }
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
                 Observation::Payload(_) | Observation::Dns(_) => {}
             }
@@ -246,11 +250,25 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT start, end, pid, process_start, path, launchd_label, protocol, local_address, local_port,
                     remote_address, remote_port, remote_name, bytes_sent, bytes_received, state, last_seen,
-                    prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid FROM flows ORDER BY start, id",
+                    prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid, id FROM flows ORDER BY start, id",
+        )?;
+        let mut snapshots_of = conn.prepare(
+            "SELECT ts, bytes_sent, bytes_received FROM flow_snapshots WHERE flow_id = ?1 ORDER BY ts",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
+            let id: i64 = r.get(22)?;
+            let snapshots: Vec<FlowSnapshot> = snapshots_of
+                .query_map([id], |s| {
+                    Ok(FlowSnapshot {
+                        ts: s.get(0)?,
+                        bytes_sent: s.get(1)?,
+                        bytes_received: s.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
             emit(Observation::Flow(FlowObs {
+                snapshots: Some(snapshots).filter(|s| !s.is_empty()),
                 start: r.get(0)?,
                 end: r.get(1)?,
                 pid: r.get(2)?,
@@ -396,6 +414,7 @@ impl Store {
             )? as u64;
         }
         forget_instances_without_readings(&tx, &mut self.instance_ids())?;
+        out.by_age += delete_orphan_snapshots(&tx)?;
         for (table, col) in SUMMARY_TABLES {
             out.summaries += tx.execute(
                 &format!("DELETE FROM {table} WHERE {col} < ?1"),
@@ -429,6 +448,7 @@ impl Store {
                 removed += tx.execute(&oldest_tenth, [])? as u64;
             }
             forget_instances_without_readings(&tx, &mut self.instance_ids())?;
+            removed += delete_orphan_snapshots(&tx)?;
             tx.commit()?;
             out.by_size += removed;
             if removed == 0 {
@@ -455,6 +475,14 @@ fn forget_instances_without_readings(tx: &Connection, ids: &mut InstanceIds) -> 
         ids.clear();
     }
     Ok(())
+}
+
+/// Readings of flows that are gone: a flow id can be reused once its row is pruned.
+fn delete_orphan_snapshots(tx: &Connection) -> rusqlite::Result<u64> {
+    Ok(tx.execute(
+        "DELETE FROM flow_snapshots WHERE flow_id NOT IN (SELECT id FROM flows)",
+        [],
+    )? as u64)
 }
 
 fn live_bytes(conn: &Connection) -> Result<u64> {
@@ -631,9 +659,64 @@ fn insert_process(
     Ok(())
 }
 
+fn insert_snapshot(
+    tx: &Connection,
+    flow_id: i64,
+    ts: f64,
+    sent: i64,
+    received: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO flow_snapshots(flow_id, ts, bytes_sent, bytes_received) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![flow_id, ts, sent, received])?;
+    Ok(())
+}
+
+/// When the flow's last kept reading is the previous one (`old_seen`) and the last two kept
+/// intervals are of the same kind as the new one — bytes sent grew in all three, or in none —
+/// the new reading replaces the last: the run's first reading (a check-in's start, or the
+/// quiet before it) stays, its latest moves on. Returns whether it did.
+fn extend_run(
+    tx: &Connection,
+    flow_id: i64,
+    old_seen: f64,
+    ts: f64,
+    sent: i64,
+    received: i64,
+) -> rusqlite::Result<bool> {
+    let recent: Vec<(i64, f64, i64)> = tx
+        .prepare_cached(
+            "SELECT rowid, ts, bytes_sent FROM flow_snapshots WHERE flow_id = ?1 ORDER BY ts DESC LIMIT 3",
+        )?
+        .query_map(params![flow_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let [(last_row, last_ts, last_sent), (_, _, mid_sent), (_, _, first_sent)] = recent[..] else {
+        return Ok(false);
+    };
+    let grew = sent > last_sent;
+    if last_ts != old_seen
+        || ts <= last_ts
+        || (last_sent > mid_sent) != grew
+        || (mid_sent > first_sent) != grew
+    {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "UPDATE flow_snapshots SET ts = ?2, bytes_sent = ?3, bytes_received = ?4 WHERE rowid = ?1",
+    )?
+    .execute(params![last_row, ts, sent, received])?;
+    Ok(true)
+}
+
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
-fn upsert_flow(tx: &Connection, f: &FlowObs, summaries: bool) -> rusqlite::Result<()> {
+fn upsert_flow(
+    tx: &Connection,
+    f: &FlowObs,
+    snapshot_min_age: f64,
+    summaries: bool,
+) -> rusqlite::Result<()> {
     let last_seen = f.seen();
     // The same connection, or the same one seen earlier without an owner (a socket first seen
     // in TIME_WAIT, say): that row is upgraded rather than duplicated.
@@ -690,6 +773,35 @@ fn upsert_flow(tx: &Connection, f: &FlowObs, summaries: bool) -> rusqlite::Resul
                 f.process_start,
                 f.acting_pid
             ])?;
+            // A long-lived connection's counters moved: keep the reading before (the quiet one,
+            // when the sampler held it back) and this one, so check-ins inside it can be timed.
+            let moved = sent != old_sent || received != old_received;
+            let known = f.bytes_sent.is_some() || f.bytes_received.is_some();
+            if moved && known && last_seen.max(old_seen) - f.start >= snapshot_min_age {
+                let held_back = f.prev_seen.filter(|at| *at > old_seen && *at < last_seen);
+                // Continuous traffic moves the run's latest reading instead of adding one per
+                // sample: a stream costs a few rows, not one every socket_interval.
+                let extended =
+                    held_back.is_none() && extend_run(tx, id, old_seen, last_seen, sent, received)?;
+                if !extended {
+                    if !old_path.is_empty() {
+                        insert_snapshot(tx, id, old_seen, old_sent, old_received)?;
+                    }
+                    if let Some(at) = held_back {
+                        insert_snapshot(
+                            tx,
+                            id,
+                            at,
+                            f.prev_bytes_sent.unwrap_or(old_sent),
+                            f.prev_bytes_received.unwrap_or(old_received),
+                        )?;
+                    }
+                    insert_snapshot(tx, id, last_seen, sent, received)?;
+                }
+            }
+            for s in f.snapshots.iter().flatten() {
+                insert_snapshot(tx, id, s.ts, s.bytes_sent, s.bytes_received)?;
+            }
             // A row that just learned its program counts as that program's flow from now on.
             let adopted = i64::from(old_path.is_empty() && !f.path.is_empty());
             (
@@ -729,6 +841,10 @@ fn upsert_flow(tx: &Connection, f: &FlowObs, summaries: bool) -> rusqlite::Resul
                 f.source,
                 f.acting_pid
             ])?;
+            let id = tx.last_insert_rowid();
+            for s in f.snapshots.iter().flatten() {
+                insert_snapshot(tx, id, s.ts, s.bytes_sent, s.bytes_received)?;
+            }
             (1, sent.max(0), received.max(0))
         }
     };
@@ -930,6 +1046,198 @@ mod tests {
             err.contains("schema version 99, newer than this launchwatch knows"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_v6_store_gains_flow_snapshots_and_keeps_its_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = 6; COMMIT;",
+            MIGRATIONS[..6].join(";")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO flows(start, last_seen, pid, path, protocol, local_port, remote_address, remote_port, bytes_sent, bytes_received)
+             VALUES (0, 5, 7, '/bin/agent', 'tcp', 5000, '203.0.113.9', 443, 100, 10)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let v: i64 = store
+            .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        // The old row is the same connection: a later reading that moved its counters keeps
+        // both readings as snapshots of it.
+        store.write_batch(&[reading(60.0, 400, 30)], 1).unwrap();
+        let (flows, snaps) = flows_and_snapshots(&store);
+        assert_eq!(flows, 1);
+        assert_eq!(snaps, vec![(5.0, 100, 10), (60.0, 400, 30)]);
+    }
+
+    fn reading(at: f64, sent: i64, received: i64) -> Observation {
+        obs(&format!(
+            r#"{{"kind":"flow","start":0,"end":null,"last_seen":{at},"pid":7,"path":"/bin/agent","protocol":"tcp","local_port":5000,"remote_address":"203.0.113.9","remote_port":443,"bytes_sent":{sent},"bytes_received":{received}}}"#
+        ))
+    }
+
+    fn flows_and_snapshots(store: &Store) -> (i64, Vec<(f64, i64, i64)>) {
+        store
+            .read(|c| {
+                let n = c.query_row("SELECT count(*) FROM flows", [], |r| r.get(0))?;
+                let mut stmt = c.prepare(
+                    "SELECT ts, bytes_sent, bytes_received FROM flow_snapshots ORDER BY flow_id, ts",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok((n, rows.collect::<rusqlite::Result<Vec<_>>>()?))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn lines_of_one_connection_are_one_flow_with_its_readings_and_round_trip() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        // Young and quiet readings cost nothing; once the connection is 30 s old
+        // ([store] snapshot_min_age), each move
+        // keeps the reading before it and its own. A held-back quiet reading (prev_seen, as the
+        // sampler writes it) is kept too.
+        store
+            .write_batch(
+                &[
+                    reading(5.0, 100, 10),
+                    reading(20.0, 150, 10),
+                    reading(55.0, 150, 10),
+                    reading(60.0, 400, 30),
+                ],
+                0,
+            )
+            .unwrap();
+        let mut held = reading(120.0, 700, 40);
+        if let Observation::Flow(f) = &mut held {
+            (f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received) =
+                (Some(115.0), Some(400), Some(30));
+        }
+        store.write_batch(&[held], 0).unwrap();
+        let (flows, snaps) = flows_and_snapshots(&store);
+        assert_eq!(flows, 1, "several lines of one connection are one flow");
+        let want = vec![
+            (55.0, 150, 10),
+            (60.0, 400, 30),
+            (115.0, 400, 30),
+            (120.0, 700, 40),
+        ];
+        assert_eq!(snaps, want);
+        // `record` writes them on the flow's one line; replaying that line restores them.
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("\"flow\"")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].contains(r#""snapshots":[{"ts":55.0,"bytes_sent":150,"bytes_received":10},"#),
+            "{}",
+            lines[0]
+        );
+        let again = Store::in_memory(StoreConfig::default()).unwrap();
+        again.write_batch(&[obs(lines[0])], 0).unwrap();
+        assert_eq!(flows_and_snapshots(&again), (1, want));
+    }
+
+    #[test]
+    fn runs_of_like_readings_keep_their_ends_and_time_the_same_check_ins() {
+        use crate::analytics::beacon::{in_connection_checkins, Reading};
+        let store = Store::in_memory(StoreConfig {
+            snapshot_min_age: 1.0,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        // Every 5 s for ten minutes: a stream that sends in every interval (40–200 s), quiet,
+        // check-ins at 302 and 362 (the latter over two intervals), a download that only
+        // receives (400–500 s), a check-in at 522.
+        let (mut sent, mut received) = (600i64, 4000i64);
+        let mut full = Vec::new();
+        for i in 0..120 {
+            let t = i as f64 * 5.0;
+            if (40.0..200.0).contains(&t) || [305.0, 365.0, 370.0, 525.0].contains(&t) {
+                sent += 100;
+                received += 50;
+            }
+            if (400.0..500.0).contains(&t) {
+                received += 100_000;
+            }
+            full.push((t, sent, received));
+        }
+        // Written as the sampler writes: each reading that moved, with the held-back quiet
+        // reading before it.
+        let mut written: Option<(i64, i64)> = None;
+        let mut held: Option<(f64, i64, i64)> = None;
+        for &(t, s, r) in &full {
+            if written == Some((s, r)) {
+                held = Some((t, s, r));
+                continue;
+            }
+            let mut line = reading(t, s, r);
+            if let (Observation::Flow(f), Some((at, hs, hr))) = (&mut line, held.take()) {
+                (f.prev_seen, f.prev_bytes_sent, f.prev_bytes_received) =
+                    (Some(at), Some(hs), Some(hr));
+            }
+            store.write_batch(&[line], 0).unwrap();
+            written = Some((s, r));
+        }
+        let readings = |rows: &[(f64, i64, i64)]| -> Vec<Reading> {
+            rows.iter()
+                .map(|(ts, s, r)| Reading {
+                    ts: *ts,
+                    sent: *s as f64,
+                    received: *r as f64,
+                })
+                .collect()
+        };
+        let (_, kept) = flows_and_snapshots(&store);
+        assert!(kept.len() <= 16, "{} rows kept: {kept:?}", kept.len());
+        let want = in_connection_checkins(&readings(&full));
+        assert_eq!(
+            want.iter().map(|c| c.start).collect::<Vec<_>>(),
+            [40.0, 305.0, 365.0, 525.0]
+        );
+        assert_eq!(in_connection_checkins(&readings(&kept)), want);
+    }
+
+    #[test]
+    fn snapshots_age_out_and_go_with_their_flows() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        let line = |start: f64, port: u16| {
+            obs(&format!(
+                r#"{{"kind":"flow","start":{start},"end":{},"path":"/bin/agent","protocol":"tcp","local_port":{port},"remote_address":"203.0.113.9","remote_port":443,"bytes_sent":30,"bytes_received":3,
+                   "snapshots":[{{"ts":{start},"bytes_sent":10,"bytes_received":1}},{{"ts":{},"bytes_sent":20.0,"bytes_received":2}},{{"ts":{},"bytes_sent":30,"bytes_received":3}}]}}"#,
+                start + 90_000.0,
+                start + 100.0,
+                start + 90_000.0
+            ))
+        };
+        // One connection lasting a day, one short-lived and long gone.
+        store
+            .write_batch(&[line(200_000.0, 1), line(10_000.0, 2)], 0)
+            .unwrap();
+        assert_eq!(flows_and_snapshots(&store).1.len(), 6);
+        store.prune(300_000.0).unwrap();
+        let (flows, snaps) = flows_and_snapshots(&store);
+        assert_eq!(flows, 1);
+        // The day-long connection keeps its readings inside the retention only; the gone
+        // flow's readings went with it.
+        assert_eq!(snaps, vec![(290_000.0, 30, 3)]);
+        let orphans: i64 = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM flow_snapshots WHERE flow_id NOT IN (SELECT id FROM flows)",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(orphans, 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub const RAW_TABLES: &[(&str, &str)] = &[
     ("flows", "last_seen"),
     ("payloads", "ts"),
     ("dns", "last_seen"),
+    ("flow_snapshots", "ts"),
 ];
 
 /// Long-lived summaries (name, time column): kept by `summary_max_age`, not by raw retention,
@@ -26,6 +27,7 @@ pub const ALL_TABLES: &[&str] = &[
     "process_instances",
     "process_cpu",
     "flows",
+    "flow_snapshots",
     "payloads",
     "dns",
     "signing",
@@ -177,5 +179,16 @@ pub const MIGRATIONS: &[&str] = &[
                i.path AS path, i.name AS name, c.cpu_time AS cpu_time,
                i.launchd_label AS launchd_label, i.pgid AS pgid, i.label_source AS label_source
         FROM process_cpu c JOIN process_instances i ON i.id = c.instance;
+    "#,
+    // Counter readings of long-lived flows where the counters moved, with the quiet reading
+    // before, so check-ins inside one connection can be timed. Self-contained (one new table
+    // keyed by the flow's id), so it can be renumbered beside other migrations.
+    r#"
+    CREATE TABLE flow_snapshots (
+        flow_id INTEGER NOT NULL, ts REAL NOT NULL,
+        bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+        UNIQUE (flow_id, ts)
+    );
+    CREATE INDEX flow_snapshots_ts ON flow_snapshots(ts);
     "#,
 ];
