@@ -217,7 +217,8 @@ pub struct SamplerConfig {
     pub process_interval: f64,
     /// Seconds between socket samples.
     pub socket_interval: f64,
-    /// Seconds between the two fresh samples `query` takes in live mode.
+    /// Seconds between the two fresh samples `query` takes in live mode when its statement
+    /// reads a rate (one sample otherwise).
     pub query_window: f64,
     /// An open flow whose counters moved is written at least this often (seconds): what a
     /// kill -9 can lose. Unchanged flows and idle processes are not rewritten.
