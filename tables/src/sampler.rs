@@ -520,30 +520,15 @@ impl Sampler {
             let needs_owner = self.flows.get(&key).is_some_and(|t| t.flow.pid.is_none());
             let owner = match (needs_owner, s.pid) {
                 (true, Some(pid)) => Some((pid, self.owner(pid), None)),
-                (true, None) => self
-                    .kernel
-                    .table()
-                    .and_then(|t| {
-                        t.lookup_directed(
-                            (
-                                ip_proto(s.protocol),
-                                s.local,
-                                s.local_port,
-                                s.remote,
-                                s.remote_port,
-                            ),
-                            now,
-                        )
-                    })
-                    .map(|o| {
-                        let owner = Owner {
-                            path: o.path,
-                            start: o.process_start,
-                            label: o.launchd_label,
-                            label_source: o.label_source,
-                        };
-                        (o.pid, owner, Some(platform::KERNEL_SOURCE))
-                    }),
+                (true, None) => self.kernel_owner(&s, now).map(|o| {
+                    let owner = Owner {
+                        path: o.path,
+                        start: o.process_start,
+                        label: o.launchd_label,
+                        label_source: o.label_source,
+                    };
+                    (o.pid, owner, Some(platform::KERNEL_SOURCE))
+                }),
                 _ => None,
             };
             let Some(tracked) = self.flows.get_mut(&key) else {
@@ -590,18 +575,7 @@ impl Sampler {
         let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
         let mut source = Some(platform::SOCKET_SOURCE.to_string());
         // A connection the kernel events saw open: its real start time.
-        let start = match self.kernel.table().and_then(|t| {
-            t.lookup_directed(
-                (
-                    ip_proto(s.protocol),
-                    s.local,
-                    s.local_port,
-                    s.remote,
-                    s.remote_port,
-                ),
-                now,
-            )
-        }) {
+        let start = match self.kernel_owner(s, now) {
             Some(o) if o.start <= now => {
                 source = Some(platform::KERNEL_SOURCE.to_string());
                 o.start
@@ -784,6 +758,20 @@ fn owner_of(p: &ProcessObs) -> Owner {
         start: Some(p.start_time),
         label: p.launchd_label.clone(),
         label_source: p.label_source.clone(),
+    }
+}
+
+impl Sampler {
+    /// Who the kernel events saw open this socket's connection, if they follow it.
+    fn kernel_owner(&self, s: &SocketSample, now: f64) -> Option<crate::facts::FlowOwner> {
+        let tuple = (
+            ip_proto(s.protocol),
+            s.local,
+            s.local_port,
+            s.remote,
+            s.remote_port,
+        );
+        self.kernel.table()?.lookup_directed(tuple, now)
     }
 }
 
