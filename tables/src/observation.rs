@@ -52,7 +52,7 @@ pub struct ProcessObs {
 }
 
 /// One connection; byte counters are its cumulative totals at `end` (or at the sample).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlowObs {
     pub start: f64,
     #[serde(default)]

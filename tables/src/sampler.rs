@@ -420,28 +420,12 @@ impl Sampler {
                 Some(t) => t.flow,
                 None => FlowObs {
                     start: k.start,
-                    end: None,
-                    pid: None,
-                    process_start: None,
-                    path: String::new(),
-                    launchd_label: None,
-                    label_source: None,
-                    source: None,
-                    acting_pid: None,
                     protocol: k.protocol.into(),
                     local_address: Some(k.local.to_string()),
                     local_port: Some(k.local_port),
                     remote_address: k.remote.to_string(),
                     remote_port: k.remote_port,
-                    remote_name: None,
-                    bytes_sent: None,
-                    bytes_received: None,
-                    state: None,
-                    last_seen: None,
-                    prev_seen: None,
-                    prev_bytes_sent: None,
-                    prev_bytes_received: None,
-                    snapshots: None,
+                    ..FlowObs::default()
                 },
             };
             // The event's facts were read while the process lived: they win. The start stays
@@ -589,7 +573,6 @@ impl Sampler {
             unwritten: None,
             flow: FlowObs {
                 start,
-                end: None,
                 pid,
                 process_start: owner.start,
                 path: owner.path.unwrap_or_default(),
@@ -603,15 +586,7 @@ impl Sampler {
                 local_port: Some(s.local_port),
                 remote_address: s.remote.to_string(),
                 remote_port: s.remote_port,
-                remote_name: None,
-                bytes_sent: None,
-                bytes_received: None,
-                state: None,
-                last_seen: None,
-                prev_seen: None,
-                prev_bytes_sent: None,
-                prev_bytes_received: None,
-                snapshots: None,
+                ..FlowObs::default()
             },
         }
     }
