@@ -31,7 +31,7 @@ fn pack_eval_report_matches_docs() {
          LAUNCHWATCH_UPDATE_DOCS=1 cargo test -p launchwatch --test pack_eval) and review the diff.\n\
          Regenerated:\n{text}"
     );
-    // The report's own verdict: positives found, lookalikes quiet, pending cases still missed.
+    // The report's own verdict: positives found, lookalikes quiet.
     let failures = e.failures();
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -38,9 +38,6 @@ pub enum Expect {
     Alert,
     /// A benign lookalike: no detection reports the program on any seed.
     Quiet,
-    /// A positive the shipped analytic cannot see yet: reported as pending, with the reason,
-    /// and a test fails once it is found so the expectation gets flipped to `Alert`.
-    Pending(&'static str),
 }
 
 /// One labelled scenario: the program `path` is the subject its analytic must (or must not)
@@ -54,9 +51,6 @@ pub struct Case {
     /// A reason column (from `hunt`'s triage reasons) that a finding must carry to count.
     pub needs_reason: Option<&'static str>,
 }
-
-/// In-connection beacons (issue 12 item 2) are in the pack.
-pub const IN_CONNECTION_EXPECT: Expect = Expect::Alert;
 
 const FAST_2S: &str = "/Users/alice/Library/Application Support/.fastsync/fastsync";
 const FAST_5S: &str = "/Users/alice/Library/Application Support/.relayd/relayd";
@@ -107,7 +101,7 @@ pub fn cases() -> Vec<Case> {
             "unsigned LaunchAgent checking in every 5 s (jitter 0–30 %) for an hour", FAST_5S),
         case("AN1120", "beacon_minutes", Expect::Alert,
             "unsigned LaunchDaemon checking in every 1, 5, 15 or 30 min (jitter 0–30 %) all day", SLOW),
-        case("AN1120", "in_connection_beacon", IN_CONNECTION_EXPECT,
+        case("AN1120", "in_connection_beacon", Expect::Alert,
             "ad-hoc signed LaunchDaemon holding one TCP connection for six hours, checking in inside it every 30, 60 or 300 s (counter snapshots)", IN_CONN),
         case("AN1120", "ssdp_multicast", Expect::Quiet,
             "unsigned media-sharing LaunchAgent sending SSDP M-SEARCH to 239.255.255.250:1900 every 30–120 s", SSDP),
@@ -931,7 +925,7 @@ pub fn evaluate(
 pub const ANALYTICS: [&str; 5] = ["AN1120", "AN1378", "AN0743", "AN0402", "AN0082"];
 
 impl Evaluation {
-    /// Recall of `analytic` over its positive cases' variants (pending ones apart).
+    /// Recall of `analytic` over its positive cases' variants.
     pub fn recall(&self, analytic: &str) -> (usize, usize) {
         self.cases
             .iter()
@@ -954,8 +948,8 @@ impl Evaluation {
                 .sum::<usize>()
     }
 
-    /// Every case as its expectation asks: positives at recall ≥ 0.9, lookalikes quiet, pending
-    /// ones still missed (else the expectation must be flipped). The failures, worded.
+    /// Every case as its expectation asks: positives at recall ≥ 0.9, lookalikes quiet. The
+    /// failures, worded.
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (c, r) in &self.cases {
@@ -968,10 +962,6 @@ impl Evaluation {
                 Expect::Quiet if !r.by_analytic.is_empty() => out.push(format!(
                     "{} {}: lookalike reported by {:?}",
                     c.analytic, c.name, r.by_analytic
-                )),
-                Expect::Pending(_) if r.hits > 0 => out.push(format!(
-                    "{} {}: now found on {}/{} seeds: flip its expectation to Expect::Alert",
-                    c.analytic, c.name, r.hits, r.seeds
                 )),
                 _ => {}
             }
@@ -1037,7 +1027,10 @@ pub fn report(e: &Evaluation) -> String {
         "sizes, delays and CPU load, so recall is a fraction of {n} variants per case.\n"
     );
     let _ = writeln!(s, "## Per analytic\n");
-    let _ = writeln!(s, "Recall over the positive variants (pending cases apart); false alerts are the analytic's findings");
+    let _ = writeln!(
+        s,
+        "Recall over the positive variants; false alerts are the analytic's findings"
+    );
     let _ = writeln!(s, "on any lookalike, or on a program no case names, summed over the seeds ({n} replayed Macs).\n");
     let _ = writeln!(
         s,
@@ -1077,9 +1070,8 @@ pub fn report(e: &Evaluation) -> String {
     for a in ANALYTICS {
         for (c, r) in e.cases.iter().filter(|(c, _)| c.analytic == a) {
             let expected = match c.expect {
-                Expect::Alert => "alert".to_string(),
-                Expect::Quiet => "quiet".to_string(),
-                Expect::Pending(why) => format!("alert, {why}"),
+                Expect::Alert => "alert",
+                Expect::Quiet => "quiet",
             };
             let by = if r.by_analytic.is_empty() {
                 "—".to_string()
@@ -1104,13 +1096,6 @@ pub fn report(e: &Evaluation) -> String {
                         "yes"
                     } else {
                         "**no**"
-                    }
-                }
-                Expect::Pending(_) => {
-                    if r.hits == 0 {
-                        "pending"
-                    } else {
-                        "**found: flip**"
                     }
                 }
             };
@@ -1162,10 +1147,7 @@ pub fn report(e: &Evaluation) -> String {
     let failures = e.failures();
     let _ = writeln!(s, "\n## Verdict\n");
     if failures.is_empty() {
-        let _ = writeln!(
-            s,
-            "Every positive at recall ≥ 0.9, every lookalike quiet, pending cases still pending."
-        );
+        let _ = writeln!(s, "Every positive at recall ≥ 0.9, every lookalike quiet.");
     } else {
         for f in failures {
             let _ = writeln!(s, "- {f}");
