@@ -109,3 +109,24 @@ pub fn running_as_root() -> bool {
     eprintln!("skipped: needs root");
     false
 }
+
+/// A child process killed and reaped when dropped, so a failing test never leaves a CPU burner
+/// or a sleeper behind (a leaked child also keeps the test's inherited descriptors open).
+pub struct Reaped(pub std::process::Child);
+
+impl Reaped {
+    pub fn spawn(cmd: &mut Command) -> Reaped {
+        Reaped(cmd.spawn().expect("spawn child"))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

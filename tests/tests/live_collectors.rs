@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use launchwatch_e2e::{bin, json_rows, stderr};
+use launchwatch_e2e::{bin, json_rows, stderr, Reaped};
 use serde_json::{Map, Value};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -327,11 +327,8 @@ fn busy_and_idle_children_have_the_cpu_proc_says() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "[sampler]\nquery_window = 2\n");
-    let mut busy = Command::new("sh")
-        .args(["-c", "while :; do :; done"])
-        .spawn()
-        .unwrap();
-    let mut idle = Command::new("sleep").arg("60").spawn().unwrap();
+    let busy = Reaped::spawn(Command::new("sh").args(["-c", "while :; do :; done"]));
+    let idle = Reaped::spawn(Command::new("sleep").arg("60"));
     std::thread::sleep(Duration::from_millis(300));
     let (t0, c0) = (Instant::now(), proc_cpu_seconds(busy.id()));
     let sql = format!(
@@ -349,10 +346,6 @@ fn busy_and_idle_children_have_the_cpu_proc_says() {
         &sql,
     ]);
     let (t1, c1) = (Instant::now(), proc_cpu_seconds(busy.id()));
-    let _ = busy.kill();
-    let _ = idle.kill();
-    let _ = busy.wait();
-    let _ = idle.wait();
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = json_rows(&out);
     let pct = |pid: u32| {

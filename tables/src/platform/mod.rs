@@ -112,7 +112,7 @@ pub struct SocketSample {
     pub remote: std::net::IpAddr,
     pub remote_port: u16,
     /// TCP state in osquery's spelling; `None` for UDP.
-    pub state: Option<String>,
+    pub state: Option<&'static str>,
     pub listening: bool,
     pub pid: Option<i64>,
     /// macOS: the delegated ("effective") pid when a daemon works for another process

@@ -652,11 +652,7 @@ pub mod collector {
                     remote: s.remote,
                     remote_port: s.remote_port,
                     // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
-                    state: if tcp {
-                        tcp_state_name(s.state).map(str::to_string)
-                    } else {
-                        None
-                    },
+                    state: if tcp { tcp_state_name(s.state) } else { None },
                     listening: tcp && s.state == 10,
                     pid: (s.inode != 0)
                         .then(|| self.owners.get(&s.inode).copied())

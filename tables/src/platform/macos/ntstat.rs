@@ -550,7 +550,6 @@ pub fn socket_sample(f: &NtstatFlow) -> crate::platform::SocketSample {
         state: if tcp {
             f.state
                 .and_then(|s| super::pcblist::tcp_state_name(s as i32))
-                .map(str::to_string)
         } else {
             None
         },
@@ -1320,7 +1319,7 @@ mod tests {
         assert_eq!((tuple.0, o.start, o.end), (6, 100.0, Some(101.0)));
         let s = socket_sample(&f);
         assert_eq!(
-            (s.pid, s.delegate_pid, s.state.as_deref()),
+            (s.pid, s.delegate_pid, s.state),
             (Some(88), Some(4242), Some("ESTABLISHED"))
         );
         let mut quic = f.clone();

@@ -749,10 +749,7 @@ pub mod collector {
             local_port: s.local_port,
             remote: s.remote,
             remote_port: s.remote_port,
-            state: s
-                .tcp_state
-                .and_then(pcblist::tcp_state_name)
-                .map(str::to_string),
+            state: s.tcp_state.and_then(pcblist::tcp_state_name),
             listening: s.tcp_state == Some(1),
             pid: (s.last_pid > 0).then_some(s.last_pid as i64),
             delegate_pid: (s.e_pid > 0 && s.e_pid != s.last_pid).then_some(s.e_pid as i64),

@@ -8,9 +8,10 @@
 //! closed between queries still has its bytes. Linux TIME_WAIT sockets have no inode and no
 //! `tcp_info`: they are matched to the flow by 5-tuple and keep its owner and bytes.
 
+mod live_flows;
+
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::attribution::{attribute, ProcessTree};
@@ -18,17 +19,21 @@ use crate::env::{wall_clock, TableEnv};
 use crate::facts::KernelFlow;
 use crate::observation::{FlowObs, Observation, ProcessObs};
 use crate::platform::{self, KernelSource, SocketCollector, SocketSample};
+pub use live_flows::WritePolicy;
+use live_flows::{
+    ip_proto, with_prev, FastMap, FlowKey, FlowWrite, Owner, SocketReading, Source, Tracked,
+};
 
 /// How soon a connection the kernel events saw end is committed: a kill -9 loses only the
 /// ones that ended within this long before it.
 const CLOSED_FLUSH: Duration = Duration::from_secs(1);
 
-/// Tick timing jitter tolerated when a flow's write age is compared to `flow_write_age`:
-/// ticks `socket_interval` apart must not miss a write by microseconds.
-const WRITE_AGE_SLACK: f64 = 0.25;
-
 /// Prune at most this often: deleting is cheap but not free.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Observations per store transaction: a first tick on a host with tens of thousands of
+/// sockets is written in bounded pieces, so it never holds them all as observations at once.
+const WRITE_CHUNK: usize = 1000;
 
 /// What one tick saw.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,74 +44,11 @@ pub struct TickReport {
     pub cost: Duration,
 }
 
-type FlowKey = (&'static str, IpAddr, u16, IpAddr, u16);
-
-#[derive(Debug, Clone)]
-struct Tracked {
-    socket_id: u64,
-    /// The sample that last saw it: one not seen by the latest sample has closed.
-    generation: u64,
-    flow: FlowObs,
-    /// What the store last got: (time, bytes sent, bytes received, state, pid); `None` until
-    /// the first write.
-    written: Option<Written>,
-    /// The reading before this one, when it was not written: the rate's true start.
-    unwritten: Option<(f64, Option<i64>, Option<i64>)>,
-}
-
-type Written = (f64, Option<i64>, Option<i64>, Option<String>, Option<i64>);
-
-/// When live state is written to the store (store by change).
-#[derive(Debug, Clone, Copy)]
-pub struct WritePolicy {
-    pub flow_age: f64,
-    pub flow_step: i64,
-    pub idle_refresh: f64,
-    /// A process whose CPU moved is written at most this often.
-    pub process_age: f64,
-}
-
-impl WritePolicy {
-    pub const EVERY_SAMPLE: WritePolicy = WritePolicy {
-        flow_age: 0.0,
-        flow_step: 0,
-        idle_refresh: 0.0,
-        process_age: 0.0,
-    };
-}
-
-impl Default for WritePolicy {
-    fn default() -> WritePolicy {
-        WritePolicy::from(&crate::config::SamplerConfig::default())
-    }
-}
-
-impl From<&crate::config::SamplerConfig> for WritePolicy {
-    fn from(c: &crate::config::SamplerConfig) -> WritePolicy {
-        WritePolicy {
-            flow_age: c.flow_write_age,
-            flow_step: c.flow_write_step as i64,
-            idle_refresh: c.idle_refresh,
-            // A little under the interval, so tick jitter never skips a reading.
-            process_age: c.process_interval * 0.9,
-        }
-    }
-}
-
 /// The last reading of one process instance: (time, cpu) written, and the latest unwritten.
 #[derive(Debug, Clone, Copy)]
 struct ProcessWritten {
     written: (f64, f64),
     unwritten: Option<(f64, f64)>,
-}
-
-/// Who a pid is: path, start time and launchd label (or systemd unit).
-#[derive(Debug, Clone, Default)]
-struct Owner {
-    path: Option<String>,
-    start: Option<f64>,
-    label: Option<String>,
-    label_source: Option<String>,
 }
 
 /// How long a tuple the kernel events closed stays known, so the poller's later sighting of
@@ -116,9 +58,9 @@ const KERNEL_CLOSED_MEMORY_S: f64 = 180.0;
 pub struct Sampler {
     sockets: SocketCollector,
     kernel: KernelSource,
-    flows: HashMap<FlowKey, Tracked>,
-    owners: HashMap<i64, Owner>,
-    kernel_closed: HashMap<FlowKey, f64>,
+    flows: FastMap<FlowKey, Tracked>,
+    owners: FastMap<i64, Arc<Owner>>,
+    kernel_closed: FastMap<FlowKey, f64>,
     processes: HashMap<(i64, u64), ProcessWritten>,
     /// Executables whose verified signing facts were already asked for.
     signed: std::collections::HashSet<String>,
@@ -128,7 +70,7 @@ pub struct Sampler {
     tree: ProcessTree,
     resumed: bool,
     /// Counts socket samples (see `Tracked::generation`).
-    generation: u64,
+    generation: u32,
     /// Process instances the kernel events reported, not yet written.
     kernel_procs: Vec<ProcessObs>,
     /// The kernel events' drop count at the last process walk.
@@ -177,9 +119,9 @@ impl Sampler {
         Sampler {
             sockets: SocketCollector::default(),
             kernel,
-            flows: HashMap::new(),
-            owners: HashMap::new(),
-            kernel_closed: HashMap::new(),
+            flows: FastMap::default(),
+            owners: FastMap::default(),
+            kernel_closed: FastMap::default(),
             tree: ProcessTree::new(platform::LABEL_SOURCE),
             processes: HashMap::new(),
             signed: std::collections::HashSet::new(),
@@ -254,7 +196,6 @@ impl Sampler {
             })
             .unwrap_or_default();
         for f in open {
-            let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
             let (Ok(local), Ok(remote)) = (
                 f.local_address.as_deref().unwrap_or("").parse(),
                 f.remote_address.parse(),
@@ -262,43 +203,31 @@ impl Sampler {
                 continue;
             };
             let key = (
-                protocol,
+                ip_proto(&f.protocol),
                 local,
                 f.local_port.unwrap_or(0),
                 remote,
                 f.remote_port,
             );
-            self.flows.insert(
-                key,
-                Tracked {
-                    socket_id: 0,
-                    generation: 0,
-                    written: Some((
-                        f.seen(),
-                        f.bytes_sent,
-                        f.bytes_received,
-                        f.state.clone(),
-                        f.pid,
-                    )),
-                    unwritten: None,
-                    flow: f,
-                },
-            );
+            self.flows.insert(key, Tracked::resumed(&f));
         }
     }
 
-    fn owner(&mut self, pid: i64) -> Owner {
+    /// Who `pid` is: from the last process walk, else asked of the platform now.
+    fn owner(&mut self, pid: i64) -> Arc<Owner> {
         if let Some(o) = self.owners.get(&pid) {
             return o.clone();
         }
-        let o = platform::process_identity(pid)
-            .map(|(path, start)| Owner {
-                path,
-                start,
-                label: None,
-                label_source: None,
-            })
-            .unwrap_or_default();
+        let o = Arc::new(
+            platform::process_identity(pid)
+                .map(|(path, start)| Owner {
+                    path,
+                    start,
+                    label: None,
+                    label_source: None,
+                })
+                .unwrap_or_default(),
+        );
         self.owners.insert(pid, o.clone());
         o
     }
@@ -340,7 +269,10 @@ impl Sampler {
                             p.label_source = Some(a.source);
                         }
                     }
-                    self.owners = procs.iter().map(|p| (p.pid, owner_of(p))).collect();
+                    self.owners = procs
+                        .iter()
+                        .map(|p| (p.pid, Arc::new(owner_of(p))))
+                        .collect();
                     report.processes = procs.len();
                     let procs = self.processes_to_write(procs);
                     observations.extend(self.signing_of_new_paths(&procs));
@@ -365,6 +297,7 @@ impl Sampler {
         let ended = self.apply_kernel(ended, now);
         report.closed += ended.len();
         observations.extend(ended.into_iter().map(Observation::Flow));
+        let mut flow_writes = Vec::new();
         if due.sockets {
             match self.sockets.sample() {
                 Ok(sample) => {
@@ -374,10 +307,10 @@ impl Sampler {
                     if let Some(w) = self.sockets.take_warning() {
                         errors.push(format!("sockets (partial): {w}"));
                     }
-                    let (flows, open, closed) = self.track(sample, now);
+                    let (writes, open, closed) = self.track(sample, now);
                     report.sockets = open;
                     report.closed += closed;
-                    observations.extend(flows.into_iter().map(Observation::Flow));
+                    flow_writes = writes;
                 }
                 Err(e) => errors.push(format!("sockets: {e}")),
             }
@@ -385,13 +318,26 @@ impl Sampler {
                 *s = self.sources();
             }
         }
-        // Flows of processes born and gone between process ticks still find their job through
-        // the parent the tree remembers.
-        attribute(&mut observations, &mut self.tree);
         // A wake only for ended connections is not a sample.
         let sampled = u64::from(due.processes || due.sockets);
-        if let Err(e) = env.store.write_batch(&observations, sampled) {
-            errors.push(e.to_string());
+        let mut writes = flow_writes.into_iter().peekable();
+        loop {
+            while observations.len() < WRITE_CHUNK {
+                let Some(w) = writes.next() else { break };
+                observations.push(Observation::Flow(self.flow_obs(w)));
+            }
+            let last = writes.peek().is_none();
+            // Flows of processes born and gone between process ticks still find their job
+            // through the parent the tree remembers.
+            attribute(&mut observations, &mut self.tree);
+            let batch_samples = if last { sampled } else { 0 };
+            if let Err(e) = env.store.write_batch(&observations, batch_samples) {
+                errors.push(e.to_string());
+            }
+            observations.clear();
+            if last {
+                break;
+            }
         }
         report.cost = started.elapsed();
         env.sampler.record(report.cost, errors.is_empty());
@@ -413,11 +359,17 @@ impl Sampler {
     fn apply_kernel(&mut self, ended: Vec<KernelFlow>, now: f64) -> Vec<FlowObs> {
         let mut out = Vec::new();
         for k in ended {
-            let key: FlowKey = (k.protocol, k.local, k.local_port, k.remote, k.remote_port);
+            let key: FlowKey = (
+                ip_proto(k.protocol),
+                k.local,
+                k.local_port,
+                k.remote,
+                k.remote_port,
+            );
             self.kernel_closed.insert(key, now);
             let owner = k.owner.as_ref();
             let mut f = match self.flows.remove(&key) {
-                Some(t) => t.flow,
+                Some(t) => t.observation(&key),
                 None => FlowObs {
                     start: k.start,
                     protocol: k.protocol.into(),
@@ -455,44 +407,56 @@ impl Sampler {
         out
     }
 
-    /// Turns a socket sample into flow observations: every open flow with its current counters,
-    /// and every flow that vanished (or whose 5-tuple now belongs to a new socket) as CLOSED.
-    /// Flows are updated in place: a socket that did not change costs a hash lookup and a few
-    /// comparisons, no allocation.
-    fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowObs>, usize, usize) {
+    /// Turns a socket sample into the flow writes due: every open flow whose counters or state
+    /// the store should get now, and every flow that vanished (or whose 5-tuple now belongs to a
+    /// new socket) as CLOSED. Flows are updated in place: a socket that did not change costs a
+    /// hash lookup and a few comparisons, no allocation.
+    fn track(&mut self, sample: Vec<SocketSample>, now: f64) -> (Vec<FlowWrite>, usize, usize) {
         let mut out = Vec::new();
         let mut closed = 0;
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
+        let policy = self.policy;
         for s in sample {
             // Listeners and unconnected UDP sockets have no destination: not flows.
             if s.listening || s.remote_port == 0 || s.remote.is_unspecified() {
                 continue;
             }
-            let key = (s.protocol, s.local, s.local_port, s.remote, s.remote_port);
+            let key = (
+                ip_proto(s.protocol),
+                s.local,
+                s.local_port,
+                s.remote,
+                s.remote_port,
+            );
+            let reading = SocketReading {
+                socket_id: s.socket_id,
+                state: s.state,
+                bytes_sent: s.bytes_sent,
+                bytes_received: s.bytes_received,
+            };
             if s.socket_id == 0 && self.kernel_closed.contains_key(&key) {
                 // The TIME_WAIT remnant of a connection the kernel events already closed.
                 continue;
             }
-            let policy = self.policy;
             // The common case: the same socket, its owner known. One lookup, no allocation.
-            if let Some(t) = self.flows.get_mut(&key) {
-                let same = t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id;
-                if same && t.flow.pid.is_some() {
-                    if let Some(w) = refresh(&policy, t, s, now, generation) {
-                        out.push(w);
+            let continues = match self.flows.get_mut(&key) {
+                Some(t) => {
+                    let same = t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id;
+                    if same && t.pid.is_some() {
+                        if let Some(prev) = t.refresh(&policy, reading, now, generation) {
+                            out.push(FlowWrite::Open { key, prev });
+                        }
+                        continue;
                     }
-                    continue;
+                    Some(same)
                 }
-            }
-            let continues = self
-                .flows
-                .get(&key)
-                .map(|t| t.socket_id == 0 || s.socket_id == 0 || t.socket_id == s.socket_id);
+                None => None,
+            };
             if continues != Some(true) {
                 if continues == Some(false) {
                     if let Some(old) = self.flows.remove(&key) {
-                        out.push(close(old.flow));
+                        out.push(FlowWrite::Closed(Box::new(old.closed(&key))));
                         closed += 1;
                     }
                 }
@@ -501,7 +465,7 @@ impl Sampler {
             }
             // A socket that lost its owner (TIME_WAIT) keeps the one history knew; one with no
             // owner yet may find it in the process table or the kernel events.
-            let needs_owner = self.flows.get(&key).is_some_and(|t| t.flow.pid.is_none());
+            let needs_owner = self.flows.get(&key).is_some_and(|t| t.pid.is_none());
             let owner = match (needs_owner, s.pid) {
                 (true, Some(pid)) => Some((pid, self.owner(pid), None)),
                 (true, None) => self.kernel_owner(&s, now).map(|o| {
@@ -511,26 +475,22 @@ impl Sampler {
                         label: o.launchd_label,
                         label_source: o.label_source,
                     };
-                    (o.pid, owner, Some(platform::KERNEL_SOURCE))
+                    (o.pid, Arc::new(owner), Some(Source::Kernel))
                 }),
                 _ => None,
             };
             let Some(tracked) = self.flows.get_mut(&key) else {
                 continue;
             };
-            let f = &mut tracked.flow;
             if let Some((pid, owner, source)) = owner {
-                f.pid = Some(pid);
-                f.path = owner.path.unwrap_or_default();
-                f.process_start = owner.start;
-                f.launchd_label = owner.label;
-                f.label_source = owner.label_source;
+                tracked.pid = Some(pid);
+                tracked.owner = owner;
                 if let Some(source) = source {
-                    f.source = Some(source.into());
+                    tracked.source = source;
                 }
             }
-            if let Some(w) = refresh(&policy, tracked, s, now, generation) {
-                out.push(w);
+            if let Some(prev) = tracked.refresh(&policy, reading, now, generation) {
+                out.push(FlowWrite::Open { key, prev });
             }
         }
         let gone: Vec<FlowKey> = self
@@ -541,12 +501,24 @@ impl Sampler {
             .collect();
         for key in gone {
             if let Some(t) = self.flows.remove(&key) {
-                out.push(close(t.flow));
+                out.push(FlowWrite::Closed(Box::new(t.closed(&key))));
                 closed += 1;
             }
         }
         let open = self.flows.len();
         (out, open, closed)
+    }
+
+    /// The observation a flow write stands for, built now from the live table.
+    fn flow_obs(&self, w: FlowWrite) -> FlowObs {
+        match w {
+            FlowWrite::Closed(f) => *f,
+            FlowWrite::Open { key, prev } => match self.flows.get(&key) {
+                Some(t) => with_prev(t.observation(&key), prev),
+                // Not reachable: a flow leaves the table only as a Closed write.
+                None => FlowObs::default(),
+            },
+        }
     }
 
     /// A flow first seen now, with its owner (a delegated pid only if that process already
@@ -557,97 +529,20 @@ impl Sampler {
             _ => s.pid,
         };
         let owner = pid.map(|p| self.owner(p)).unwrap_or_default();
-        let mut source = Some(platform::SOCKET_SOURCE.to_string());
+        let mut source = Source::Socket;
         // A connection the kernel events saw open: its real start time.
         let start = match self.kernel_owner(s, now) {
             Some(o) if o.start <= now => {
-                source = Some(platform::KERNEL_SOURCE.to_string());
+                source = Source::Kernel;
                 o.start
             }
             _ => now,
         };
-        Tracked {
-            socket_id: s.socket_id,
-            generation: 0,
-            written: None,
-            unwritten: None,
-            flow: FlowObs {
-                start,
-                pid,
-                process_start: owner.start,
-                path: owner.path.unwrap_or_default(),
-                launchd_label: owner.label,
-                label_source: owner.label_source,
-                source,
-                // Both pids of a delegated socket: the daemon that used it stays.
-                acting_pid: s.pid.filter(|p| pid != Some(*p)),
-                protocol: s.protocol.to_string(),
-                local_address: Some(s.local.to_string()),
-                local_port: Some(s.local_port),
-                remote_address: s.remote.to_string(),
-                remote_port: s.remote_port,
-                ..FlowObs::default()
-            },
-        }
-    }
-}
-
-/// A tracked flow seen again in this sample: its counters, state and sighting, and what to
-/// write (store by change).
-fn refresh(
-    policy: &WritePolicy,
-    t: &mut Tracked,
-    s: SocketSample,
-    now: f64,
-    generation: u64,
-) -> Option<FlowObs> {
-    t.generation = generation;
-    if t.socket_id == 0 {
-        t.socket_id = s.socket_id;
-    }
-    let f = &mut t.flow;
-    // Counters only grow; a socket that no longer reports them keeps its last values.
-    f.bytes_sent = max_opt(f.bytes_sent, s.bytes_sent);
-    f.bytes_received = max_opt(f.bytes_received, s.bytes_received);
-    if f.state != s.state {
-        f.state = s.state;
-    }
-    f.last_seen = Some(now);
-    write_due(policy, t, now)
-}
-
-/// Store by change: the flow as it should be written now, or `None` when the store already
-/// has what matters (unchanged, or changed less than the step and written recently).
-fn write_due(p: &WritePolicy, t: &mut Tracked, now: f64) -> Option<FlowObs> {
-    {
-        let f = &t.flow;
-        let due = match &t.written {
-            None => true,
-            Some((at, sent, received, state, pid)) => {
-                let moved = (f.bytes_sent != *sent) || (f.bytes_received != *received);
-                let jump = f.bytes_sent.unwrap_or(0) - sent.unwrap_or(0) >= p.flow_step
-                    || f.bytes_received.unwrap_or(0) - received.unwrap_or(0) >= p.flow_step;
-                let age = now - at;
-                f.state != *state
-                    || f.pid != *pid
-                    || (moved && (jump || age >= p.flow_age - WRITE_AGE_SLACK))
-                    || age >= p.idle_refresh
-            }
-        };
-        if !due {
-            t.unwritten = Some((now, f.bytes_sent, f.bytes_received));
-            return None;
-        }
-        let mut w = f.clone();
-        // The reading before this one was held back: it, not the last write, starts the rate.
-        if let Some((at, sent, received)) = t.unwritten.take() {
-            if at < now {
-                (w.prev_seen, w.prev_bytes_sent, w.prev_bytes_received) =
-                    (Some(at), sent, received);
-            }
-        }
-        t.written = Some((now, f.bytes_sent, f.bytes_received, f.state.clone(), f.pid));
-        Some(w)
+        let mut t = Tracked::new(s.socket_id, start, pid, owner);
+        t.source = source;
+        // Both pids of a delegated socket: the daemon that used it stays.
+        t.acting_pid = s.pid.filter(|p| pid != Some(*p));
+        t
     }
 }
 
@@ -750,29 +645,6 @@ impl Sampler {
     }
 }
 
-/// IP protocol number of a spec.md protocol name (the flow table's key).
-fn ip_proto(protocol: &str) -> u8 {
-    if protocol == "udp" {
-        17
-    } else {
-        6
-    }
-}
-
-fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// A flow that is gone: it ended when it was last seen.
-fn close(mut f: FlowObs) -> FlowObs {
-    f.end = Some(f.seen());
-    f.state = Some("CLOSED".into());
-    f
-}
-
 /// A stop signal the sampler thread waits on between ticks, so shutdown never waits a full
 /// interval.
 #[derive(Default)]
@@ -861,14 +733,33 @@ mod tests {
         )
     }
 
-    fn sock(id: u64, lport: u16, sent: Option<i64>, pid: Option<i64>, state: &str) -> SocketSample {
+    impl Sampler {
+        /// `track` with its writes built into observations.
+        fn track_obs(
+            &mut self,
+            sample: Vec<SocketSample>,
+            now: f64,
+        ) -> (Vec<FlowObs>, usize, usize) {
+            let (writes, open, closed) = self.track(sample, now);
+            let obs = writes.into_iter().map(|w| self.flow_obs(w)).collect();
+            (obs, open, closed)
+        }
+    }
+
+    fn sock(
+        id: u64,
+        lport: u16,
+        sent: Option<i64>,
+        pid: Option<i64>,
+        state: &'static str,
+    ) -> SocketSample {
         SocketSample {
             protocol: "tcp",
             local: "127.0.0.1".parse().unwrap(),
             local_port: lport,
             remote: "127.0.0.1".parse().unwrap(),
             remote_port: 9000,
-            state: Some(state.into()),
+            state: Some(state),
             listening: false,
             pid,
             delegate_pid: None,
@@ -889,7 +780,7 @@ mod tests {
         // so_e_pid naming a process that does not exist (exited, or never ours): not trusted.
         let mut stale = sock(8, 40002, Some(10), Some(daemon), "ESTABLISHED");
         stale.delegate_pid = Some(i32::MAX as i64 - 7);
-        let (flows, _, _) = s.track(vec![delegated, stale], crate::env::wall_clock());
+        let (flows, _, _) = s.track_obs(vec![delegated, stale], crate::env::wall_clock());
         let by_port = |p: u16| flows.iter().find(|f| f.local_port == Some(p)).unwrap();
         assert_eq!(
             (by_port(40001).pid, by_port(40001).acting_pid),
@@ -908,7 +799,7 @@ mod tests {
         let now = crate::env::wall_clock();
         let mut polled = sock(0, 5353, Some(10), Some(88), "ESTABLISHED");
         (polled.protocol, polled.state) = ("udp", None);
-        s.track(vec![polled], now);
+        s.track_obs(vec![polled], now);
         let ended = KernelFlow {
             owner: None,
             protocol: "udp",
@@ -962,14 +853,14 @@ mod tests {
     fn a_connection_is_one_flow_until_it_closes_and_time_wait_keeps_its_owner() {
         let me = std::process::id() as i64;
         let mut s = Sampler::new();
-        let (f, open, closed) = s.track(
+        let (f, open, closed) = s.track_obs(
             vec![sock(7, 5000, Some(10), Some(me), "ESTABLISHED")],
             100.0,
         );
         assert_eq!((f.len(), open, closed), (1, 1, 0));
         assert_eq!(f[0].pid, Some(me));
         assert!(!f[0].path.is_empty(), "owner resolved from the pid");
-        let (f, _, _) = s.track(
+        let (f, _, _) = s.track_obs(
             vec![sock(7, 5000, Some(50), Some(me), "ESTABLISHED")],
             105.0,
         );
@@ -978,13 +869,13 @@ mod tests {
             (100.0, Some(50), Some(105.0))
         );
         // TIME_WAIT: no inode, no counters, no pid.
-        let (f, _, _) = s.track(vec![sock(0, 5000, None, None, "TIME_WAIT")], 110.0);
+        let (f, _, _) = s.track_obs(vec![sock(0, 5000, None, None, "TIME_WAIT")], 110.0);
         assert_eq!(
             (f[0].pid, f[0].bytes_sent, f[0].state.as_deref()),
             (Some(me), Some(50), Some("TIME_WAIT"))
         );
         // Gone: closed at its last sighting, with its bytes.
-        let (f, open, closed) = s.track(vec![], 115.0);
+        let (f, open, closed) = s.track_obs(vec![], 115.0);
         assert_eq!((open, closed), (0, 1));
         assert_eq!(
             (f[0].end, f[0].state.as_deref(), f[0].bytes_sent, f[0].start),
@@ -995,8 +886,9 @@ mod tests {
     #[test]
     fn a_reused_tuple_with_a_new_socket_is_a_new_flow() {
         let mut s = Sampler::new();
-        s.track(vec![sock(7, 5000, Some(10), None, "ESTABLISHED")], 100.0);
-        let (f, open, closed) = s.track(vec![sock(8, 5000, Some(1), None, "ESTABLISHED")], 105.0);
+        s.track_obs(vec![sock(7, 5000, Some(10), None, "ESTABLISHED")], 100.0);
+        let (f, open, closed) =
+            s.track_obs(vec![sock(8, 5000, Some(1), None, "ESTABLISHED")], 105.0);
         assert_eq!((open, closed), (1, 1));
         let old = f.iter().find(|f| f.end.is_some()).unwrap();
         let new = f.iter().find(|f| f.end.is_none()).unwrap();
@@ -1014,28 +906,32 @@ mod tests {
             process_age: 9.0,
         };
         let est = |sent| vec![sock(7, 5000, Some(sent), None, "ESTABLISHED")];
-        assert_eq!(s.track(est(10), 100.0).0.len(), 1, "new: written");
+        assert_eq!(s.track_obs(est(10), 100.0).0.len(), 1, "new: written");
         assert!(
-            s.track(est(10), 105.0).0.is_empty(),
+            s.track_obs(est(10), 105.0).0.is_empty(),
             "unchanged: not rewritten"
         );
         // Moved a little, 7 s after the write at 100 s: written. Then held back 2 s later.
-        assert_eq!(s.track(est(20), 107.0).0.len(), 1);
+        assert_eq!(s.track_obs(est(20), 107.0).0.len(), 1);
         assert!(
-            s.track(est(25), 109.0).0.is_empty(),
+            s.track_obs(est(25), 109.0).0.is_empty(),
             "moved, 2 s after the last write"
         );
-        let (f, _, _) = s.track(est(30), 112.5);
+        let (f, _, _) = s.track_obs(est(30), 112.5);
         assert_eq!(f.len(), 1, "moved and 5 s since the last write");
         // The rate starts at the held-back reading (109 s, 25 bytes), not the last write.
         assert_eq!(
             (f[0].prev_seen, f[0].prev_bytes_sent, f[0].bytes_sent),
             (Some(109.0), Some(25), Some(30))
         );
-        assert_eq!(s.track(est(5000), 113.0).0.len(), 1, "a jump past the step");
-        assert!(s.track(est(5000), 118.0).0.is_empty(), "unchanged");
-        assert_eq!(s.track(est(5000), 413.5).0.len(), 1, "idle refresh");
-        let (f, _, closed) = s.track(vec![], 414.0);
+        assert_eq!(
+            s.track_obs(est(5000), 113.0).0.len(),
+            1,
+            "a jump past the step"
+        );
+        assert!(s.track_obs(est(5000), 118.0).0.is_empty(), "unchanged");
+        assert_eq!(s.track_obs(est(5000), 413.5).0.len(), 1, "idle refresh");
+        let (f, _, closed) = s.track_obs(vec![], 414.0);
         assert_eq!(
             (f.len(), closed),
             (1, 1),
@@ -1081,7 +977,7 @@ mod tests {
         let mut u = sock(2, 53, None, None, "");
         u.remote = "0.0.0.0".parse().unwrap();
         u.remote_port = 0;
-        assert_eq!(s.track(vec![l, u], 1.0).1, 0);
+        assert_eq!(s.track_obs(vec![l, u], 1.0).1, 0);
     }
 
     #[test]
