@@ -57,6 +57,7 @@ pub fn kernel_buffers(data: &[u8]) {
     let _ = pcblist::parse(data, true, 23);
     let _ = pcblist::parse(data, false, 24);
     let _ = sockdiag::parse_dump(data);
+    let _ = sockdiag::parse_exact_replies(data, &mut sockdiag::ExactReplies::default());
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = parse::parse_proc_stat(text);
         let _ = parse::parse_launchctl_list(text);

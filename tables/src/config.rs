@@ -229,6 +229,12 @@ pub struct SamplerConfig {
     /// Unchanged open flows and idle processes are rewritten this often (seconds), so windows
     /// and retention keep seeing them.
     pub idle_refresh: f64,
+    /// Seconds between socket samples that read every socket (Linux, with the kernel events
+    /// followed): the ticks between read only connections that are busy or new, and UDP.
+    pub full_scan_interval: f64,
+    /// A connection whose counters moved within this many seconds (or that opened within it)
+    /// counts as busy: read on every socket tick, not only on full scans.
+    pub busy_window: f64,
 }
 
 impl Default for SamplerConfig {
@@ -240,6 +246,8 @@ impl Default for SamplerConfig {
             flow_write_age: 5.0,
             flow_write_step: 1_048_576.0,
             idle_refresh: 300.0,
+            full_scan_interval: 30.0,
+            busy_window: 600.0,
         }
     }
 }
@@ -412,6 +420,11 @@ impl Config {
             ("sampler.flow_write_age", self.sampler.flow_write_age),
             ("sampler.flow_write_step", self.sampler.flow_write_step),
             ("sampler.idle_refresh", self.sampler.idle_refresh),
+            (
+                "sampler.full_scan_interval",
+                self.sampler.full_scan_interval,
+            ),
+            ("sampler.busy_window", self.sampler.busy_window),
             ("store.max_age_hours", self.store.max_age_hours),
             ("store.max_mib", self.store.max_mib),
             ("store.summary_days", self.store.summary_days),

@@ -81,6 +81,16 @@ impl FlowTable {
         })
     }
 
+    /// Connections still open that began after `after`: the ones a socket tick between full
+    /// scans must read, since no earlier sample saw them.
+    pub fn opened_since(&self, after: f64) -> Vec<FlowTuple> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(_, owners)| owners.iter().any(|o| o.end.is_none() && o.start > after))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     /// Forgets connections that ended before `before`.
     pub fn prune(&self, before: f64) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());

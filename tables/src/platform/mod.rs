@@ -126,6 +126,11 @@ pub struct SocketSample {
     pub bytes_received: Option<i64>,
 }
 
+/// Whether the socket collector can read a few named connections (and every UDP socket)
+/// instead of every socket: Linux's sock_diag answers per-tuple requests; macOS's pcblist
+/// sysctl is all or nothing (ntstat already reports counters as they move there).
+pub const PARTIAL_SOCKET_SAMPLES: bool = cfg!(target_os = "linux");
+
 /// The socket collector of this platform (keeps caches between samples).
 #[cfg(target_os = "linux")]
 pub use linux::sock_diag::collector::Collector as SocketCollector;
@@ -142,6 +147,12 @@ impl SocketCollector {
             "socket sampling is not implemented on {}",
             std::env::consts::OS
         ))
+    }
+    pub fn sample_connections(
+        &mut self,
+        _tcp: &[crate::facts::FlowTuple],
+    ) -> Result<Vec<SocketSample>, String> {
+        self.sample()
     }
     pub fn take_warning(&mut self) -> Option<String> {
         None

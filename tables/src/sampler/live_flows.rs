@@ -96,6 +96,10 @@ pub(super) struct Tracked {
     pub bytes_sent: Option<i64>,
     pub bytes_received: Option<i64>,
     pub last_seen: Option<f64>,
+    /// When its counters last moved (or it opened, if the kernel events saw that); minus
+    /// infinity for a connection that has not been seen moving: it is busy until
+    /// `busy_window` after this.
+    pub moved_at: f64,
     /// `None` until the first write.
     pub written: Option<Written>,
     /// The reading before this one, when it was not written: the rate's true start.
@@ -209,6 +213,7 @@ impl Tracked {
             bytes_sent: None,
             bytes_received: None,
             last_seen: None,
+            moved_at: f64::NEG_INFINITY,
             written: None,
             unwritten: None,
         }
@@ -236,6 +241,7 @@ impl Tracked {
             bytes_sent: f.bytes_sent,
             bytes_received: f.bytes_received,
             last_seen: f.last_seen,
+            moved_at: f64::NEG_INFINITY,
             written: Some(Written {
                 at: f.seen(),
                 sent: f.bytes_sent,
@@ -280,6 +286,11 @@ impl Tracked {
         f
     }
 
+    /// Whether a socket tick between full scans should read it.
+    pub fn busy(&self, now: f64, window: f64) -> bool {
+        now - self.moved_at < window
+    }
+
     /// Takes this sample's reading and says whether the store should get the flow now (store
     /// by change): `Some(prev)` with the held-back reading that starts the write's rate, or
     /// `None` when the store already has what matters (unchanged, or changed less than the
@@ -296,8 +307,14 @@ impl Tracked {
             self.socket_id = reading.socket_id;
         }
         // Counters only grow; a socket that no longer reports them keeps its last values.
+        let before = (self.bytes_sent, self.bytes_received);
         self.bytes_sent = max_opt(self.bytes_sent, reading.bytes_sent);
         self.bytes_received = max_opt(self.bytes_received, reading.bytes_received);
+        // A first reading is no movement: a connection found by a scan is busy only once its
+        // counters are seen to change.
+        if before != (self.bytes_sent, self.bytes_received) && self.last_seen.is_some() {
+            self.moved_at = now;
+        }
         self.state = StateCode::of(reading.state);
         self.last_seen = Some(now);
         self.write_due(policy, now)

@@ -66,6 +66,98 @@ pub fn dump_request(family: u8, protocol: u8, seq: u32) -> Vec<u8> {
     b
 }
 
+/// `inet_diag_sockid.idiag_cookie` meaning "any socket with this tuple" (INET_DIAG_NOCOOKIE).
+const NO_COOKIE: [u8; 8] = [0xff; 8];
+
+/// A request for one connection by its tuple (no dump), asking for `tcp_info`. An IPv4 tuple
+/// asked with `family` 10 is spelled as its IPv4-mapped address (a dual-stack socket).
+pub fn exact_request(
+    family: u8,
+    protocol: u8,
+    (local, local_port, remote, remote_port): (IpAddr, u16, IpAddr, u16),
+    seq: u32,
+) -> Vec<u8> {
+    let len = NLMSG_HDR_LEN + REQ_LEN;
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_ne_bytes());
+    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&[family, protocol, 1 << (INET_DIAG_INFO - 1), 0]);
+    b.extend_from_slice(&u32::MAX.to_ne_bytes());
+    b.extend_from_slice(&local_port.to_be_bytes());
+    b.extend_from_slice(&remote_port.to_be_bytes());
+    for a in [local, remote] {
+        let raw: [u8; 16] = match (family, a) {
+            (2, IpAddr::V4(v4)) => {
+                let mut r = [0u8; 16];
+                r[..4].copy_from_slice(&v4.octets());
+                r
+            }
+            (_, IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+            (_, IpAddr::V6(v6)) => v6.octets(),
+        };
+        b.extend_from_slice(&raw);
+    }
+    b.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+    b.extend_from_slice(&NO_COOKIE);
+    debug_assert_eq!(b.len(), len);
+    b
+}
+
+/// Replies to a batch of [`exact_request`]s: one message per request, a socket or an error.
+#[derive(Debug, Default)]
+pub struct ExactReplies {
+    pub sockets: Vec<DiagSocket>,
+    /// Requests answered (sockets, "no such socket", or another error).
+    pub answered: usize,
+    /// The first error other than "no such socket" (a connection that closed meanwhile).
+    pub error: Option<String>,
+}
+
+/// Parses one buffer of replies to exact requests. Unlike a dump, an error message answers
+/// one request and does not end the batch; malformed bytes are still an error.
+pub fn parse_exact_replies(buf: &[u8], out: &mut ExactReplies) -> Result<(), String> {
+    let mut off = 0;
+    while off < buf.len() {
+        if buf.len() - off < NLMSG_HDR_LEN {
+            return Err("truncated netlink header".into());
+        }
+        let len = u32_ne(buf, off) as usize;
+        let kind = u16_ne(buf, off + 4);
+        if len < NLMSG_HDR_LEN || off + len > buf.len() {
+            return Err(format!(
+                "netlink message length {len} does not fit the buffer"
+            ));
+        }
+        let body = &buf[off + NLMSG_HDR_LEN..off + len];
+        match kind {
+            NLMSG_ERROR => {
+                out.answered += 1;
+                let errno = if body.len() >= 4 {
+                    (u32_ne(body, 0) as i32).saturating_neg()
+                } else {
+                    0
+                };
+                if errno != 0 && errno != libc::ENOENT && out.error.is_none() {
+                    out.error = Some(format!(
+                        "sock_diag: {}",
+                        std::io::Error::from_raw_os_error(errno)
+                    ));
+                }
+            }
+            SOCK_DIAG_BY_FAMILY => {
+                out.answered += 1;
+                out.sockets.push(parse_inet_diag_msg(body)?);
+            }
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(())
+}
+
 fn u16_ne(b: &[u8], o: usize) -> u16 {
     u16::from_ne_bytes([b[o], b[o + 1]])
 }
@@ -289,6 +381,63 @@ mod tests {
     }
 
     #[test]
+    fn an_exact_request_names_the_tuple_in_network_order_and_any_cookie() {
+        let tuple = (
+            "127.0.0.1".parse().unwrap(),
+            50000,
+            "192.0.2.9".parse().unwrap(),
+            443,
+        );
+        let r = exact_request(2, 6, tuple, 9);
+        assert_eq!(r.len(), 72);
+        assert_eq!(u16_ne(&r, 6), NLM_F_REQUEST, "not a dump");
+        assert_eq!(u32_ne(&r, 8), 9);
+        assert_eq!(&r[16..20], &[2, 6, 2, 0]);
+        // sockid at 24: ports big-endian, then 16-byte addresses, interface, cookie.
+        assert_eq!(&r[24..28], &[0xc3, 0x50, 0x01, 0xbb]);
+        assert_eq!(&r[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&r[44..48], &[192, 0, 2, 9]);
+        assert_eq!(&r[60..64], &[0; 4]);
+        assert_eq!(&r[64..72], &[0xff; 8]);
+        // The same IPv4 tuple asked of IPv6 sockets: the mapped address.
+        let r6 = exact_request(10, 6, tuple, 10);
+        assert_eq!(
+            &r6[28..44],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]
+        );
+    }
+
+    #[test]
+    fn exact_replies_count_sockets_and_errors_and_keep_only_real_errors() {
+        let errno = |e: i32| nlmsg(NLMSG_ERROR, &(-e).to_ne_bytes());
+        let mut buf = diag_msg(
+            2,
+            1,
+            &[127, 0, 0, 1],
+            50000,
+            &[127, 0, 0, 1],
+            8080,
+            42,
+            Some(&tcp_info(280, 101, 7)),
+        );
+        buf.extend(errno(libc::ENOENT));
+        let mut out = ExactReplies::default();
+        parse_exact_replies(&buf, &mut out).unwrap();
+        assert_eq!((out.answered, out.sockets.len()), (2, 1));
+        assert_eq!(out.sockets[0].bytes_acked, Some(101));
+        assert_eq!(
+            out.error, None,
+            "a connection that closed meanwhile is no error"
+        );
+        parse_exact_replies(&errno(libc::EPERM), &mut out).unwrap();
+        assert_eq!(out.answered, 3);
+        assert!(out.error.as_deref().unwrap().contains("not permitted"));
+        // Truncated bytes are an error, not a panic.
+        assert!(parse_exact_replies(&buf[..buf.len() - 3], &mut out).is_err());
+        assert!(parse_exact_replies(&buf[..10], &mut out).is_err());
+    }
+
+    #[test]
     fn parses_v4_v6_mapped_and_old_kernels() {
         let mut buf = diag_msg(
             2,
@@ -428,7 +577,9 @@ mod tests {
 pub mod collector {
     use std::collections::HashMap;
 
-    use super::{dump_request, parse_dump, tcp_state_name};
+    use super::{
+        dump_request, exact_request, parse_dump, parse_exact_replies, tcp_state_name, ExactReplies,
+    };
     use crate::platform::SocketSample;
 
     struct Netlink(libc::c_int);
@@ -440,7 +591,8 @@ pub mod collector {
         }
     }
 
-    fn dump(family: u8, protocol: u8, seq: u32) -> Result<Vec<super::DiagSocket>, String> {
+    /// A sock_diag netlink socket whose receives time out rather than hang.
+    fn open_diag() -> Result<Netlink, String> {
         // SAFETY: plain socket(2); the fd is closed by Netlink's Drop.
         let fd = unsafe {
             libc::socket(
@@ -470,7 +622,11 @@ pub mod collector {
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             )
         };
-        let req = dump_request(family, protocol, seq);
+        Ok(sock)
+    }
+
+    /// Sends netlink request bytes (one message or several) to the kernel.
+    fn send_to_kernel(sock: &Netlink, req: &[u8]) -> Result<(), String> {
         // SAFETY: sockaddr_nl is plain data; zeroed then family set addresses the kernel.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -491,6 +647,12 @@ pub mod collector {
                 std::io::Error::last_os_error()
             ));
         }
+        Ok(())
+    }
+
+    fn dump(family: u8, protocol: u8, seq: u32) -> Result<Vec<super::DiagSocket>, String> {
+        let sock = open_diag()?;
+        send_to_kernel(&sock, &dump_request(family, protocol, seq))?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         // Bounded: a dump that never ends is an error, not a hang.
@@ -603,6 +765,38 @@ pub mod collector {
             self.warning.take()
         }
 
+        /// Reads the given TCP connections one by one (batched requests, no dump) and every
+        /// UDP socket: what a socket tick between full scans costs when only a few
+        /// connections can have moved. Each asked-for connection costs about ten times what
+        /// one socket of a dump costs (measured here: ~15 µs against ~1.3 µs), so the caller
+        /// asks only for a few. An IPv4 tuple is also asked as IPv4-mapped IPv6 (a
+        /// dual-stack socket); the one that does not exist answers "no such socket".
+        /// Owners come from the inode map of the last full sample (a connection opened
+        /// since is attributed by the kernel events).
+        pub fn sample_connections(
+            &mut self,
+            tcp: &[crate::facts::FlowTuple],
+        ) -> Result<Vec<SocketSample>, String> {
+            let mut reads = Vec::new();
+            for family in [libc::AF_INET, libc::AF_INET6] {
+                self.seq = self.seq.wrapping_add(1);
+                reads.push(
+                    dump(family as u8, libc::IPPROTO_UDP as u8, self.seq)
+                        .map(|socks| socks.into_iter().map(|s| (false, s)).collect::<Vec<_>>()),
+                );
+            }
+            reads.push(
+                exact_tcp(tcp, &mut self.seq)
+                    .map(|socks| socks.into_iter().map(|s| (true, s)).collect()),
+            );
+            let (raw, warning) = crate::platform::keep_what_was_read(reads)?;
+            self.warning = warning;
+            Ok(raw
+                .into_iter()
+                .map(|(tcp, s)| self.socket_sample(tcp, s))
+                .collect())
+        }
+
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
             // One family or protocol failing does not discard the others (its error waits in
             // take_warning); only all failing is an error.
@@ -645,26 +839,79 @@ pub mod collector {
             }
             Ok(raw
                 .into_iter()
-                .map(|(tcp, s)| SocketSample {
-                    protocol: if tcp { "tcp" } else { "udp" },
-                    local: s.local,
-                    local_port: s.local_port,
-                    remote: s.remote,
-                    remote_port: s.remote_port,
-                    // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
-                    state: if tcp { tcp_state_name(s.state) } else { None },
-                    listening: tcp && s.state == 10,
-                    pid: (s.inode != 0)
-                        .then(|| self.owners.get(&s.inode).copied())
-                        .flatten(),
-                    delegate_pid: None,
-                    socket_id: s.inode as u64,
-                    // tcpi_bytes_acked: the connecting side's SYN counts as one byte (the
-                    // accepting side's SYN-ACK does not), so it can exceed the payload by one.
-                    bytes_sent: s.bytes_acked.map(|b| b as i64),
-                    bytes_received: s.bytes_received.map(|b| b as i64),
-                })
+                .map(|(tcp, s)| self.socket_sample(tcp, s))
                 .collect())
+        }
+
+        fn socket_sample(&self, tcp: bool, s: super::DiagSocket) -> SocketSample {
+            SocketSample {
+                protocol: if tcp { "tcp" } else { "udp" },
+                local: s.local,
+                local_port: s.local_port,
+                remote: s.remote,
+                remote_port: s.remote_port,
+                // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
+                state: if tcp { tcp_state_name(s.state) } else { None },
+                listening: tcp && s.state == 10,
+                pid: (s.inode != 0)
+                    .then(|| self.owners.get(&s.inode).copied())
+                    .flatten(),
+                delegate_pid: None,
+                socket_id: s.inode as u64,
+                // tcpi_bytes_acked: the connecting side's SYN counts as one byte (the
+                // accepting side's SYN-ACK does not), so it can exceed the payload by one.
+                bytes_sent: s.bytes_acked.map(|b| b as i64),
+                bytes_received: s.bytes_received.map(|b| b as i64),
+            }
+        }
+    }
+
+    /// One batch of exact requests on one netlink socket: every TCP tuple as itself and, for
+    /// IPv4, as IPv4-mapped IPv6.
+    fn exact_tcp(
+        tuples: &[crate::facts::FlowTuple],
+        seq: &mut u32,
+    ) -> Result<Vec<super::DiagSocket>, String> {
+        // Requests per send: their replies (~400 bytes each) must fit the default receive
+        // buffer, or the kernel drops them.
+        const BATCH: usize = 128;
+        let sock = open_diag()?;
+        let mut requests = Vec::new();
+        for &(proto, local, local_port, remote, remote_port) in tuples {
+            if proto != libc::IPPROTO_TCP as u8 {
+                continue;
+            }
+            let tuple = (local, local_port, remote, remote_port);
+            if local.is_ipv4() {
+                requests.push((libc::AF_INET as u8, tuple));
+            }
+            requests.push((libc::AF_INET6 as u8, tuple));
+        }
+        let mut replies = ExactReplies::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        for batch in requests.chunks(BATCH) {
+            let mut bytes = Vec::with_capacity(batch.len() * 72);
+            for &(family, tuple) in batch {
+                *seq = seq.wrapping_add(1);
+                bytes.extend(exact_request(family, libc::IPPROTO_TCP as u8, tuple, *seq));
+            }
+            send_to_kernel(&sock, &bytes)?;
+            let want = replies.answered + batch.len();
+            while replies.answered < want {
+                // SAFETY: buf is valid for its length.
+                let n = unsafe { libc::recv(sock.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n <= 0 {
+                    return Err(format!(
+                        "sock_diag receive: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                parse_exact_replies(&buf[..n as usize], &mut replies)?;
+            }
+        }
+        match replies.error {
+            Some(e) if replies.sockets.is_empty() => Err(e),
+            _ => Ok(replies.sockets),
         }
     }
 }

@@ -760,6 +760,15 @@ pub mod collector {
     }
 
     impl Collector {
+        /// pcblist has no per-connection read: every sample is a full one (the sampler reads
+        /// [`crate::platform::PARTIAL_SOCKET_SAMPLES`] and never asks for fewer here).
+        pub fn sample_connections(
+            &mut self,
+            _tcp: &[crate::facts::FlowTuple],
+        ) -> Result<Vec<SocketSample>, String> {
+            self.sample()
+        }
+
         /// The sockets of every protocol that could be read. One protocol failing (a UDP
         /// sysctl or parse error) does not discard the others: its error waits in
         /// [`Collector::take_warning`]. Only when every protocol fails is it an error.
