@@ -8,7 +8,8 @@
 
 pub mod schema;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -57,6 +58,8 @@ pub struct Store {
     limits: StoreConfig,
     /// Process instance row ids already written (locked after `conn`, never before).
     instance_ids: Mutex<InstanceIds>,
+    /// Which flow rows may exist, so a new flow skips the lookup (locked after `conn`).
+    flow_keys: Mutex<FlowKeys>,
     /// Whether flow writes also fold into `destination_summary` and `hourly_bytes`. Always
     /// for a persisted store; a one-off `query` whose statement reads no table built on them
     /// skips the work.
@@ -66,6 +69,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, migrating an older schema.
     pub fn open(dir: &Path, limits: StoreConfig) -> Result<Store> {
+        configure_sqlite();
         create_private_dir(dir)?;
         let file = dir.join(STORE_FILE);
         let conn = Connection::open(&file)
@@ -83,25 +87,32 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn, &file.display().to_string())?;
+        tune(&conn);
+        let flow_keys = Mutex::new(FlowKeys::load(&conn));
         Ok(Store {
             conn: Mutex::new(conn),
             size_source: Some(file.clone()),
             file: Some(file),
             limits,
             instance_ids: Mutex::default(),
+            flow_keys,
             summaries: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     pub fn in_memory(limits: StoreConfig) -> Result<Store> {
+        configure_sqlite();
         let conn = Connection::open_in_memory()?;
         migrate(&conn, "in-memory store")?;
+        tune(&conn);
+        let flow_keys = Mutex::new(FlowKeys::load(&conn));
         Ok(Store {
             conn: Mutex::new(conn),
             file: None,
             size_source: None,
             limits,
             instance_ids: Mutex::default(),
+            flow_keys,
             summaries: std::sync::atomic::AtomicBool::new(true),
         })
     }
@@ -140,6 +151,8 @@ impl Store {
             let _ = conn.execute_batch("ROLLBACK");
         }
         conn.execute("DETACH DATABASE history", [])?;
+        // The copied rows may include ownerless flows (or anything, after a failure).
+        *self.flow_keys() = FlowKeys::load(&conn);
         outcome?;
         drop(conn);
         self.size_source = Some(file);
@@ -188,17 +201,26 @@ impl Store {
             }
         }
         let summaries = self.summaries.load(std::sync::atomic::Ordering::Relaxed);
+        let mut summary = summaries.then(BatchSummaries::default);
         let mut ids = self.instance_ids();
         let mut fresh = InstanceIds::new();
+        let mut flow_keys = self.flow_keys();
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p, &ids, &mut fresh)?,
-                Observation::Flow(f) => {
-                    upsert_flow(&tx, f, self.limits.snapshot_min_age, summaries)?
-                }
+                Observation::Flow(f) => upsert_flow(
+                    &tx,
+                    f,
+                    self.limits.snapshot_min_age,
+                    &mut flow_keys,
+                    summary.as_mut(),
+                )?,
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
                 Observation::Payload(_) | Observation::Dns(_) => {}
             }
+        }
+        if let Some(summary) = summary {
+            summary.write(&tx)?;
         }
         if samples > 0 {
             tx.execute(
@@ -214,6 +236,10 @@ impl Store {
 
     fn instance_ids(&self) -> MutexGuard<'_, InstanceIds> {
         self.instance_ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flow_keys(&self) -> MutexGuard<'_, FlowKeys> {
+        self.flow_keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes every raw observation as JSON Lines (what `record` produces): process samples in
@@ -455,6 +481,9 @@ impl Store {
                 break;
             }
         }
+        if out.by_age + out.by_size > 0 {
+            self.flow_keys().after_prune(&conn);
+        }
         if out.by_age + out.by_size + out.summaries > 0 && self.file.is_some() {
             conn.execute_batch("PRAGMA incremental_vacuum")?;
             // Keep the WAL from growing past what one batch needs.
@@ -501,6 +530,25 @@ pub fn disk_bytes(file: &Path) -> u64 {
         total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
     }
     total
+}
+
+/// Process-wide SQLite settings, before the first connection exists (SQLite refuses them
+/// later, harmlessly): no memory statistics, whose global mutex is taken on every allocation
+/// and was a tenth of a big batch's cost. Nothing here reads `sqlite3_memory_used`.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; SQLite checks it is not yet initialized.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as libc::c_int);
+        }
+    });
+}
+
+/// Per-connection settings: room for every statement the writer and the tables keep prepared
+/// (the default 16 evicts some, and FLOW_NAME_SQL is costly to prepare).
+fn tune(conn: &Connection) {
+    conn.set_prepared_statement_cache_capacity(64);
 }
 
 fn migrate(conn: &Connection, what: &str) -> Result<()> {
@@ -709,19 +757,324 @@ fn extend_run(
     Ok(true)
 }
 
+/// Flow rows the store may hold, known without asking SQLite: most flows a sampler writes are
+/// new, and for those the lookup of a previous row is wasted work.
+struct FlowKeys {
+    /// [`tuple_key`]s of rows without an owner (pid NULL, path ''): the only rows an owned flow
+    /// can match besides its own identity (an ownerless row is upgraded, not duplicated).
+    /// `None` when they could not be read: then every flow looks.
+    ownerless: Option<HashSet<u64>>,
+    /// [`identity_key`]s this store wrote lately: those flows are probably there, so they look
+    /// first instead of trying an insert first. A hint only; either order gives the same rows.
+    written: HashSet<u64>,
+}
+
+/// Past this many, the `written` hint starts over (bounds memory on a host with churn).
+const WRITTEN_HINTS_MAX: usize = 1 << 18;
+/// Past this many, a prune re-reads the ownerless keys so deleted rows leave the set.
+const OWNERLESS_REREAD_AT: usize = 4096;
+
+impl FlowKeys {
+    fn load(conn: &Connection) -> FlowKeys {
+        FlowKeys {
+            ownerless: ownerless_keys(conn).ok(),
+            written: HashSet::new(),
+        }
+    }
+
+    fn after_prune(&mut self, conn: &Connection) {
+        if self
+            .ownerless
+            .as_ref()
+            .is_none_or(|o| o.len() > OWNERLESS_REREAD_AT)
+        {
+            self.ownerless = ownerless_keys(conn).ok();
+        }
+    }
+
+    /// Whether a row other than `f`'s own identity could be the same connection.
+    fn may_upgrade(&self, f: &FlowObs, tuple: u64) -> bool {
+        is_owned(f) && self.ownerless.as_ref().is_none_or(|o| o.contains(&tuple))
+    }
+
+    /// After `f` was written (inserted or merged into a row).
+    fn wrote(&mut self, f: &FlowObs, tuple: u64, identity: u64) {
+        if !is_owned(f) {
+            if let Some(o) = &mut self.ownerless {
+                o.insert(tuple);
+            }
+        }
+        if self.written.len() >= WRITTEN_HINTS_MAX {
+            self.written.clear();
+        }
+        self.written.insert(identity);
+    }
+}
+
+fn is_owned(f: &FlowObs) -> bool {
+    f.pid.is_some() || !f.path.is_empty()
+}
+
+/// The keys of every ownerless row (found through the `flows_path` index).
+fn ownerless_keys(conn: &Connection) -> rusqlite::Result<HashSet<u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT protocol, local_address, local_port, remote_address, remote_port, start FROM flows
+         WHERE path = '' AND pid IS NULL",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut keys = HashSet::new();
+    while let Some(r) = rows.next()? {
+        keys.insert(tuple_key(
+            &r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?.as_deref(),
+            r.get::<_, Option<i64>>(2)?,
+            &r.get::<_, String>(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ));
+    }
+    Ok(keys)
+}
+
+/// A hash of what the previous-row lookup compares besides the owner: equal rows give equal
+/// keys (NULL local address as '', as the lookup and the identity index treat it).
+fn tuple_key(
+    protocol: &str,
+    local_address: Option<&str>,
+    local_port: Option<i64>,
+    remote_address: &str,
+    remote_port: i64,
+    start: f64,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    protocol.hash(&mut h);
+    local_address.unwrap_or("").hash(&mut h);
+    local_port.unwrap_or(-1).hash(&mut h);
+    remote_address.hash(&mut h);
+    remote_port.hash(&mut h);
+    // SQL compares -0.0 and 0.0 equal.
+    (start + 0.0).to_bits().hash(&mut h);
+    h.finish()
+}
+
+fn flow_tuple_key(f: &FlowObs) -> u64 {
+    tuple_key(
+        &f.protocol,
+        f.local_address.as_deref(),
+        f.local_port.map(i64::from),
+        &f.remote_address,
+        i64::from(f.remote_port),
+        f.start,
+    )
+}
+
+fn identity_key(f: &FlowObs, tuple: u64) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tuple.hash(&mut h);
+    f.pid.unwrap_or(-1).hash(&mut h);
+    f.path.hash(&mut h);
+    h.finish()
+}
+
+/// What a batch's flows add to the summaries, summed per key in memory and written once per
+/// key at the end: min/max/sum give the same rows as one upsert per flow.
+#[derive(Default)]
+struct BatchSummaries {
+    /// (path, remote, remote_port, protocol) → (first_seen, last_seen, new flows).
+    destinations: HashMap<(String, String, u16, String), (f64, f64, i64)>,
+    /// (path, hour_start) → (bytes_sent, bytes_received, new flows).
+    hours: HashMap<(String, i64), (i64, i64, i64)>,
+    names: FlowNames,
+}
+
+impl BatchSummaries {
+    fn add_destination(&mut self, f: &FlowObs, remote: &str, last_seen: f64, new_flow: i64) {
+        let e = self
+            .destinations
+            .entry((
+                f.path.clone(),
+                remote.to_string(),
+                f.remote_port,
+                f.protocol.clone(),
+            ))
+            .or_insert((f.start, last_seen, 0));
+        e.0 = e.0.min(f.start);
+        e.1 = e.1.max(last_seen);
+        e.2 += new_flow;
+    }
+
+    fn add_hour(&mut self, path: &str, hour_start: i64, sent: i64, received: i64, flows: i64) {
+        let e = self
+            .hours
+            .entry((path.to_string(), hour_start))
+            .or_default();
+        e.0 += sent;
+        e.1 += received;
+        e.2 += flows;
+    }
+
+    fn write(self, tx: &Connection) -> rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(path, remote, remote_port, protocol) DO UPDATE SET
+               first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+               flows = flows + excluded.flows",
+        )?;
+        for ((path, remote, port, protocol), (first, last, flows)) in &self.destinations {
+            upsert.execute(params![path, remote, port, protocol, first, last, flows])?;
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
+               bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
+        )?;
+        for ((path, hour_start), (sent, received, flows)) in &self.hours {
+            upsert.execute(params![path, hour_start, sent, received, flows])?;
+        }
+        Ok(())
+    }
+}
+
+/// Flow names for the summaries, with what a batch can share: the batch's DNS answers and
+/// payload rows are written before its flows, so within it the name depends on the flow only
+/// through its address when no payload row has that address.
+#[derive(Default)]
+struct FlowNames {
+    /// Whether any payload row has this remote address.
+    payloads: HashMap<String, bool>,
+    /// The name FLOW_NAME_SQL gives a flow to this address with no name of its own and no
+    /// payload rows: the latest DNS answer, if any.
+    by_address: HashMap<String, Option<String>>,
+}
+
+impl FlowNames {
+    /// The flow's name as the tables see it (FLOW_NAME_SQL: DNS-resolved first, then what it
+    /// claimed), so _destinations and _beacons agree on keys.
+    fn of(
+        &mut self,
+        tx: &Connection,
+        f: &FlowObs,
+        last_seen: f64,
+    ) -> rusqlite::Result<Option<String>> {
+        let claimed = f.remote_name.as_deref().filter(|n| !n.is_empty());
+        let has_payloads = match self.payloads.get(&f.remote_address) {
+            Some(known) => *known,
+            None => {
+                let any: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM payloads WHERE remote_address = ?1)",
+                    )?
+                    .query_row([&f.remote_address], |r| r.get(0))?;
+                self.payloads.insert(f.remote_address.clone(), any);
+                any
+            }
+        };
+        if has_payloads {
+            return flow_name_sql(tx, f, last_seen, claimed);
+        }
+        // Without payload rows, FLOW_NAME_SQL is the flow's own name, else the address's.
+        if let Some(name) = claimed {
+            return Ok(Some(name.to_string()));
+        }
+        if let Some(name) = self.by_address.get(&f.remote_address) {
+            return Ok(name.clone());
+        }
+        let name = flow_name_sql(tx, f, last_seen, None)?;
+        self.by_address
+            .insert(f.remote_address.clone(), name.clone());
+        Ok(name)
+    }
+}
+
+fn flow_name_sql(
+    tx: &Connection,
+    f: &FlowObs,
+    last_seen: f64,
+    claimed: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached(&format!(
+        "SELECT {} FROM (SELECT ?1 AS remote_address, ?2 AS remote_port, ?3 AS local_port, ?4 AS protocol,
+                ?5 AS start, ?6 AS end, ?7 AS last_seen, ?8 AS remote_name) f",
+        crate::analytics::FLOW_NAME_SQL
+    ))?
+    .query_row(
+        params![
+            f.remote_address,
+            f.remote_port,
+            f.local_port,
+            f.protocol,
+            f.start,
+            f.end,
+            last_seen,
+            claimed
+        ],
+        |r| r.get(0),
+    )
+}
+
+const INSERT_FLOW_SQL: &str =
+    "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
+     local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
+     prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+     ON CONFLICT DO NOTHING";
+
+/// Inserts `f` as a new row; `None` when its identity is already there.
+fn insert_flow(tx: &Connection, f: &FlowObs, last_seen: f64) -> rusqlite::Result<Option<i64>> {
+    let inserted = tx.prepare_cached(INSERT_FLOW_SQL)?.execute(params![
+        f.start,
+        f.end,
+        last_seen,
+        f.pid,
+        f.process_start,
+        f.path,
+        f.launchd_label,
+        f.protocol,
+        f.local_address,
+        f.local_port,
+        f.remote_address,
+        f.remote_port,
+        f.remote_name,
+        f.bytes_sent,
+        f.bytes_received,
+        f.state,
+        f.prev_seen,
+        f.prev_bytes_sent,
+        f.prev_bytes_received,
+        f.label_source,
+        f.source,
+        f.acting_pid
+    ])?;
+    Ok((inserted > 0).then(|| tx.last_insert_rowid()))
+}
+
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
 fn upsert_flow(
     tx: &Connection,
     f: &FlowObs,
     snapshot_min_age: f64,
-    summaries: bool,
+    keys: &mut FlowKeys,
+    summaries: Option<&mut BatchSummaries>,
 ) -> rusqlite::Result<()> {
     let last_seen = f.seen();
+    let tuple = flow_tuple_key(f);
+    let identity = identity_key(f, tuple);
+    // A flow that cannot match an ownerless row and was not written lately is most likely
+    // new: insert it, and look for its row only when the identity index says it is there.
+    let look_first = keys.may_upgrade(f, tuple) || keys.written.contains(&identity);
+    let inserted = if look_first {
+        None
+    } else {
+        insert_flow(tx, f, last_seen)?
+    };
     // The same connection, or the same one seen earlier without an owner (a socket first seen
     // in TIME_WAIT, say): that row is upgraded rather than duplicated.
-    let previous: Option<(i64, i64, i64, f64, String)> = tx
-        .prepare_cached(
+    let previous: Option<(i64, i64, i64, f64, String)> = if inserted.is_some() {
+        None
+    } else {
+        tx.prepare_cached(
             "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0), last_seen, path FROM flows
              WHERE protocol = ?1 AND ifnull(local_address, '') = ifnull(?2, '') AND ifnull(local_port, -1) = ifnull(?3, -1)
                AND remote_address = ?4 AND remote_port = ?5 AND start = ?7
@@ -732,7 +1085,9 @@ fn upsert_flow(
             params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start, f.path],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
-        .optional()?;
+        .optional()?
+    };
+    keys.wrote(f, tuple, identity);
     let (sent, received) = (f.bytes_sent.unwrap_or(0), f.bytes_received.unwrap_or(0));
     let previous_seen = previous.as_ref().map(|p| p.3);
     let (new_flow, d_sent, d_received) = match previous {
@@ -811,76 +1166,28 @@ fn upsert_flow(
             )
         }
         None => {
-            tx.prepare_cached(
-                "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
-                 local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
-                 prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-            )?
-            .execute(params![
-                f.start,
-                f.end,
-                last_seen,
-                f.pid,
-                f.process_start,
-                f.path,
-                f.launchd_label,
-                f.protocol,
-                f.local_address,
-                f.local_port,
-                f.remote_address,
-                f.remote_port,
-                f.remote_name,
-                f.bytes_sent,
-                f.bytes_received,
-                f.state,
-                f.prev_seen,
-                f.prev_bytes_sent,
-                f.prev_bytes_received,
-                f.label_source,
-                f.source,
-                f.acting_pid
-            ])?;
-            let id = tx.last_insert_rowid();
+            let id = match inserted {
+                Some(id) => id,
+                // Looked and found nothing: the identity is free.
+                None => insert_flow(tx, f, last_seen)?.ok_or_else(|| {
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE),
+                        Some("flows: a row with this identity exists but was not found".into()),
+                    )
+                })?,
+            };
             for s in f.snapshots.iter().flatten() {
                 insert_snapshot(tx, id, s.ts, s.bytes_sent, s.bytes_received)?;
             }
             (1, sent.max(0), received.max(0))
         }
     };
-    if !summaries {
+    let Some(summary) = summaries else {
         return Ok(());
-    }
-    // The flow's name as the tables see it (DNS-resolved first, then what it claimed), so
-    // _destinations and _beacons agree on keys.
-    let name: Option<String> = tx
-        .prepare_cached(&format!(
-            "SELECT {} FROM (SELECT ?1 AS remote_address, ?2 AS remote_port, ?3 AS local_port, ?4 AS protocol,
-                    ?5 AS start, ?6 AS end, ?7 AS last_seen, ?8 AS remote_name) f",
-            crate::analytics::FLOW_NAME_SQL
-        ))?
-        .query_row(
-            params![
-                f.remote_address,
-                f.remote_port,
-                f.local_port,
-                f.protocol,
-                f.start,
-                f.end,
-                last_seen,
-                f.remote_name.as_deref().filter(|n| !n.is_empty())
-            ],
-            |r| r.get(0),
-        )?;
+    };
+    let name = summary.names.of(tx, f, last_seen)?;
     let remote = name.as_deref().unwrap_or(&f.remote_address);
-    tx.prepare_cached(
-        "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(path, remote, remote_port, protocol) DO UPDATE SET
-           first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-           flows = flows + excluded.flows",
-    )?
-    .execute(params![f.path, remote, f.remote_port, f.protocol, f.start, last_seen, new_flow])?;
+    summary.add_destination(f, remote, last_seen, new_flow);
     // The growth happened between the previous reading (or the start) and this one: spread
     // over those hours, as a sampler reading every minute would have counted it. A replayed
     // flow arrives as one line however many hours it lasted, and a connection first seen long
@@ -890,12 +1197,7 @@ fn upsert_flow(
         .into_iter()
         .enumerate()
     {
-        tx.prepare_cached(
-            "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
-               bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
-        )?
-        .execute(params![f.path, hour_start, s, r, if i == 0 { new_flow } else { 0 }])?;
+        summary.add_hour(&f.path, hour_start, s, r, if i == 0 { new_flow } else { 0 });
     }
     Ok(())
 }
