@@ -205,6 +205,7 @@ impl Store {
         let mut ids = self.instance_ids();
         let mut fresh = InstanceIds::new();
         let mut flow_keys = self.flow_keys();
+        flow_keys.catch_up(&tx);
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p, &ids, &mut fresh)?,
@@ -770,6 +771,10 @@ struct FlowKeys {
     /// [`identity_key`]s this store wrote lately: those flows are probably there, so they look
     /// first instead of trying an insert first. A hint only; either order gives the same rows.
     written: HashSet<u64>,
+    /// SQLite's count of commits by other connections when `ownerless` was read: another
+    /// process writing the same file (a `record --state-dir` beside the extension) may add
+    /// ownerless rows, so a change means reading them again.
+    data_version: Option<i64>,
 }
 
 /// Past this many, the `written` hint starts over (bounds memory on a host with churn).
@@ -779,9 +784,23 @@ const OWNERLESS_REREAD_AT: usize = 4096;
 
 impl FlowKeys {
     fn load(conn: &Connection) -> FlowKeys {
+        // The version first: a commit after it and before the read makes the next batch read again.
+        let data_version = data_version(conn);
         FlowKeys {
-            ownerless: ownerless_keys(conn).ok(),
+            ownerless: data_version.and(ownerless_keys(conn).ok()),
             written: HashSet::new(),
+            data_version,
+        }
+    }
+
+    /// Before a batch: re-reads the ownerless keys when another connection committed since.
+    fn catch_up(&mut self, conn: &Connection) {
+        let now = data_version(conn);
+        if now.is_none() || now != self.data_version {
+            *self = FlowKeys {
+                written: std::mem::take(&mut self.written),
+                ..FlowKeys::load(conn)
+            };
         }
     }
 
@@ -812,6 +831,10 @@ impl FlowKeys {
         }
         self.written.insert(identity);
     }
+}
+
+fn data_version(conn: &Connection) -> Option<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
 }
 
 fn is_owned(f: &FlowObs) -> bool {
@@ -879,12 +902,14 @@ fn identity_key(f: &FlowObs, tuple: u64) -> u64 {
     h.finish()
 }
 
+type DestinationKey = (String, String, u16, String);
+
 /// What a batch's flows add to the summaries, summed per key in memory and written once per
 /// key at the end: min/max/sum give the same rows as one upsert per flow.
 #[derive(Default)]
 struct BatchSummaries {
     /// (path, remote, remote_port, protocol) → (first_seen, last_seen, new flows).
-    destinations: HashMap<(String, String, u16, String), (f64, f64, i64)>,
+    destinations: HashMap<DestinationKey, (f64, f64, i64)>,
     /// (path, hour_start) → (bytes_sent, bytes_received, new flows).
     hours: HashMap<(String, i64), (i64, i64, i64)>,
     names: FlowNames,
@@ -2383,6 +2408,37 @@ mod tests {
                 (None, String::new(), 11)
             ]
         );
+    }
+
+    #[test]
+    fn an_ownerless_row_another_writer_added_is_upgraded() {
+        let t = conn_flow(600.0, None, "", 40_150, ("192.0.2.21", 443));
+        let owned = conn_flow(600.0, Some(13), "/bin/owner", 40_150, ("192.0.2.21", 443));
+        let dir = tempfile::tempdir().unwrap();
+        let extension = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let other = conn_flow(600.0, Some(13), "/bin/owner", 40_151, ("192.0.2.21", 443));
+        extension
+            .write_batch(&[Observation::Flow(reading_of(&other, 601.0, 1, 1))], 1)
+            .unwrap();
+        // A second writer on the same file (record --state-dir beside a running extension)
+        // sees the connection first, without its owner.
+        let recorder = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        recorder
+            .write_batch(&[Observation::Flow(reading_of(&t, 601.0, 5, 5))], 1)
+            .unwrap();
+        extension
+            .write_batch(&[Observation::Flow(reading_of(&owned, 610.0, 9, 9))], 1)
+            .unwrap();
+        let rows: Vec<(Option<i64>, String, i64)> = extension
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT pid, path, bytes_sent FROM flows WHERE local_port = 40150 ORDER BY id",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect()
+            })
+            .unwrap();
+        assert_eq!(rows, [(Some(13), "/bin/owner".to_string(), 9)]);
     }
 
     #[test]
