@@ -537,8 +537,9 @@ pub fn disk_bytes(file: &Path) -> u64 {
 }
 
 /// Process-wide SQLite settings, before the first connection exists (SQLite refuses them
-/// later, harmlessly): no memory statistics, whose global mutex is taken on every allocation
-/// and was a tenth of a big batch's cost. Nothing here reads `sqlite3_memory_used`.
+/// later, harmlessly): no memory statistics, which take one global mutex on every SQLite
+/// allocation and free, shared by every thread's connections (the sampler's writes, the
+/// tables' queries). Nothing here reads `sqlite3_memory_used`.
 fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
