@@ -778,8 +778,9 @@ struct FlowKeys {
     data_version: Option<i64>,
 }
 
-/// Past this many, the `written` hint starts over (bounds memory on a host with churn).
-const WRITTEN_HINTS_MAX: usize = 1 << 18;
+/// Past this many, the `written` hint starts over (bounds memory, about 1 MiB, on a host
+/// with churn; a flow missing from it only tries its insert first).
+const WRITTEN_HINTS_MAX: usize = 1 << 16;
 /// Past this many, a prune re-reads the ownerless keys so deleted rows leave the set.
 const OWNERLESS_REREAD_AT: usize = 4096;
 
@@ -828,7 +829,8 @@ impl FlowKeys {
             }
         }
         if self.written.len() >= WRITTEN_HINTS_MAX {
-            self.written.clear();
+            // A new set, so the old one's memory goes back too.
+            self.written = HashSet::new();
         }
         self.written.insert(identity);
     }
