@@ -8,7 +8,8 @@
 
 pub mod schema;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -57,6 +58,8 @@ pub struct Store {
     limits: StoreConfig,
     /// Process instance row ids already written (locked after `conn`, never before).
     instance_ids: Mutex<InstanceIds>,
+    /// Which flow rows may exist, so a new flow skips the lookup (locked after `conn`).
+    flow_keys: Mutex<FlowKeys>,
     /// Whether flow writes also fold into `destination_summary` and `hourly_bytes`. Always
     /// for a persisted store; a one-off `query` whose statement reads no table built on them
     /// skips the work.
@@ -66,6 +69,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, migrating an older schema.
     pub fn open(dir: &Path, limits: StoreConfig) -> Result<Store> {
+        configure_sqlite();
         create_private_dir(dir)?;
         let file = dir.join(STORE_FILE);
         let conn = Connection::open(&file)
@@ -83,25 +87,32 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn, &file.display().to_string())?;
+        tune(&conn);
+        let flow_keys = Mutex::new(FlowKeys::load(&conn));
         Ok(Store {
             conn: Mutex::new(conn),
             size_source: Some(file.clone()),
             file: Some(file),
             limits,
             instance_ids: Mutex::default(),
+            flow_keys,
             summaries: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     pub fn in_memory(limits: StoreConfig) -> Result<Store> {
+        configure_sqlite();
         let conn = Connection::open_in_memory()?;
         migrate(&conn, "in-memory store")?;
+        tune(&conn);
+        let flow_keys = Mutex::new(FlowKeys::load(&conn));
         Ok(Store {
             conn: Mutex::new(conn),
             file: None,
             size_source: None,
             limits,
             instance_ids: Mutex::default(),
+            flow_keys,
             summaries: std::sync::atomic::AtomicBool::new(true),
         })
     }
@@ -140,6 +151,8 @@ impl Store {
             let _ = conn.execute_batch("ROLLBACK");
         }
         conn.execute("DETACH DATABASE history", [])?;
+        // The copied rows may include ownerless flows (or anything, after a failure).
+        *self.flow_keys() = FlowKeys::load(&conn);
         outcome?;
         drop(conn);
         self.size_source = Some(file);
@@ -188,17 +201,27 @@ impl Store {
             }
         }
         let summaries = self.summaries.load(std::sync::atomic::Ordering::Relaxed);
+        let mut summary = summaries.then(BatchSummaries::default);
         let mut ids = self.instance_ids();
         let mut fresh = InstanceIds::new();
+        let mut flow_keys = self.flow_keys();
+        flow_keys.catch_up(&tx);
         for obs in observations {
             match obs {
                 Observation::Process(p) => insert_process(&tx, p, &ids, &mut fresh)?,
-                Observation::Flow(f) => {
-                    upsert_flow(&tx, f, self.limits.snapshot_min_age, summaries)?
-                }
+                Observation::Flow(f) => upsert_flow(
+                    &tx,
+                    f,
+                    self.limits.snapshot_min_age,
+                    &mut flow_keys,
+                    summary.as_mut(),
+                )?,
                 Observation::Signing(s) => upsert_signing(&tx, s, None)?,
                 Observation::Payload(_) | Observation::Dns(_) => {}
             }
+        }
+        if let Some(summary) = summary {
+            summary.write(&tx)?;
         }
         if samples > 0 {
             tx.execute(
@@ -214,6 +237,10 @@ impl Store {
 
     fn instance_ids(&self) -> MutexGuard<'_, InstanceIds> {
         self.instance_ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flow_keys(&self) -> MutexGuard<'_, FlowKeys> {
+        self.flow_keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes every raw observation as JSON Lines (what `record` produces): process samples in
@@ -247,28 +274,31 @@ impl Store {
                 responsible_pid: None,
             }))?;
         }
+        // Every flow's readings first, in one pass of their (flow_id, ts) index: only flows
+        // that lived long and moved have any, and a lookup per flow cost more than the rows.
+        // (Joining them to the flows instead makes the sort by start carry every column.)
+        let mut snapshots: HashMap<i64, Vec<FlowSnapshot>> = HashMap::new();
+        let mut stmt = conn.prepare(
+            "SELECT flow_id, ts, bytes_sent, bytes_received FROM flow_snapshots ORDER BY flow_id, ts",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            snapshots.entry(r.get(0)?).or_default().push(FlowSnapshot {
+                ts: r.get(1)?,
+                bytes_sent: r.get(2)?,
+                bytes_received: r.get(3)?,
+            });
+        }
         let mut stmt = conn.prepare(
             "SELECT start, end, pid, process_start, path, launchd_label, protocol, local_address, local_port,
                     remote_address, remote_port, remote_name, bytes_sent, bytes_received, state, last_seen,
                     prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid, id FROM flows ORDER BY start, id",
         )?;
-        let mut snapshots_of = conn.prepare(
-            "SELECT ts, bytes_sent, bytes_received FROM flow_snapshots WHERE flow_id = ?1 ORDER BY ts",
-        )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(22)?;
-            let snapshots: Vec<FlowSnapshot> = snapshots_of
-                .query_map([id], |s| {
-                    Ok(FlowSnapshot {
-                        ts: s.get(0)?,
-                        bytes_sent: s.get(1)?,
-                        bytes_received: s.get(2)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
             emit(Observation::Flow(FlowObs {
-                snapshots: Some(snapshots).filter(|s| !s.is_empty()),
+                snapshots: snapshots.remove(&id),
                 start: r.get(0)?,
                 end: r.get(1)?,
                 pid: r.get(2)?,
@@ -455,6 +485,9 @@ impl Store {
                 break;
             }
         }
+        if out.by_age + out.by_size > 0 {
+            self.flow_keys().after_prune(&conn);
+        }
         if out.by_age + out.by_size + out.summaries > 0 && self.file.is_some() {
             conn.execute_batch("PRAGMA incremental_vacuum")?;
             // Keep the WAL from growing past what one batch needs.
@@ -501,6 +534,26 @@ pub fn disk_bytes(file: &Path) -> u64 {
         total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
     }
     total
+}
+
+/// Process-wide SQLite settings, before the first connection exists (SQLite refuses them
+/// later, harmlessly): no memory statistics, which take one global mutex on every SQLite
+/// allocation and free, shared by every thread's connections (the sampler's writes, the
+/// tables' queries). Nothing here reads `sqlite3_memory_used`.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; SQLite checks it is not yet initialized.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as libc::c_int);
+        }
+    });
+}
+
+/// Per-connection settings: room for every statement the writer and the tables keep prepared
+/// (the default 16 evicts some, and FLOW_NAME_SQL is costly to prepare).
+fn tune(conn: &Connection) {
+    conn.set_prepared_statement_cache_capacity(64);
 }
 
 fn migrate(conn: &Connection, what: &str) -> Result<()> {
@@ -709,19 +762,350 @@ fn extend_run(
     Ok(true)
 }
 
+/// Flow rows the store may hold, known without asking SQLite: most flows a sampler writes are
+/// new, and for those the lookup of a previous row is wasted work.
+struct FlowKeys {
+    /// [`tuple_key`]s of rows without an owner (pid NULL, path ''): the only rows an owned flow
+    /// can match besides its own identity (an ownerless row is upgraded, not duplicated).
+    /// `None` when they could not be read: then every flow looks.
+    ownerless: Option<HashSet<u64>>,
+    /// [`identity_key`]s this store wrote lately: those flows are probably there, so they look
+    /// first instead of trying an insert first. A hint only; either order gives the same rows.
+    written: HashSet<u64>,
+    /// SQLite's count of commits by other connections when `ownerless` was read: another
+    /// process writing the same file (a `record --state-dir` beside the extension) may add
+    /// ownerless rows, so a change means reading them again.
+    data_version: Option<i64>,
+}
+
+/// Past this many, the `written` hint starts over (bounds memory, about 1 MiB, on a host
+/// with churn; a flow missing from it only tries its insert first).
+const WRITTEN_HINTS_MAX: usize = 1 << 16;
+/// Past this many, a prune re-reads the ownerless keys so deleted rows leave the set.
+const OWNERLESS_REREAD_AT: usize = 4096;
+
+impl FlowKeys {
+    fn load(conn: &Connection) -> FlowKeys {
+        // The version first: a commit after it and before the read makes the next batch read again.
+        let data_version = data_version(conn);
+        FlowKeys {
+            ownerless: data_version.and(ownerless_keys(conn).ok()),
+            written: HashSet::new(),
+            data_version,
+        }
+    }
+
+    /// Before a batch: re-reads the ownerless keys when another connection committed since.
+    fn catch_up(&mut self, conn: &Connection) {
+        let now = data_version(conn);
+        if now.is_none() || now != self.data_version {
+            *self = FlowKeys {
+                written: std::mem::take(&mut self.written),
+                ..FlowKeys::load(conn)
+            };
+        }
+    }
+
+    fn after_prune(&mut self, conn: &Connection) {
+        if self
+            .ownerless
+            .as_ref()
+            .is_none_or(|o| o.len() > OWNERLESS_REREAD_AT)
+        {
+            self.ownerless = ownerless_keys(conn).ok();
+        }
+    }
+
+    /// Whether a row other than `f`'s own identity could be the same connection.
+    fn may_upgrade(&self, f: &FlowObs, tuple: u64) -> bool {
+        is_owned(f) && self.ownerless.as_ref().is_none_or(|o| o.contains(&tuple))
+    }
+
+    /// After `f` was written (inserted or merged into a row).
+    fn wrote(&mut self, f: &FlowObs, tuple: u64, identity: u64) {
+        if !is_owned(f) {
+            if let Some(o) = &mut self.ownerless {
+                o.insert(tuple);
+            }
+        }
+        if self.written.len() >= WRITTEN_HINTS_MAX {
+            // A new set, so the old one's memory goes back too.
+            self.written = HashSet::new();
+        }
+        self.written.insert(identity);
+    }
+}
+
+fn data_version(conn: &Connection) -> Option<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+}
+
+fn is_owned(f: &FlowObs) -> bool {
+    f.pid.is_some() || !f.path.is_empty()
+}
+
+/// The keys of every ownerless row (found through the `flows_path` index).
+fn ownerless_keys(conn: &Connection) -> rusqlite::Result<HashSet<u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT protocol, local_address, local_port, remote_address, remote_port, start FROM flows
+         WHERE path = '' AND pid IS NULL",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut keys = HashSet::new();
+    while let Some(r) = rows.next()? {
+        keys.insert(tuple_key(
+            &r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?.as_deref(),
+            r.get::<_, Option<i64>>(2)?,
+            &r.get::<_, String>(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ));
+    }
+    Ok(keys)
+}
+
+/// A hash of what the previous-row lookup compares besides the owner: equal rows give equal
+/// keys (NULL local address as '', as the lookup and the identity index treat it).
+fn tuple_key(
+    protocol: &str,
+    local_address: Option<&str>,
+    local_port: Option<i64>,
+    remote_address: &str,
+    remote_port: i64,
+    start: f64,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    protocol.hash(&mut h);
+    local_address.unwrap_or("").hash(&mut h);
+    local_port.unwrap_or(-1).hash(&mut h);
+    remote_address.hash(&mut h);
+    remote_port.hash(&mut h);
+    // SQL compares -0.0 and 0.0 equal.
+    (start + 0.0).to_bits().hash(&mut h);
+    h.finish()
+}
+
+fn flow_tuple_key(f: &FlowObs) -> u64 {
+    tuple_key(
+        &f.protocol,
+        f.local_address.as_deref(),
+        f.local_port.map(i64::from),
+        &f.remote_address,
+        i64::from(f.remote_port),
+        f.start,
+    )
+}
+
+fn identity_key(f: &FlowObs, tuple: u64) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tuple.hash(&mut h);
+    f.pid.unwrap_or(-1).hash(&mut h);
+    f.path.hash(&mut h);
+    h.finish()
+}
+
+type DestinationKey = (String, String, u16, String);
+
+/// What a batch's flows add to the summaries, summed per key in memory and written once per
+/// key at the end: min/max/sum give the same rows as one upsert per flow.
+#[derive(Default)]
+struct BatchSummaries {
+    /// (path, remote, remote_port, protocol) → (first_seen, last_seen, new flows).
+    destinations: HashMap<DestinationKey, (f64, f64, i64)>,
+    /// (path, hour_start) → (bytes_sent, bytes_received, new flows).
+    hours: HashMap<(String, i64), (i64, i64, i64)>,
+    names: FlowNames,
+}
+
+impl BatchSummaries {
+    fn add_destination(&mut self, f: &FlowObs, remote: &str, last_seen: f64, new_flow: i64) {
+        let e = self
+            .destinations
+            .entry((
+                f.path.clone(),
+                remote.to_string(),
+                f.remote_port,
+                f.protocol.clone(),
+            ))
+            .or_insert((f.start, last_seen, 0));
+        e.0 = e.0.min(f.start);
+        e.1 = e.1.max(last_seen);
+        e.2 += new_flow;
+    }
+
+    fn add_hour(&mut self, path: &str, hour_start: i64, sent: i64, received: i64, flows: i64) {
+        let e = self
+            .hours
+            .entry((path.to_string(), hour_start))
+            .or_default();
+        e.0 += sent;
+        e.1 += received;
+        e.2 += flows;
+    }
+
+    fn write(self, tx: &Connection) -> rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(path, remote, remote_port, protocol) DO UPDATE SET
+               first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+               flows = flows + excluded.flows",
+        )?;
+        for ((path, remote, port, protocol), (first, last, flows)) in &self.destinations {
+            upsert.execute(params![path, remote, port, protocol, first, last, flows])?;
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
+               bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
+        )?;
+        for ((path, hour_start), (sent, received, flows)) in &self.hours {
+            upsert.execute(params![path, hour_start, sent, received, flows])?;
+        }
+        Ok(())
+    }
+}
+
+/// Flow names for the summaries, with what a batch can share: the batch's DNS answers and
+/// payload rows are written before its flows, so within it the name depends on the flow only
+/// through its address when no payload row has that address.
+#[derive(Default)]
+struct FlowNames {
+    /// Whether any payload row has this remote address.
+    payloads: HashMap<String, bool>,
+    /// The name FLOW_NAME_SQL gives a flow to this address with no name of its own and no
+    /// payload rows: the latest DNS answer, if any.
+    by_address: HashMap<String, Option<String>>,
+}
+
+impl FlowNames {
+    /// The flow's name as the tables see it (FLOW_NAME_SQL: DNS-resolved first, then what it
+    /// claimed), so _destinations and _beacons agree on keys.
+    fn of(
+        &mut self,
+        tx: &Connection,
+        f: &FlowObs,
+        last_seen: f64,
+    ) -> rusqlite::Result<Option<String>> {
+        let claimed = f.remote_name.as_deref().filter(|n| !n.is_empty());
+        let has_payloads = match self.payloads.get(&f.remote_address) {
+            Some(known) => *known,
+            None => {
+                let any: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM payloads WHERE remote_address = ?1)",
+                    )?
+                    .query_row([&f.remote_address], |r| r.get(0))?;
+                self.payloads.insert(f.remote_address.clone(), any);
+                any
+            }
+        };
+        if has_payloads {
+            return flow_name_sql(tx, f, last_seen, claimed);
+        }
+        // Without payload rows, FLOW_NAME_SQL is the flow's own name, else the address's.
+        if let Some(name) = claimed {
+            return Ok(Some(name.to_string()));
+        }
+        if let Some(name) = self.by_address.get(&f.remote_address) {
+            return Ok(name.clone());
+        }
+        let name = flow_name_sql(tx, f, last_seen, None)?;
+        self.by_address
+            .insert(f.remote_address.clone(), name.clone());
+        Ok(name)
+    }
+}
+
+fn flow_name_sql(
+    tx: &Connection,
+    f: &FlowObs,
+    last_seen: f64,
+    claimed: Option<&str>,
+) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached(&format!(
+        "SELECT {} FROM (SELECT ?1 AS remote_address, ?2 AS remote_port, ?3 AS local_port, ?4 AS protocol,
+                ?5 AS start, ?6 AS end, ?7 AS last_seen, ?8 AS remote_name) f",
+        crate::analytics::FLOW_NAME_SQL
+    ))?
+    .query_row(
+        params![
+            f.remote_address,
+            f.remote_port,
+            f.local_port,
+            f.protocol,
+            f.start,
+            f.end,
+            last_seen,
+            claimed
+        ],
+        |r| r.get(0),
+    )
+}
+
+const INSERT_FLOW_SQL: &str =
+    "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
+     local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
+     prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+     ON CONFLICT DO NOTHING";
+
+/// Inserts `f` as a new row; `None` when its identity is already there.
+fn insert_flow(tx: &Connection, f: &FlowObs, last_seen: f64) -> rusqlite::Result<Option<i64>> {
+    let inserted = tx.prepare_cached(INSERT_FLOW_SQL)?.execute(params![
+        f.start,
+        f.end,
+        last_seen,
+        f.pid,
+        f.process_start,
+        f.path,
+        f.launchd_label,
+        f.protocol,
+        f.local_address,
+        f.local_port,
+        f.remote_address,
+        f.remote_port,
+        f.remote_name,
+        f.bytes_sent,
+        f.bytes_received,
+        f.state,
+        f.prev_seen,
+        f.prev_bytes_sent,
+        f.prev_bytes_received,
+        f.label_source,
+        f.source,
+        f.acting_pid
+    ])?;
+    Ok((inserted > 0).then(|| tx.last_insert_rowid()))
+}
+
 /// Inserts a flow or updates the same connection seen again, and keeps the summaries in step:
 /// a connection counts once, and only its byte growth is added to the hourly totals.
 fn upsert_flow(
     tx: &Connection,
     f: &FlowObs,
     snapshot_min_age: f64,
-    summaries: bool,
+    keys: &mut FlowKeys,
+    summaries: Option<&mut BatchSummaries>,
 ) -> rusqlite::Result<()> {
     let last_seen = f.seen();
+    let tuple = flow_tuple_key(f);
+    let identity = identity_key(f, tuple);
+    // A flow that cannot match an ownerless row and was not written lately is most likely
+    // new: insert it, and look for its row only when the identity index says it is there.
+    let look_first = keys.may_upgrade(f, tuple) || keys.written.contains(&identity);
+    let inserted = if look_first {
+        None
+    } else {
+        insert_flow(tx, f, last_seen)?
+    };
     // The same connection, or the same one seen earlier without an owner (a socket first seen
     // in TIME_WAIT, say): that row is upgraded rather than duplicated.
-    let previous: Option<(i64, i64, i64, f64, String)> = tx
-        .prepare_cached(
+    let previous: Option<(i64, i64, i64, f64, String)> = if inserted.is_some() {
+        None
+    } else {
+        tx.prepare_cached(
             "SELECT id, ifnull(bytes_sent, 0), ifnull(bytes_received, 0), last_seen, path FROM flows
              WHERE protocol = ?1 AND ifnull(local_address, '') = ifnull(?2, '') AND ifnull(local_port, -1) = ifnull(?3, -1)
                AND remote_address = ?4 AND remote_port = ?5 AND start = ?7
@@ -732,7 +1116,9 @@ fn upsert_flow(
             params![f.protocol, f.local_address, f.local_port, f.remote_address, f.remote_port, f.pid, f.start, f.path],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
-        .optional()?;
+        .optional()?
+    };
+    keys.wrote(f, tuple, identity);
     let (sent, received) = (f.bytes_sent.unwrap_or(0), f.bytes_received.unwrap_or(0));
     let previous_seen = previous.as_ref().map(|p| p.3);
     let (new_flow, d_sent, d_received) = match previous {
@@ -811,76 +1197,28 @@ fn upsert_flow(
             )
         }
         None => {
-            tx.prepare_cached(
-                "INSERT INTO flows(start, end, last_seen, pid, process_start, path, launchd_label, protocol,
-                 local_address, local_port, remote_address, remote_port, remote_name, bytes_sent, bytes_received, state,
-                 prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-            )?
-            .execute(params![
-                f.start,
-                f.end,
-                last_seen,
-                f.pid,
-                f.process_start,
-                f.path,
-                f.launchd_label,
-                f.protocol,
-                f.local_address,
-                f.local_port,
-                f.remote_address,
-                f.remote_port,
-                f.remote_name,
-                f.bytes_sent,
-                f.bytes_received,
-                f.state,
-                f.prev_seen,
-                f.prev_bytes_sent,
-                f.prev_bytes_received,
-                f.label_source,
-                f.source,
-                f.acting_pid
-            ])?;
-            let id = tx.last_insert_rowid();
+            let id = match inserted {
+                Some(id) => id,
+                // Looked and found nothing: the identity is free.
+                None => insert_flow(tx, f, last_seen)?.ok_or_else(|| {
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE),
+                        Some("flows: a row with this identity exists but was not found".into()),
+                    )
+                })?,
+            };
             for s in f.snapshots.iter().flatten() {
                 insert_snapshot(tx, id, s.ts, s.bytes_sent, s.bytes_received)?;
             }
             (1, sent.max(0), received.max(0))
         }
     };
-    if !summaries {
+    let Some(summary) = summaries else {
         return Ok(());
-    }
-    // The flow's name as the tables see it (DNS-resolved first, then what it claimed), so
-    // _destinations and _beacons agree on keys.
-    let name: Option<String> = tx
-        .prepare_cached(&format!(
-            "SELECT {} FROM (SELECT ?1 AS remote_address, ?2 AS remote_port, ?3 AS local_port, ?4 AS protocol,
-                    ?5 AS start, ?6 AS end, ?7 AS last_seen, ?8 AS remote_name) f",
-            crate::analytics::FLOW_NAME_SQL
-        ))?
-        .query_row(
-            params![
-                f.remote_address,
-                f.remote_port,
-                f.local_port,
-                f.protocol,
-                f.start,
-                f.end,
-                last_seen,
-                f.remote_name.as_deref().filter(|n| !n.is_empty())
-            ],
-            |r| r.get(0),
-        )?;
+    };
+    let name = summary.names.of(tx, f, last_seen)?;
     let remote = name.as_deref().unwrap_or(&f.remote_address);
-    tx.prepare_cached(
-        "INSERT INTO destination_summary(path, remote, remote_port, protocol, first_seen, last_seen, flows)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(path, remote, remote_port, protocol) DO UPDATE SET
-           first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
-           flows = flows + excluded.flows",
-    )?
-    .execute(params![f.path, remote, f.remote_port, f.protocol, f.start, last_seen, new_flow])?;
+    summary.add_destination(f, remote, last_seen, new_flow);
     // The growth happened between the previous reading (or the start) and this one: spread
     // over those hours, as a sampler reading every minute would have counted it. A replayed
     // flow arrives as one line however many hours it lasted, and a connection first seen long
@@ -890,12 +1228,7 @@ fn upsert_flow(
         .into_iter()
         .enumerate()
     {
-        tx.prepare_cached(
-            "INSERT INTO hourly_bytes(path, hour_start, bytes_sent, bytes_received, flows) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(path, hour_start) DO UPDATE SET bytes_sent = bytes_sent + excluded.bytes_sent,
-               bytes_received = bytes_received + excluded.bytes_received, flows = flows + excluded.flows",
-        )?
-        .execute(params![f.path, hour_start, s, r, if i == 0 { new_flow } else { 0 }])?;
+        summary.add_hour(&f.path, hour_start, s, r, if i == 0 { new_flow } else { 0 });
     }
     Ok(())
 }
@@ -1815,5 +2148,488 @@ mod tests {
         assert_eq!(mem.size_bytes().unwrap(), disk_bytes(disk.file().unwrap()));
         let empty = tempfile::tempdir().unwrap();
         assert!(!mem.import_history(empty.path()).unwrap());
+    }
+
+    fn conn_flow(
+        start: f64,
+        pid: Option<i64>,
+        path: &str,
+        local_port: u16,
+        remote: (&str, u16),
+    ) -> FlowObs {
+        FlowObs {
+            start,
+            pid,
+            path: path.into(),
+            protocol: "tcp".into(),
+            local_address: Some("10.0.0.2".into()),
+            local_port: Some(local_port),
+            remote_address: remote.0.into(),
+            remote_port: remote.1,
+            ..FlowObs::default()
+        }
+    }
+
+    fn reading_of(f: &FlowObs, at: f64, sent: i64, received: i64) -> FlowObs {
+        FlowObs {
+            last_seen: Some(at),
+            bytes_sent: Some(sent),
+            bytes_received: Some(received),
+            ..f.clone()
+        }
+    }
+
+    /// Every row of the tables a flow write touches, in a stable order.
+    fn dump(store: &Store) -> Vec<String> {
+        store
+            .read(|c| {
+                let mut out = Vec::new();
+                for sql in [
+                    "SELECT * FROM flows ORDER BY id",
+                    "SELECT * FROM flow_snapshots ORDER BY flow_id, ts",
+                    "SELECT * FROM destination_summary ORDER BY path, remote, remote_port, protocol",
+                    "SELECT * FROM hourly_bytes ORDER BY path, hour_start",
+                ] {
+                    let mut stmt = c.prepare(sql)?;
+                    let n = stmt.column_count();
+                    let mut rows = stmt.query([])?;
+                    while let Some(r) = rows.next()? {
+                        let values: Vec<rusqlite::types::Value> =
+                            (0..n).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
+                        out.push(format!("{sql}: {values:?}"));
+                    }
+                }
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    /// The store as it behaved before the in-memory keys: every owned flow looks for its row.
+    fn always_looking(store: &Store) {
+        store.flow_keys().ownerless = None;
+    }
+
+    /// A mix of everything the write path distinguishes: ownerless rows upgraded in the same
+    /// batch and later, one connection several times in a batch, hours crossed, names from DNS,
+    /// from the flow itself, from a payload's SNI, and none.
+    fn mixed_observations() -> (Vec<Observation>, Vec<Observation>) {
+        let names = vec![
+            Observation::Dns(DnsObs {
+                ts: 900.0,
+                name: "cdn.example.net".into(),
+                address: "198.51.100.7".into(),
+                ttl: Some(60),
+            }),
+            Observation::Payload(PayloadObs {
+                ts: 5_000.0,
+                pid: Some(9),
+                path: Some("/bin/tls".into()),
+                protocol: "tcp".into(),
+                remote_address: "203.0.113.5".into(),
+                remote_port: 443,
+                direction: None,
+                first_bytes: None,
+                payload_class: Some("tls".into()),
+                entropy: None,
+                bytes_seen: Some(300),
+                process_start: None,
+                local_address: None,
+                local_port: Some(41_000),
+                server_first_bytes: None,
+                server_payload_class: None,
+                server_entropy: None,
+                server_bytes_seen: None,
+                sni: Some("sni.example".into()),
+                ech: None,
+                http_host: None,
+                resolved_name: None,
+            }),
+        ];
+        let t1 = conn_flow(1_000.0, None, "", 40_001, ("198.51.100.7", 443));
+        let t1_owned = conn_flow(
+            1_000.0,
+            Some(7),
+            "/bin/agent",
+            40_001,
+            ("198.51.100.7", 443),
+        );
+        let long = conn_flow(
+            3_000.0,
+            Some(7),
+            "/bin/agent",
+            40_002,
+            ("198.51.100.7", 443),
+        );
+        let tls = conn_flow(4_990.0, Some(9), "/bin/tls", 41_000, ("203.0.113.5", 443));
+        let tls_other = conn_flow(4_990.0, Some(9), "/bin/tls", 41_001, ("203.0.113.5", 443));
+        let named = FlowObs {
+            remote_name: Some("api.example.com".into()),
+            ..conn_flow(6_000.0, Some(8), "/bin/named", 40_003, ("192.0.2.9", 8443))
+        };
+        let t2 = conn_flow(7_000.0, None, "", 40_004, ("192.0.2.10", 80));
+        // An owner known by path only still upgrades the ownerless row.
+        let t2_path = conn_flow(7_000.0, None, "/bin/late", 40_004, ("192.0.2.10", 80));
+        let first: Vec<FlowObs> = vec![
+            reading_of(&t1, 1_005.0, 10, 5),
+            reading_of(&long, 3_000.0, 100, 10),
+            reading_of(&t1_owned, 1_010.0, 50, 20),
+            reading_of(&long, 3_000.0 + 2.5 * 3600.0, 9_000, 700),
+            reading_of(&tls, 5_000.0, 300, 900),
+            reading_of(&tls_other, 5_001.0, 30, 90),
+            reading_of(&named, 6_010.0, 1, 2),
+            reading_of(&t2, 7_001.0, 0, 0),
+            reading_of(&long, 3_000.0 + 3.0 * 3600.0, 9_500, 800),
+        ];
+        let second: Vec<FlowObs> = vec![
+            reading_of(&t2_path, 7_030.0, 40, 40),
+            FlowObs {
+                end: Some(3_000.0 + 5.0 * 3600.0),
+                state: Some("CLOSED".into()),
+                ..reading_of(&long, 3_000.0 + 5.0 * 3600.0, 20_000, 900)
+            },
+            reading_of(&t1_owned, 1_100.0, 70, 20),
+            reading_of(&named, 6_100.0, 9, 9),
+        ];
+        let flows = |v: Vec<FlowObs>| v.into_iter().map(Observation::Flow).collect::<Vec<_>>();
+        let mut first = flows(first);
+        first.splice(0..0, names);
+        (first, flows(second))
+    }
+
+    #[test]
+    fn batched_writes_hold_exactly_what_one_flow_at_a_time_holds() {
+        let (first, second) = mixed_observations();
+        let batched = Store::in_memory(StoreConfig::default()).unwrap();
+        batched.write_batch(&first, 1).unwrap();
+        batched.write_batch(&second, 1).unwrap();
+        // Row by row, every owned flow looking for its row first, as the store did before.
+        let single = Store::in_memory(StoreConfig::default()).unwrap();
+        always_looking(&single);
+        for o in first.iter().chain(&second) {
+            single.write_batch(std::slice::from_ref(o), 0).unwrap();
+            always_looking(&single);
+        }
+        let got = dump(&batched);
+        assert_eq!(got, dump(&single));
+        // And what that is: the ownerless rows were upgraded, not duplicated; the connection
+        // written three times in one batch is one row counted once.
+        let (rows, agent_flows, agent_bytes, late): (i64, i64, i64, i64) = batched
+            .read(|c| {
+                c.query_row(
+                    "SELECT (SELECT count(*) FROM flows),
+                            (SELECT sum(flows) FROM destination_summary WHERE path = '/bin/agent'),
+                            (SELECT sum(bytes_sent) FROM hourly_bytes WHERE path = '/bin/agent'),
+                            (SELECT count(*) FROM flows WHERE path = '/bin/late' AND pid IS NULL)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!((rows, agent_flows, late), (6, 2, 1), "{got:#?}");
+        // The owner's hours hold its growth after adoption plus the long flow's bytes.
+        assert_eq!(agent_bytes, (70 - 10) + 20_000, "{got:#?}");
+    }
+
+    #[test]
+    fn summary_names_are_the_names_the_tables_give_each_flow() {
+        let (first, second) = mixed_observations();
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        store.write_batch(&first, 1).unwrap();
+        store.write_batch(&second, 1).unwrap();
+        let (missing, names): (Vec<String>, Vec<String>) = store
+            .read(|c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT f.path || ' ' || coalesce({}, f.remote_address),
+                            EXISTS (SELECT 1 FROM destination_summary d WHERE d.path = f.path
+                                    AND d.remote = coalesce({0}, f.remote_address)
+                                    AND d.remote_port = f.remote_port AND d.protocol = f.protocol)
+                     FROM flows f WHERE f.path != '' ORDER BY f.id",
+                    crate::analytics::FLOW_NAME_SQL
+                ))?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+                let rows: Vec<(String, bool)> = rows.collect::<rusqlite::Result<_>>()?;
+                Ok((
+                    rows.iter().filter(|r| !r.1).map(|r| r.0.clone()).collect(),
+                    rows.into_iter().map(|r| r.0).collect(),
+                ))
+            })
+            .unwrap();
+        assert!(missing.is_empty(), "no summary for {missing:?}");
+        assert_eq!(
+            names,
+            [
+                "/bin/agent cdn.example.net",
+                "/bin/agent cdn.example.net",
+                "/bin/tls sni.example",
+                "/bin/tls 203.0.113.5",
+                "/bin/named api.example.com",
+                "/bin/late 192.0.2.10",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ownerless_row_is_upgraded_across_batches_reopens_and_imports() {
+        let t = conn_flow(500.0, None, "", 40_100, ("192.0.2.20", 443));
+        let owned = conn_flow(500.0, Some(12), "/bin/owner", 40_100, ("192.0.2.20", 443));
+        let rows = |store: &Store| -> Vec<(Option<i64>, String, i64)> {
+            store
+                .read(|c| {
+                    let mut stmt =
+                        c.prepare("SELECT pid, path, bytes_sent FROM flows ORDER BY id")?;
+                    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    rows.collect()
+                })
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        disk.write_batch(&[Observation::Flow(reading_of(&t, 501.0, 5, 5))], 1)
+            .unwrap();
+        drop(disk);
+        // A new process learns of the ownerless row from the file.
+        let disk = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let mut mem = Store::in_memory(StoreConfig::default()).unwrap();
+        assert!(mem.import_history(dir.path()).unwrap());
+        for store in [&disk, &mem] {
+            store
+                .write_batch(&[Observation::Flow(reading_of(&owned, 510.0, 9, 9))], 1)
+                .unwrap();
+            assert_eq!(rows(store), [(Some(12), "/bin/owner".to_string(), 9)]);
+        }
+        // An ownerless sighting after the owned one is a row of its own (as before), and a
+        // later owned reading goes to the owned row.
+        disk.write_batch(&[Observation::Flow(reading_of(&t, 520.0, 11, 11))], 1)
+            .unwrap();
+        disk.write_batch(&[Observation::Flow(reading_of(&owned, 530.0, 13, 13))], 1)
+            .unwrap();
+        assert_eq!(
+            rows(&disk),
+            [
+                (Some(12), "/bin/owner".to_string(), 13),
+                (None, String::new(), 11)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ownerless_row_another_writer_added_is_upgraded() {
+        let t = conn_flow(600.0, None, "", 40_150, ("192.0.2.21", 443));
+        let owned = conn_flow(600.0, Some(13), "/bin/owner", 40_150, ("192.0.2.21", 443));
+        let dir = tempfile::tempdir().unwrap();
+        let extension = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let other = conn_flow(600.0, Some(13), "/bin/owner", 40_151, ("192.0.2.21", 443));
+        extension
+            .write_batch(&[Observation::Flow(reading_of(&other, 601.0, 1, 1))], 1)
+            .unwrap();
+        // A second writer on the same file (record --state-dir beside a running extension)
+        // sees the connection first, without its owner.
+        let recorder = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        recorder
+            .write_batch(&[Observation::Flow(reading_of(&t, 601.0, 5, 5))], 1)
+            .unwrap();
+        extension
+            .write_batch(&[Observation::Flow(reading_of(&owned, 610.0, 9, 9))], 1)
+            .unwrap();
+        let rows: Vec<(Option<i64>, String, i64)> = extension
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT pid, path, bytes_sent FROM flows WHERE local_port = 40150 ORDER BY id",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect()
+            })
+            .unwrap();
+        assert_eq!(rows, [(Some(13), "/bin/owner".to_string(), 9)]);
+    }
+
+    #[test]
+    fn a_connection_already_stored_by_an_earlier_process_is_updated_not_inserted() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = conn_flow(800.0, Some(3), "/bin/svc", 40_200, ("192.0.2.30", 443));
+        let disk = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        disk.write_batch(&[Observation::Flow(reading_of(&f, 805.0, 10, 1))], 1)
+            .unwrap();
+        drop(disk);
+        // This process never wrote it: the insert meets the identity index, then it updates.
+        let disk = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        disk.write_batch(&[Observation::Flow(reading_of(&f, 815.0, 30, 2))], 1)
+            .unwrap();
+        let row: (i64, i64, f64, i64, i64, i64) = disk
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*), max(bytes_sent), max(prev_seen),
+                            (SELECT flows FROM destination_summary), (SELECT sum(bytes_sent) FROM hourly_bytes),
+                            (SELECT sum(flows) FROM hourly_bytes) FROM flows",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(row, (1, 30, 805.0, 1, 30, 1));
+    }
+
+    #[test]
+    fn hourly_bytes_of_one_batch_spread_and_add_up_per_hour() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        let a = conn_flow(37_800.0, Some(4), "/bin/h", 40_300, ("192.0.2.40", 443));
+        let b = conn_flow(39_600.0, Some(4), "/bin/h", 40_301, ("192.0.2.40", 443));
+        store
+            .write_batch(
+                &[
+                    Observation::Flow(reading_of(&a, 43_200.0, 4_000, 0)),
+                    Observation::Flow(reading_of(&b, 40_200.0, 100, 6)),
+                ],
+                1,
+            )
+            .unwrap();
+        store
+            .write_batch(&[Observation::Flow(reading_of(&a, 46_800.0, 7_600, 0))], 1)
+            .unwrap();
+        let hours: Vec<(i64, i64, i64, i64)> = store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT hour_start, bytes_sent, bytes_received, flows FROM hourly_bytes ORDER BY hour_start",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect()
+            })
+            .unwrap();
+        // a: 4,000 bytes over 37,800–43,200 s, a third in hour 10; b: all in hour 11; then a's
+        // 3,600 more in hour 12. Each connection counted once, in its first hour.
+        assert_eq!(
+            hours,
+            [
+                (36_000, 1_333, 0, 1),
+                (39_600, 2_667 + 100, 6, 1),
+                (43_200, 3_600, 0, 0)
+            ]
+        );
+    }
+
+    /// `export`'s flow lines as it made them before: one snapshot query per flow.
+    fn flow_lines_one_query_per_flow(store: &Store) -> Vec<String> {
+        store
+            .read(|conn| {
+                let mut stmt = conn.prepare("SELECT id FROM flows ORDER BY start, id")?;
+                let ids: Vec<i64> = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut lines = Vec::new();
+                for id in ids {
+                    let mut f: FlowObs = conn.query_row(
+                        "SELECT start, end, pid, process_start, path, launchd_label, protocol, local_address, local_port,
+                                remote_address, remote_port, remote_name, bytes_sent, bytes_received, state, last_seen,
+                                prev_seen, prev_bytes_sent, prev_bytes_received, label_source, source, acting_pid
+                         FROM flows WHERE id = ?1",
+                        [id],
+                        |r| {
+                            Ok(FlowObs {
+                                start: r.get(0)?,
+                                end: r.get(1)?,
+                                pid: r.get(2)?,
+                                process_start: r.get(3)?,
+                                path: r.get(4)?,
+                                launchd_label: r.get(5)?,
+                                protocol: r.get(6)?,
+                                local_address: r.get(7)?,
+                                local_port: r.get(8)?,
+                                remote_address: r.get(9)?,
+                                remote_port: r.get(10)?,
+                                remote_name: r.get(11)?,
+                                bytes_sent: r.get(12)?,
+                                bytes_received: r.get(13)?,
+                                state: r.get(14)?,
+                                last_seen: r.get(15)?,
+                                prev_seen: r.get(16)?,
+                                prev_bytes_sent: r.get(17)?,
+                                prev_bytes_received: r.get(18)?,
+                                label_source: r.get(19)?,
+                                source: r.get(20)?,
+                                acting_pid: r.get(21)?,
+                                snapshots: None,
+                            })
+                        },
+                    )?;
+                    let mut snaps = conn.prepare(
+                        "SELECT ts, bytes_sent, bytes_received FROM flow_snapshots WHERE flow_id = ?1 ORDER BY ts",
+                    )?;
+                    let snapshots: Vec<FlowSnapshot> = snaps
+                        .query_map([id], |s| {
+                            Ok(FlowSnapshot {
+                                ts: s.get(0)?,
+                                bytes_sent: s.get(1)?,
+                                bytes_received: s.get(2)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    f.snapshots = Some(snapshots).filter(|s| !s.is_empty());
+                    lines.push(Observation::Flow(f).to_json_line());
+                }
+                Ok(lines)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn export_in_one_pass_writes_what_a_query_per_flow_wrote_and_round_trips() {
+        let store = Store::in_memory(StoreConfig::default()).unwrap();
+        let (first, second) = mixed_observations();
+        store.write_batch(&first, 1).unwrap();
+        store.write_batch(&second, 1).unwrap();
+        // Two flows with the same start, one with snapshots, one without; a flow with readings.
+        let twin = |port: u16| conn_flow(1_000.0, Some(5), "/bin/twin", port, ("192.0.2.50", 22));
+        let with_snapshots = FlowObs {
+            snapshots: Some(vec![
+                FlowSnapshot {
+                    ts: 1_100.0,
+                    bytes_sent: 5,
+                    bytes_received: 1,
+                },
+                FlowSnapshot {
+                    ts: 1_200.0,
+                    bytes_sent: 9,
+                    bytes_received: 2,
+                },
+            ]),
+            ..reading_of(&twin(40_500), 1_300.0, 12, 3)
+        };
+        store
+            .write_batch(
+                &[
+                    Observation::Flow(reading_of(&twin(40_501), 1_300.0, 1, 1)),
+                    Observation::Flow(with_snapshots),
+                    reading(5.0, 100, 10),
+                    reading(55.0, 150, 10),
+                    reading(60.0, 400, 30),
+                    reading(90.0, 500, 30),
+                ],
+                1,
+            )
+            .unwrap();
+        let old = flow_lines_one_query_per_flow(&store);
+        let mut out = Vec::new();
+        store.export(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let new: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(r#""kind":"flow""#))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(new, old);
+        assert!(
+            old.iter().filter(|l| l.contains("snapshots")).count() >= 2,
+            "{old:#?}"
+        );
+        assert!(
+            old.iter().filter(|l| !l.contains("snapshots")).count() >= 2,
+            "{old:#?}"
+        );
+        // Replayed, the lines give the same flow lines back.
+        let again = Store::in_memory(StoreConfig::default()).unwrap();
+        let lines: Vec<Observation> = text.lines().map(obs).collect();
+        again.write_batch(&lines, 0).unwrap();
+        assert_eq!(flow_lines_one_query_per_flow(&again), old);
     }
 }
