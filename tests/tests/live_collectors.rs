@@ -129,7 +129,7 @@ fn float(row: &Map<String, Value>, col: &str) -> f64 {
 fn a_query_samples_twice_only_when_it_reads_a_rate() {
     let _g = serial();
     let (n, m) = (10_000, 10);
-    let (mut client, mut server, _port) = connection(n, m);
+    let (mut client, mut server, port) = connection(n, m);
     let client_port = client.local_addr().unwrap().port();
     // The client keeps sending 8 KiB every 10 ms while the queries run; the server reads it
     // all, so the kernel's acknowledged-bytes counter moves.
@@ -151,13 +151,15 @@ fn a_query_samples_twice_only_when_it_reads_a_rate() {
     });
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    // Both ports: Linux gives one ephemeral port to connections to different servers, so
+    // on a busy host another socket can have the same local port.
     let ask = |columns: &str| {
         let rows = json_rows(&launchwatch(&[
             "query",
             "--json",
             "--state-dir",
             state.to_str().unwrap(),
-            &format!("SELECT {columns} FROM launchwatch_sockets WHERE local_port = {client_port} AND protocol = 'tcp'"),
+            &format!("SELECT {columns} FROM launchwatch_sockets WHERE local_port = {client_port} AND remote_port = {port} AND protocol = 'tcp'"),
         ]));
         assert_eq!(rows.len(), 1, "{rows:?}");
         rows.into_iter().next().unwrap()
