@@ -108,5 +108,25 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 fn linux_dumps(runs: usize) {
-    let _ = runs;
+    use launchwatch_tables::platform::linux::procfs::{processes_cached, WalkCache};
+    for (what, mut cache) in [
+        (
+            "process walk, stat files kept open (pread)",
+            WalkCache::default(),
+        ),
+        (
+            "process walk, stat files by path (open/read)",
+            WalkCache::one_off(),
+        ),
+    ] {
+        cache.trust_known = true;
+        print(
+            what,
+            measure(runs, || {
+                processes_cached(0.0, &mut cache)
+                    .map(|p| p.len())
+                    .unwrap_or(0)
+            }),
+        );
+    }
 }

@@ -27,25 +27,33 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
         .parse()
         .map_err(|_| "pid is not a number")?;
     let comm = text[open + 1..close].to_string();
-    // Fields after comm start at field 3 (state); index i here is field i + 3.
-    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let field = |n: usize| -> Result<&str, String> {
-        rest.get(n - 3)
-            .copied()
-            .ok_or_else(|| format!("truncated: no field {n}"))
+    // Fields after comm start at field 3 (state). Walked once, without collecting them: this
+    // runs for every process on every walk.
+    let mut fields = text[close + 1..].split_ascii_whitespace();
+    let mut at = 2;
+    let mut field = |n: usize| -> Result<&str, String> {
+        let f = fields
+            .nth(n - at - 1)
+            .ok_or_else(|| format!("truncated: no field {n}"))?;
+        at = n;
+        Ok(f)
     };
-    let num = |n: usize| -> Result<u64, String> {
-        field(n)?
-            .parse()
-            .map_err(|_| format!("field {n} is not a number"))
-    };
+    fn num<T: std::str::FromStr>(n: usize, f: &str) -> Result<T, String> {
+        f.parse().map_err(|_| format!("field {n} is not a number"))
+    }
+    // In field order: each read moves past the ones before it.
+    let ppid: i64 = num(4, field(4)?)?;
+    let pgrp: i64 = num(5, field(5)?)?;
+    let utime: u64 = num(14, field(14)?)?;
+    let stime: u64 = num(15, field(15)?)?;
+    let start_ticks = num(22, field(22)?)?;
     Ok(ProcStat {
         pid,
         comm,
-        ppid: field(4)?.parse().map_err(|_| "field 4 is not a number")?,
-        pgrp: field(5)?.parse().map_err(|_| "field 5 is not a number")?,
-        cpu_ticks: num(14)?.saturating_add(num(15)?),
-        start_ticks: num(22)?,
+        ppid,
+        pgrp,
+        cpu_ticks: utime.saturating_add(stime),
+        start_ticks,
     })
 }
 

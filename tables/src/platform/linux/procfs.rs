@@ -104,10 +104,124 @@ struct KnownInstance {
     comm: String,
 }
 
+/// The instance key: a pid names another process once the old one is reaped, the start time
+/// (in the 10 ms steps of [`Clock::start_time`]) tells the two apart.
+fn instance_key(pid: i64, start_time: f64) -> (i64, u64) {
+    (pid, (start_time * 100.0) as u64)
+}
+
+/// Kept `/proc/<pid>/stat` descriptors: at most this many across the process, each costing
+/// about 4 KiB of kernel memory (the seq_file's page buffer stays allocated while the file is
+/// open; measured as SUnreclaim growth), so 16 MiB at most. Processes beyond it are read by
+/// path as before.
+const MAX_KEPT_STAT_FDS: usize = 4096;
+/// Kept descriptors take at most half the soft limit less this, so the rest of the process
+/// (store, sockets, osquery's thrift) keeps more than half of it, whatever the limit.
+const FDS_LEFT_TO_OTHERS: usize = 64;
+
+/// Kept stat descriptors open across every walk cache of the process, against the budget.
+static KEPT_STAT_FDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many stat descriptors may be kept open, decided once. The soft `RLIMIT_NOFILE` is
+/// raised as far as the budget needs (never past the hard limit, and not to the hard limit
+/// itself: programs this process starts inherit the soft limit, and some close or poll every
+/// descriptor up to it).
+fn stat_fd_budget() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let want = ((MAX_KEPT_STAT_FDS + FDS_LEFT_TO_OTHERS) * 2) as libc::rlim_t;
+        // SAFETY: getrlimit/setrlimit on a valid struct.
+        let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: want.min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above; on failure the old limit stands.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim.rlim_cur = raised.rlim_cur;
+            }
+        }
+        let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+        (soft / 2)
+            .saturating_sub(FDS_LEFT_TO_OTHERS)
+            .min(MAX_KEPT_STAT_FDS)
+    })
+}
+
+/// One process's `/proc/<pid>/stat`, kept open: the descriptor pins that task (its `struct
+/// pid`), so it reads the same process until it is reaped, then fails with ESRCH — a new
+/// process given the same pid is never read through it.
+#[derive(Debug)]
+struct KeptStat(std::os::fd::OwnedFd);
+
+impl KeptStat {
+    /// Keeps `fd` if fewer than `budget` are kept across the process (else it is closed).
+    fn within(fd: std::os::fd::OwnedFd, budget: usize) -> Option<KeptStat> {
+        use std::sync::atomic::Ordering::Relaxed;
+        KEPT_STAT_FDS
+            .fetch_update(Relaxed, Relaxed, |n| (n < budget).then_some(n + 1))
+            .ok()
+            .map(|_| KeptStat(fd))
+    }
+}
+
+impl Drop for KeptStat {
+    fn drop(&mut self) {
+        KEPT_STAT_FDS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The stat line of a kept descriptor: `pread` at offset 0, where the seq_file renders the
+/// line afresh. `None` when the process is gone (ESRCH, or an empty read).
+fn pread_stat(fd: &std::os::fd::OwnedFd, buf: &mut Vec<u8>) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: buf is valid for its length; fd is open.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return None;
+        }
+        let n = n as usize;
+        if n < buf.len() {
+            return Some(n);
+        }
+        // A full buffer may be a cut line: read it whole into a bigger one.
+        if buf.len() >= 1 << 16 {
+            return None;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+/// Opens `/proc/<pid>/stat` and reads it; the descriptor comes back for keeping.
+fn open_stat(pid: i64, buf: &mut Vec<u8>) -> Option<(std::os::fd::OwnedFd, usize)> {
+    use std::os::fd::FromRawFd;
+    let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: a NUL-terminated path; the result is checked and then owned.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let n = pread_stat(&fd, buf)?;
+    Some((fd, n))
+}
+
 /// Per-instance facts kept between process walks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WalkCache {
     known: std::collections::HashMap<(i64, u64), KnownInstance>,
+    /// Each listed process's open stat file, by pid.
+    stat_fds: std::collections::HashMap<i64, KeptStat>,
+    /// How many stat files this cache may keep open between walks (a one-off walk: none),
+    /// within the process-wide budget.
+    max_kept: usize,
+    buf: Vec<u8>,
     /// Pids whose executable and uid must be read again on the next walk (the kernel events
     /// saw them exec or fork).
     stale: std::collections::HashSet<i64>,
@@ -116,22 +230,62 @@ pub struct WalkCache {
     pub trust_known: bool,
 }
 
+impl Default for WalkCache {
+    fn default() -> Self {
+        WalkCache {
+            known: Default::default(),
+            stat_fds: Default::default(),
+            max_kept: usize::MAX,
+            buf: vec![0; 1024],
+            stale: Default::default(),
+            trust_known: false,
+        }
+    }
+}
+
 impl WalkCache {
     /// The next walk reads `pid`'s executable and uid again.
     pub fn mark_stale(&mut self, pid: i64) {
         self.stale.insert(pid);
     }
+
+    /// A cache for one walk: reads every stat file by path and keeps none open.
+    pub fn one_off() -> Self {
+        Self::keeping(0)
+    }
+
+    /// A cache that keeps at most `max` stat files open (and reads the rest by path).
+    pub fn keeping(max: usize) -> Self {
+        WalkCache {
+            max_kept: max,
+            ..Default::default()
+        }
+    }
+
+    /// How many stat files this cache holds open.
+    pub fn kept_stat_fds(&self) -> usize {
+        self.stat_fds.len()
+    }
 }
 
 /// Every process instance now. `/proc/<pid>/stat` is read for every process (CPU time,
-/// parent, name, and the start time that keys the instance); the executable and uid only
-/// for instances not seen before, whose name changed, or that the kernel events flagged —
-/// unless `cache.trust_known` is off, when they are read every time. The systemd unit is
-/// read once per instance.
+/// parent, name, and the start time that keys the instance) — through the descriptor kept
+/// from the last walk where there is one, which saves the path lookup, open and close of
+/// each process on every walk; the `/proc` listing still finds new pids. The executable and
+/// uid are read only for instances not seen before, whose name changed, or that the kernel
+/// events flagged — unless `cache.trust_known` is off, when they are read every time. The
+/// systemd unit is read once per instance.
 pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessObs>, String> {
     let clock = Clock::read()?;
+    let budget = if cache.max_kept > 0 {
+        stat_fd_budget()
+    } else {
+        0
+    };
     let mut out = Vec::with_capacity(cache.known.len());
     let mut live = std::collections::HashMap::with_capacity(cache.known.len());
+    let mut kept = std::collections::HashMap::with_capacity(cache.stat_fds.len());
+    let mut buf = std::mem::take(&mut cache.buf);
     for entry in fs::read_dir("/proc")
         .map_err(|e| format!("/proc: {e}"))?
         .flatten()
@@ -140,33 +294,57 @@ pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessOb
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else {
             continue;
         };
-        let dir = format!("/proc/{pid}");
-        // The process may exit between readdir and here: skip it.
-        let Some(stat) = read_small(std::path::Path::new(&format!("{dir}/stat")))
-            .and_then(|t| parse_proc_stat(&t).ok())
-        else {
+        // The kept file reads the instance it was opened on; when that one is gone the pid
+        // may name a new process, which is opened afresh (and is a new key).
+        let mut fd = None;
+        let mut len = 0;
+        if let Some(k) = cache.stat_fds.remove(&pid) {
+            if let Some(n) = pread_stat(&k.0, &mut buf) {
+                (fd, len) = (Some(k), n);
+            }
+        }
+        if fd.is_none() {
+            // The process may exit between readdir and here: skip it.
+            let Some((f, n)) = open_stat(pid, &mut buf) else {
+                continue;
+            };
+            len = n;
+            // Beyond either budget the file is closed again (read by path next walk too).
+            if kept.len() + cache.stat_fds.len() < cache.max_kept {
+                fd = KeptStat::within(f, budget);
+            }
+        }
+        // comm is whatever bytes a process set: a name that is not UTF-8 is shown lossily
+        // rather than hiding the process.
+        let Ok(stat) = parse_proc_stat(&String::from_utf8_lossy(&buf[..len])) else {
             continue;
         };
         let start_time = clock.start_time(stat.start_ticks);
-        let key = (pid, (start_time * 100.0) as u64);
+        let key = instance_key(pid, start_time);
+        if let Some(f) = fd {
+            kept.insert(pid, f);
+        }
         let known = cache.known.remove(&key);
         let reuse = cache.trust_known
             && !cache.stale.contains(&pid)
             && known.as_ref().is_some_and(|k| k.comm == stat.comm);
         let k = match known {
             Some(k) if reuse => k,
-            known => KnownInstance {
-                unit: match known {
-                    Some(k) => k.unit,
-                    None => read_small(std::path::Path::new(&format!("{dir}/cgroup")))
-                        .and_then(|t| systemd_unit_from_cgroup(&t)),
-                },
-                uid: fs::metadata(&dir).ok().map(|m| m.uid() as i64),
-                path: fs::read_link(format!("{dir}/exe"))
-                    .ok()
-                    .map(|p| p.to_string_lossy().into_owned()),
-                comm: stat.comm.clone(),
-            },
+            known => {
+                let dir = format!("/proc/{pid}");
+                KnownInstance {
+                    unit: match known {
+                        Some(k) => k.unit,
+                        None => read_small(std::path::Path::new(&format!("{dir}/cgroup")))
+                            .and_then(|t| systemd_unit_from_cgroup(&t)),
+                    },
+                    uid: fs::metadata(&dir).ok().map(|m| m.uid() as i64),
+                    path: fs::read_link(format!("{dir}/exe"))
+                        .ok()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                    comm: stat.comm.clone(),
+                }
+            }
         };
         out.push(ProcessObs {
             ts: now,
@@ -184,14 +362,17 @@ pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessOb
         });
         live.insert(key, k);
     }
-    // Instances gone from /proc are forgotten; the flags were all served by this walk.
+    // Instances gone from /proc are forgotten and their files closed (what is left in the
+    // old map drops here); the flags were all served by this walk.
     cache.known = live;
+    cache.stat_fds = kept;
     cache.stale.clear();
+    cache.buf = buf;
     Ok(out)
 }
 
 pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
-    processes_cached(now, &mut WalkCache::default())
+    processes_cached(now, &mut WalkCache::one_off())
 }
 
 /// The executable and start time of one process (for socket owners not in the last process
@@ -265,6 +446,205 @@ mod tests {
         assert_eq!(path_of(&mut trusting), want_b, "flagged: read again");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// The descriptor `cache` keeps for `pid`, with the inode it is open on, checked to be
+    /// that pid's stat file. (Other tests' caches hold their own descriptors on the same
+    /// files, so the process-wide count is not this cache's.)
+    fn kept(cache: &WalkCache, pid: u32) -> Option<(i32, u64)> {
+        use std::os::fd::AsRawFd;
+        let fd = cache.stat_fds.get(&(pid as i64))?.0.as_raw_fd();
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        assert_eq!(link, std::path::PathBuf::from(format!("/proc/{pid}/stat")));
+        Some((fd, fstat_ino(fd).unwrap()))
+    }
+
+    fn fstat_ino(fd: i32) -> Option<u64> {
+        // SAFETY: fstat into a zeroed struct; a closed fd is an error, not UB.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
+    }
+
+    /// Whether descriptor `fd` of this process is still open on `pid`'s stat file `ino`.
+    fn still_open(fd: i32, pid: u32, ino: u64) -> bool {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+            == Some(format!("/proc/{pid}/stat").into())
+            && fstat_ino(fd) == Some(ino)
+    }
+
+    fn find(procs: &[ProcessObs], pid: u32) -> Option<&ProcessObs> {
+        procs.iter().find(|p| p.pid == pid as i64)
+    }
+
+    /// A process's stat file stays open across walks and is read again through it (its CPU
+    /// time moves); when the process exits the walk drops it and closes the file; dropping
+    /// the cache closes the rest.
+    #[test]
+    fn a_process_is_read_through_its_kept_stat_file_until_it_exits() {
+        let mut burner = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let (b, s) = (burner.id(), sleeper.id());
+        let mut cache = WalkCache::default();
+        let first = processes_cached(0.0, &mut cache).unwrap();
+        let cpu0 = find(&first, b).expect("burner listed").cpu_time;
+        assert!(find(&first, s).is_some(), "sleeper listed");
+        let burner_file = kept(&cache, b).expect("burner's stat file kept open");
+        let sleeper_file = kept(&cache, s).expect("sleeper's stat file kept open");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let second = processes_cached(0.0, &mut cache).unwrap();
+        let cpu1 = find(&second, b).expect("burner still listed").cpu_time;
+        assert!(
+            cpu1 >= cpu0 + 0.1,
+            "burner CPU read again through the kept file: {cpu0} -> {cpu1}"
+        );
+        assert_eq!(kept(&cache, b), Some(burner_file), "the same open file");
+        burner.kill().unwrap();
+        burner.wait().unwrap();
+        let third = processes_cached(0.0, &mut cache).unwrap();
+        assert!(find(&third, b).is_none(), "an exited process leaves");
+        assert_eq!(kept(&cache, b), None);
+        assert!(
+            !still_open(burner_file.0, b, burner_file.1),
+            "its file is closed"
+        );
+        assert!(find(&third, s).is_some());
+        assert!(still_open(sleeper_file.0, s, sleeper_file.1));
+        drop(cache);
+        assert!(
+            !still_open(sleeper_file.0, s, sleeper_file.1),
+            "dropping the cache closes the rest"
+        );
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+    }
+
+    /// Past its budget a walk reads stat files by path and closes them: every process is
+    /// still listed, only the budgeted number stay open. A one-off walk keeps none.
+    #[test]
+    fn past_the_budget_processes_are_read_by_path() {
+        let mut kids: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut cache = WalkCache::keeping(2);
+        for _ in 0..2 {
+            let procs = processes_cached(0.0, &mut cache).unwrap();
+            for k in &kids {
+                assert!(find(&procs, k.id()).is_some(), "{} listed", k.id());
+            }
+            assert_eq!(cache.kept_stat_fds(), 2);
+        }
+        let mut one_off = WalkCache::one_off();
+        let procs = processes_cached(0.0, &mut one_off).unwrap();
+        for k in &kids {
+            assert!(find(&procs, k.id()).is_some());
+        }
+        assert_eq!(one_off.kept_stat_fds(), 0);
+        for k in &mut kids {
+            k.kill().unwrap();
+            k.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_instance_key_tells_a_reused_pid_from_its_first_process() {
+        let clock = Clock {
+            boot: 1_700_000_000,
+            hz: 100.0,
+        };
+        let first = clock.start_time(123_456);
+        assert_eq!(
+            instance_key(42, first),
+            instance_key(42, clock.start_time(123_456)),
+            "the same process read twice is one instance"
+        );
+        assert_ne!(
+            instance_key(42, first),
+            instance_key(42, clock.start_time(123_457)),
+            "a process started one tick later under the same pid is another"
+        );
+        assert_ne!(instance_key(42, first), instance_key(43, first));
+    }
+
+    /// Real pid reuse: a process exits, another is given its pid (through
+    /// `/proc/sys/kernel/ns_last_pid`, root). The kept file of the first must not be read as
+    /// the second, nor the first's cached executable shown for it.
+    #[test]
+    fn a_reused_pid_is_a_new_instance_with_its_own_stat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let other_sleep = dir.path().join("sleep");
+        std::fs::copy("/bin/sleep", &other_sleep).unwrap();
+        let mut first = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = first.id();
+        let mut cache = WalkCache {
+            trust_known: true,
+            ..Default::default()
+        };
+        let before = processes_cached(0.0, &mut cache).unwrap();
+        let first_start = find(&before, pid).unwrap().start_time;
+        let first_file = kept(&cache, pid).expect("kept open");
+        first.kill().unwrap();
+        first.wait().unwrap();
+        // Another start tick, so the two instances differ in start time as real reuse does.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut second = None;
+        for _ in 0..200 {
+            if let Err(e) = std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)) {
+                if std::env::var("CI").as_deref() != Ok("true") {
+                    eprintln!("skipped: cannot choose the next pid here ({e})");
+                    return;
+                }
+                panic!("CI runs as root: ns_last_pid must be writable: {e}");
+            }
+            let mut c = std::process::Command::new(&other_sleep)
+                .arg("30")
+                .spawn()
+                .unwrap();
+            if c.id() == pid {
+                second = Some(c);
+                break;
+            }
+            // Another process on the host took the pid first: try again.
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        let mut second = second.expect("the pid was given to the second process");
+        let after = processes_cached(0.0, &mut cache).unwrap();
+        let p = find(&after, pid).expect("the new process is listed");
+        assert!(
+            p.start_time > first_start,
+            "{} is the new instance's start, not the first's {first_start}",
+            p.start_time
+        );
+        assert_eq!(
+            p.path.as_deref(),
+            Some(other_sleep.to_str().unwrap()),
+            "described afresh, not from the first instance's cache"
+        );
+        let second_file = kept(&cache, pid).expect("the new process's file kept");
+        assert_ne!(
+            second_file.1, first_file.1,
+            "a new file, on the new process"
+        );
+        assert!(
+            !still_open(first_file.0, pid, first_file.1),
+            "the first's file closed"
+        );
+        second.kill().unwrap();
+        second.wait().unwrap();
     }
 
     #[test]
