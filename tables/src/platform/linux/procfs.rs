@@ -604,7 +604,7 @@ mod tests {
         for _ in 0..200 {
             if let Err(e) = std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)) {
                 if std::env::var("CI").as_deref() != Ok("true") {
-                    eprintln!("skipped: cannot choose the next pid here ({e})");
+                    log::warn!("skipped: cannot choose the next pid here ({e})");
                     return;
                 }
                 panic!("CI runs as root: ns_last_pid must be writable: {e}");
