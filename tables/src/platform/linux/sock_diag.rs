@@ -3,6 +3,11 @@
 //! Layouts from linux/netlink.h, linux/sock_diag.h and linux/inet_diag.h:
 //! * `nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid }` — 16 bytes, host order;
 //! * `inet_diag_req_v2 { u8 family, protocol, ext, pad; u32 states; inet_diag_sockid id }` — 56;
+//! * the older `inet_diag_req { u8 family, src_len, dst_len, ext; inet_diag_sockid id;
+//!   u32 states, dbs }` — 60, sent as `TCPDIAG_GETSOCK` (18): the kernel's compatibility path
+//!   (`inet_diag_rcv_msg_compat` → `inet_diag_dump_compat` in net/ipv4/inet_diag.c) dumps
+//!   with the family set to `AF_UNSPEC`, so one walk of the TCP hash tables returns both
+//!   families, each reply an `inet_diag_msg` as below with that type;
 //! * `inet_diag_sockid { be16 sport, dport; be32 src[4], dst[4]; u32 if; u32 cookie[2] }` — 48;
 //! * `inet_diag_msg { u8 family, state, timer, retrans; sockid id; u32 expires, rqueue, wqueue,
 //!   uid, inode }` — 72, followed by `rtattr { u16 len; u16 type }` attributes, 4-aligned.
@@ -21,18 +26,27 @@ pub const NLMSG_HDR_LEN: usize = 16;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The pre-`SOCK_DIAG_BY_FAMILY` TCP request; its replies carry this type too.
+pub const TCPDIAG_GETSOCK: u16 = 18;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_DUMP: u16 = 0x300;
 pub const INET_DIAG_INFO: u16 = 2;
 const INET_DIAG_MSG_LEN: usize = 72;
 const REQ_LEN: usize = 56;
+const COMPAT_REQ_LEN: usize = 60;
+/// Every socket state a dump returns (TCP_ESTABLISHED 1 … TCP_NEW_SYN_RECV 12; UDP uses 1
+/// and 7) but `TCP_BOUND_INACTIVE` (13, Linux ≥ 6.6, include/net/tcp_states.h): asking for
+/// that one makes the kernel also walk the whole bind hash (tcp_diag_dump, formerly
+/// inet_diag_dump_icsk) for sockets that are bound and nothing else, which are never flows.
+/// LISTEN (shown) and TIME_WAIT (ends a flow) stay in.
+pub const DUMP_STATES: u32 = ((1 << 13) - 1) & !1;
 const TCPI_BYTES_ACKED: usize = 120;
 const TCPI_BYTES_RECEIVED: usize = 128;
 const TCPI_BYTES_SENT: usize = 200;
 const TCPI_BYTES_RETRANS: usize = 208;
 
 /// One socket from a dump.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiagSocket {
     pub family: u8,
     /// Kernel TCP state (1 ESTABLISHED … 10 LISTEN; 7 CLOSE for unconnected UDP).
@@ -51,18 +65,36 @@ pub struct DiagSocket {
     pub bytes_retrans: Option<u64>,
 }
 
-/// The dump request for one family and protocol, all states, asking for `tcp_info`.
-pub fn dump_request(family: u8, protocol: u8, seq: u32) -> Vec<u8> {
-    let len = NLMSG_HDR_LEN + REQ_LEN;
+fn request_header(kind: u16, body_len: usize, seq: u32) -> Vec<u8> {
+    let len = NLMSG_HDR_LEN + body_len;
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&(len as u32).to_ne_bytes());
-    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b.extend_from_slice(&kind.to_ne_bytes());
     b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     b.extend_from_slice(&seq.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
+    b
+}
+
+/// The dump request for one family and protocol, every state of [`DUMP_STATES`], asking for
+/// `tcp_info`.
+pub fn dump_request(family: u8, protocol: u8, seq: u32) -> Vec<u8> {
+    let mut b = request_header(SOCK_DIAG_BY_FAMILY, REQ_LEN, seq);
     b.extend_from_slice(&[family, protocol, 1 << (INET_DIAG_INFO - 1), 0]);
-    b.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    b.resize(len, 0); // a zero sockid: no filter
+    b.extend_from_slice(&DUMP_STATES.to_ne_bytes());
+    b.resize(NLMSG_HDR_LEN + REQ_LEN, 0); // a zero sockid: no filter
+    b
+}
+
+/// The compatibility dump request: TCP sockets of both families in one walk, every state of
+/// [`DUMP_STATES`], asking for `tcp_info`.
+pub fn tcp_compat_dump_request(seq: u32) -> Vec<u8> {
+    let mut b = request_header(TCPDIAG_GETSOCK, COMPAT_REQ_LEN, seq);
+    // family (the kernel dumps AF_UNSPEC whatever is here), src_len, dst_len, ext
+    b.extend_from_slice(&[0, 0, 0, 1 << (INET_DIAG_INFO - 1)]);
+    b.extend_from_slice(&[0u8; 48]); // a zero sockid: no filter
+    b.extend_from_slice(&DUMP_STATES.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes()); // idiag_dbs, unused
     b
 }
 
@@ -194,7 +226,14 @@ pub struct DumpPart {
 /// Parses one buffer of netlink messages. Truncated or inconsistent input is an error, never
 /// a panic; a kernel error message becomes its errno text.
 pub fn parse_dump(buf: &[u8]) -> Result<DumpPart, String> {
-    let mut out = DumpPart::default();
+    let mut sockets = Vec::new();
+    let done = parse_dump_each(buf, |s| sockets.push(s))?;
+    Ok(DumpPart { sockets, done })
+}
+
+/// [`parse_dump`] handing each socket to `each` as it is parsed (no list per buffer);
+/// returns whether the dump is complete. On an error some sockets may have been handed over.
+pub fn parse_dump_each(buf: &[u8], mut each: impl FnMut(DiagSocket)) -> Result<bool, String> {
     let mut off = 0;
     while off < buf.len() {
         if buf.len() - off < NLMSG_HDR_LEN {
@@ -209,10 +248,7 @@ pub fn parse_dump(buf: &[u8]) -> Result<DumpPart, String> {
         }
         let body = &buf[off + NLMSG_HDR_LEN..off + len];
         match kind {
-            NLMSG_DONE => {
-                out.done = true;
-                return Ok(out);
-            }
+            NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
                 // nlmsgerr.error is a negated errno; a hostile i32::MIN must not overflow.
                 let errno = if body.len() >= 4 {
@@ -222,20 +258,19 @@ pub fn parse_dump(buf: &[u8]) -> Result<DumpPart, String> {
                 };
                 if errno == 0 {
                     // An acknowledgement, not an error.
-                    out.done = true;
-                    return Ok(out);
+                    return Ok(true);
                 }
                 return Err(format!(
                     "sock_diag: {}",
                     std::io::Error::from_raw_os_error(errno)
                 ));
             }
-            SOCK_DIAG_BY_FAMILY => out.sockets.push(parse_inet_diag_msg(body)?),
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => each(parse_inet_diag_msg(body)?),
             _ => {}
         }
         off += (len + 3) & !3;
     }
-    Ok(out)
+    Ok(false)
 }
 
 pub fn parse_inet_diag_msg(body: &[u8]) -> Result<DiagSocket, String> {
@@ -377,7 +412,73 @@ mod tests {
         assert_eq!(u16_ne(&r, 4), SOCK_DIAG_BY_FAMILY);
         assert_eq!(u16_ne(&r, 6), NLM_F_REQUEST | NLM_F_DUMP);
         assert_eq!(&r[16..20], &[2, 6, 2, 0]);
-        assert_eq!(u32_ne(&r, 20), u32::MAX);
+        assert_eq!(u32_ne(&r, 20), DUMP_STATES);
+        assert_eq!(&r[24..], &[0u8; 48], "no socket filter");
+    }
+
+    #[test]
+    fn the_states_asked_for_are_every_real_one_but_bound_inactive() {
+        // include/net/tcp_states.h: ESTABLISHED 1 … CLOSING 11, NEW_SYN_RECV 12, and the
+        // inet_diag pseudo-state BOUND_INACTIVE 13.
+        for state in 1..=12 {
+            assert_ne!(DUMP_STATES & (1 << state), 0, "state {state}");
+        }
+        assert_eq!(
+            DUMP_STATES & (1 << 13),
+            0,
+            "bound-inactive walks the bind hash"
+        );
+        assert_eq!(DUMP_STATES >> 13, 0);
+        assert_eq!(DUMP_STATES & 1, 0, "there is no state 0");
+    }
+
+    #[test]
+    fn compat_request_is_the_60_byte_inet_diag_req() {
+        let r = tcp_compat_dump_request(9);
+        assert_eq!(r.len(), 16 + 60);
+        assert_eq!(u32_ne(&r, 0), 76);
+        assert_eq!(u16_ne(&r, 4), TCPDIAG_GETSOCK);
+        assert_eq!(u16_ne(&r, 6), NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(u32_ne(&r, 8), 9);
+        // family, src_len, dst_len, ext (tcp_info)
+        assert_eq!(&r[16..20], &[0, 0, 0, 2]);
+        assert_eq!(&r[20..68], &[0u8; 48], "no socket filter");
+        assert_eq!(u32_ne(&r, 68), DUMP_STATES);
+        assert_eq!(u32_ne(&r, 72), 0, "idiag_dbs");
+    }
+
+    #[test]
+    fn compat_replies_parse_as_sockets_and_other_types_are_skipped() {
+        let msg = diag_msg(
+            10,
+            1,
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            4000,
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            5000,
+            9,
+            Some(&tcp_info(232, 11, 22)),
+        );
+        let mut buf = msg.clone();
+        buf[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+        let mut other = msg;
+        other[4..6].copy_from_slice(&19u16.to_ne_bytes()); // DCCPDIAG_GETSOCK: not ours
+        buf.extend(other);
+        buf.extend(nlmsg(NLMSG_DONE, &[0, 0, 0, 0]));
+        let mut seen = Vec::new();
+        assert!(parse_dump_each(&buf, |s| seen.push(s)).unwrap());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].family, seen[0].local_port, seen[0].remote_port),
+            (10, 4000, 5000)
+        );
+        assert_eq!(seen[0].local, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (seen[0].bytes_acked, seen[0].bytes_received),
+            (Some(11), Some(22))
+        );
+        let part = parse_dump(&buf).unwrap();
+        assert_eq!((part.sockets, part.done), (seen, true));
     }
 
     #[test]
@@ -549,6 +650,271 @@ mod tests {
         }
     }
 
+    /// A connected loopback pair with `up` bytes sent by the client and `down` by the
+    /// server, both read; the listener too.
+    #[cfg(target_os = "linux")]
+    fn exchanged(
+        at: &str,
+        up: usize,
+        down: usize,
+    ) -> std::io::Result<(
+        std::net::TcpListener,
+        std::net::TcpStream,
+        std::net::TcpStream,
+    )> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind(at)?;
+        let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (mut server, _) = listener.accept()?;
+        client.write_all(&vec![1u8; up])?;
+        server.read_exact(&mut vec![0u8; up])?;
+        server.write_all(&vec![2u8; down])?;
+        client.read_exact(&mut vec![0u8; down])?;
+        Ok((listener, client, server))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn find_socket(
+        socks: &[DiagSocket],
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> Option<&DiagSocket> {
+        socks.iter().find(|s| {
+            (s.local, s.local_port, s.remote, s.remote_port)
+                == (local.ip(), local.port(), remote.ip(), remote.port())
+        })
+    }
+
+    /// The compatibility request dumps TCP of both families in one go, each socket as the
+    /// per-family requests report it: family, addresses, ports, inode, state, and the byte
+    /// counters (tcpi_bytes_acked counts the connecting side's SYN).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn one_compat_dump_holds_both_families_as_the_per_family_dumps_do() {
+        use super::collector::dump;
+        use std::os::fd::AsRawFd;
+        let v4 = exchanged("127.0.0.1:0", 1000, 300).unwrap();
+        let v6 = match exchanged("[::1]:0", 2000, 600) {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                log::warn!("skipped: no IPv6 loopback here ({e})");
+                return;
+            }
+            Err(e) => panic!("CI has IPv6 loopback: {e}"),
+        };
+        let inode = |s: &std::net::TcpStream| {
+            // SAFETY: fstat on an open descriptor into a zeroed struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::fstat(s.as_raw_fd(), &mut st) }, 0);
+            st.st_ino as u32
+        };
+        let want = |(l, c, s): &(
+            std::net::TcpListener,
+            std::net::TcpStream,
+            std::net::TcpStream,
+        ),
+                    family: u8,
+                    up: u64,
+                    down: u64| {
+            let (ca, sa) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+            [
+                // The connecting side's tcpi_bytes_acked counts its SYN.
+                (ca, sa, family, 1, inode(c), up + 1, down),
+                (sa, ca, family, 1, inode(s), down, up),
+                (
+                    l.local_addr().unwrap(),
+                    "0.0.0.0:0".parse().unwrap(),
+                    family,
+                    10,
+                    0,
+                    0,
+                    0,
+                ),
+            ]
+        };
+        let expected: Vec<_> = want(&v4, 2, 1000, 300)
+            .into_iter()
+            .chain(want(&v6, 10, 2000, 600))
+            .collect();
+        // ACKs of the last bytes may still be in flight on the first try.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let compat = dump(&tcp_compat_dump_request(1)).expect("compat TCP dump");
+            let mut per_family = dump(&dump_request(2, 6, 2)).unwrap();
+            per_family.extend(dump(&dump_request(10, 6, 3)).unwrap());
+            let mut mismatch = None;
+            for &(local, remote, family, state, ino, acked, received) in &expected {
+                let listener = state == 10;
+                let find = |socks: &[DiagSocket]| {
+                    if listener {
+                        socks
+                            .iter()
+                            .find(|s| {
+                                s.state == 10
+                                    && s.local == local.ip()
+                                    && s.local_port == local.port()
+                            })
+                            .copied()
+                    } else {
+                        find_socket(socks, local, remote).copied()
+                    }
+                };
+                let (Some(c), Some(p)) = (find(&compat), find(&per_family)) else {
+                    panic!("{local} -> {remote} missing from a dump");
+                };
+                assert_eq!(c.family, family, "{local}");
+                assert_eq!(c.state, state, "{local}");
+                if !listener {
+                    assert_eq!(c.inode, ino, "{local}");
+                    if (c.bytes_acked, c.bytes_received) != (Some(acked), Some(received)) || c != p
+                    {
+                        mismatch = Some(format!(
+                            "{local}: compat {c:?} per-family {p:?}, want acked {acked} received {received}"
+                        ));
+                    }
+                }
+            }
+            match mismatch {
+                None => break,
+                Some(m) if std::time::Instant::now() > deadline => panic!("{m}"),
+                Some(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        drop((v4, v6));
+    }
+
+    /// A socket that is only bound is not a flow and not asked for (the kernel would walk
+    /// its whole bind hash for it); a listener and a TIME_WAIT socket still are.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn bound_only_sockets_are_left_out_listeners_and_time_wait_kept() {
+        use super::collector::dump;
+        // SAFETY: plain socket/bind/getsockname on our own descriptor, closed at the end.
+        let (fd, port) = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0);
+            let mut a: libc::sockaddr_in = std::mem::zeroed();
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(
+                libc::bind(fd, (&a as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            let mut got: libc::sockaddr_in = std::mem::zeroed();
+            let mut glen = len;
+            assert_eq!(
+                libc::getsockname(fd, (&mut got as *mut libc::sockaddr_in).cast(), &mut glen),
+                0
+            );
+            (fd, u16::from_be(got.sin_port))
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (ca, sa) = (client.local_addr().unwrap(), server.local_addr().unwrap());
+        // The side that closes first waits in TIME_WAIT.
+        drop(client);
+        drop(server);
+        let local = |socks: &[DiagSocket], port: u16| {
+            socks
+                .iter()
+                .filter(|s| s.local_port == port)
+                .map(|s| s.state)
+                .collect::<Vec<_>>()
+        };
+        // Every state, bound-inactive included: what the request used to ask for.
+        let mut all = dump_request(2, 6, 1);
+        all[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let everything = dump(&all).unwrap();
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = release
+            .split(['.', '-'])
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        if (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 6) {
+            assert_eq!(
+                local(&everything, port),
+                vec![7],
+                "Linux ≥ 6.6 reports a bound socket as CLOSE under bound-inactive"
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for req in [tcp_compat_dump_request(2), dump_request(2, 6, 3)] {
+            loop {
+                let socks = dump(&req).unwrap();
+                assert_eq!(
+                    local(&socks, port),
+                    Vec::<u8>::new(),
+                    "bound only: left out"
+                );
+                let l = local(&socks, listener.local_addr().unwrap().port());
+                assert!(l.contains(&10), "listener kept: {l:?}");
+                let tw = find_socket(&socks, ca, sa).map(|s| (s.state, s.inode));
+                if tw == Some((6, 0)) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the closed client is in TIME_WAIT: {tw:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        // SAFETY: our descriptor, closed once.
+        unsafe { libc::close(fd) };
+    }
+
+    /// The collector's sample: TCP of both families and UDP, each with this process as owner,
+    /// whether TCP comes in one request or per family (the fallback).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sample_holds_tcp_and_udp_of_both_families_owned_by_this_process() {
+        let v4 = exchanged("127.0.0.1:0", 10, 10).unwrap();
+        let udp4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let six = exchanged("[::1]:0", 10, 10)
+            .and_then(|t| Ok((t, std::net::UdpSocket::bind("[::1]:0")?)));
+        let six = match six {
+            Ok(s) => Some(s),
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                log::warn!("IPv6 part skipped: no IPv6 loopback here ({e})");
+                None
+            }
+            Err(e) => panic!("CI has IPv6 loopback: {e}"),
+        };
+        let me = std::process::id() as i64;
+        let mut c = super::collector::Collector::default();
+        let mut per_family = super::collector::Collector::per_family();
+        for round in 0..4 {
+            let c = if round < 2 { &mut c } else { &mut per_family };
+            let sample = c.sample().unwrap();
+            let has = |protocol: &str, a: std::net::SocketAddr| {
+                sample.iter().any(|s| {
+                    s.protocol == protocol
+                        && s.local == a.ip()
+                        && s.local_port == a.port()
+                        && s.pid == Some(me)
+                })
+            };
+            assert!(has("tcp", v4.1.local_addr().unwrap()), "round {round}");
+            assert!(has("udp", udp4.local_addr().unwrap()), "round {round}");
+            if let Some((t, u)) = &six {
+                assert!(has("tcp", t.1.local_addr().unwrap()), "round {round}");
+                assert!(has("udp", u.local_addr().unwrap()), "round {round}");
+            }
+            let (ca, sa) = (v4.1.local_addr().unwrap(), v4.2.local_addr().unwrap());
+            let n = sample
+                .iter()
+                .filter(|s| {
+                    (s.protocol, s.local, s.local_port, s.remote, s.remote_port)
+                        == ("tcp", ca.ip(), ca.port(), sa.ip(), sa.port())
+                })
+                .count();
+            assert_eq!(n, 1, "each socket once, whichever way TCP was dumped");
+        }
+        assert!(c.tcp_path().is_some(), "the TCP path was decided");
+        assert_eq!(per_family.tcp_path(), Some(false));
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn every_socket_this_process_holds_is_owned_by_it() {
@@ -578,8 +944,12 @@ pub mod collector {
     use std::collections::HashMap;
 
     use super::{
-        dump_request, exact_request, parse_dump, parse_exact_replies, tcp_state_name, ExactReplies,
+        dump_request, exact_request, parse_dump_each, parse_exact_replies, tcp_compat_dump_request,
+        tcp_state_name, DiagSocket, ExactReplies,
     };
+
+    type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+    type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
     use crate::platform::SocketSample;
 
     struct Netlink(libc::c_int);
@@ -650,11 +1020,17 @@ pub mod collector {
         Ok(())
     }
 
-    fn dump(family: u8, protocol: u8, seq: u32) -> Result<Vec<super::DiagSocket>, String> {
-        let sock = open_diag()?;
-        send_to_kernel(&sock, &dump_request(family, protocol, seq))?;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+    /// Sends one dump request and hands every socket of the reply to `each`.
+    fn dump_on(
+        sock: &Netlink,
+        req: &[u8],
+        buf: &mut Vec<u8>,
+        mut each: impl FnMut(DiagSocket),
+    ) -> Result<(), String> {
+        send_to_kernel(sock, req)?;
+        // The kernel fills at most 32 KiB per read of a dump (netlink_recvmsg caps
+        // max_recvmsg_len); twice that never truncates.
+        buf.resize(64 * 1024, 0);
         // Bounded: a dump that never ends is an error, not a hang.
         for _ in 0..100_000 {
             // SAFETY: buf is valid for its length.
@@ -668,18 +1044,27 @@ pub mod collector {
             if n == 0 {
                 break;
             }
-            let part = parse_dump(&buf[..n as usize])?;
-            out.extend(part.sockets);
-            if part.done {
-                return Ok(out);
+            if parse_dump_each(&buf[..n as usize], &mut each)? {
+                return Ok(());
             }
         }
         Err("sock_diag dump did not end".into())
     }
 
+    /// One dump request on a socket of its own (tests, benchmarks).
+    pub fn dump(req: &[u8]) -> Result<Vec<DiagSocket>, String> {
+        let mut out = Vec::new();
+        dump_on(&open_diag()?, req, &mut Vec::new(), |s| out.push(s))?;
+        Ok(out)
+    }
+
+    fn dump_family(family: u8, protocol: u8, seq: u32) -> Result<Vec<DiagSocket>, String> {
+        dump(&dump_request(family, protocol, seq))
+    }
+
     /// inode → pid, from every `/proc/<pid>/fd/*` that reads `socket:[inode]`.
-    pub fn socket_owners() -> HashMap<u32, i64> {
-        let mut owners = HashMap::new();
+    pub fn socket_owners() -> FastMap<u32, i64> {
+        let mut owners = FastMap::default();
         let Ok(procs) = std::fs::read_dir("/proc") else {
             return owners;
         };
@@ -751,18 +1136,69 @@ pub mod collector {
     /// Keeps the inode → pid map between samples; rescans only when an inode never seen
     /// before appears. An inode a scan found no owner for (a socket of another pid namespace,
     /// one being torn down) is remembered as ownerless until it leaves the dump, so it does
-    /// not cost a full `/proc/*/fd` walk on every sample.
+    /// not cost a full `/proc/*/fd` walk on every sample. The netlink socket and buffers are
+    /// kept between samples too (the kernel sizes a dump's chunks by the largest read seen
+    /// on the socket).
     #[derive(Default)]
     pub struct Collector {
-        owners: HashMap<u32, i64>,
-        ownerless: std::collections::HashSet<u32>,
+        owners: FastMap<u32, i64>,
+        ownerless: FastSet<u32>,
         seq: u32,
         warning: Option<String>,
+        netlink: Option<Netlink>,
+        buf: Vec<u8>,
+        /// This sample's sockets, TCP or not.
+        raw: Vec<(bool, DiagSocket)>,
+        /// Whether the one-request TCP dump of both families works on this kernel: `None`
+        /// until tried; after a first failure TCP is dumped per family, as UDP always is.
+        tcp_compat: Option<bool>,
     }
 
     impl Collector {
         pub fn take_warning(&mut self) -> Option<String> {
             self.warning.take()
+        }
+
+        /// A collector that dumps TCP per family, as on a kernel without the compatibility
+        /// request.
+        #[cfg(test)]
+        pub(crate) fn per_family() -> Self {
+            Collector {
+                tcp_compat: Some(false),
+                ..Default::default()
+            }
+        }
+
+        /// Whether TCP is dumped in one request for both families (`Some(true)`), per
+        /// family (`Some(false)`), or not decided yet.
+        pub fn tcp_path(&self) -> Option<bool> {
+            self.tcp_compat
+        }
+
+        /// Runs one dump into `raw`. On failure what it added is taken back and the netlink
+        /// socket closed (a fresh one next time: no half-read dump is left in it).
+        fn dump_into(&mut self, req: &[u8], tcp: bool) -> Result<(), String> {
+            let kept = self.raw.len();
+            let netlink = match self.netlink.take() {
+                Some(n) => n,
+                None => open_diag()?,
+            };
+            let raw = &mut self.raw;
+            match dump_on(&netlink, req, &mut self.buf, |s| raw.push((tcp, s))) {
+                Ok(()) => {
+                    self.netlink = Some(netlink);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.raw.truncate(kept);
+                    Err(e)
+                }
+            }
+        }
+
+        fn next_seq(&mut self) -> u32 {
+            self.seq = self.seq.wrapping_add(1);
+            self.seq
         }
 
         /// Reads the given TCP connections one by one (batched requests, no dump) and every
@@ -781,7 +1217,7 @@ pub mod collector {
             for family in [libc::AF_INET, libc::AF_INET6] {
                 self.seq = self.seq.wrapping_add(1);
                 reads.push(
-                    dump(family as u8, libc::IPPROTO_UDP as u8, self.seq)
+                    dump_family(family as u8, libc::IPPROTO_UDP as u8, self.seq)
                         .map(|socks| socks.into_iter().map(|s| (false, s)).collect::<Vec<_>>()),
                 );
             }
@@ -800,69 +1236,110 @@ pub mod collector {
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
             // One family or protocol failing does not discard the others (its error waits in
             // take_warning); only all failing is an error.
-            let mut reads = Vec::new();
-            for (family, protocol) in [
-                (libc::AF_INET, libc::IPPROTO_TCP),
-                (libc::AF_INET6, libc::IPPROTO_TCP),
-                (libc::AF_INET, libc::IPPROTO_UDP),
-                (libc::AF_INET6, libc::IPPROTO_UDP),
-            ] {
-                self.seq = self.seq.wrapping_add(1);
-                let tcp = protocol == libc::IPPROTO_TCP;
-                reads.push(
-                    dump(family as u8, protocol as u8, self.seq)
-                        .map(|socks| socks.into_iter().map(|s| (tcp, s)).collect::<Vec<_>>()),
-                );
-            }
-            let (raw, warning) = crate::platform::keep_what_was_read(reads)?;
-            self.warning = warning;
-            let unknown = |s: &super::DiagSocket| {
-                s.inode != 0
-                    && !self.owners.contains_key(&s.inode)
-                    && !self.ownerless.contains(&s.inode)
-            };
-            if raw.iter().any(|(_, s)| unknown(s)) {
-                self.owners = socket_owners();
-                self.ownerless.clear();
-                for (_, s) in &raw {
-                    if s.inode != 0 && !self.owners.contains_key(&s.inode) {
-                        self.ownerless.insert(s.inode);
+            self.raw.clear();
+            let mut errors = Vec::new();
+            let mut read_any = false;
+            let mut dumps: Vec<(u8, u8)> = Vec::with_capacity(4);
+            let (v4, v6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
+            let (tcp, udp) = (libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8);
+            // TCP in one request for both families where the kernel takes it: the hash
+            // tables are walked once, not once per family (each walk visits every socket of
+            // both). Measured (bench `collectors`, Linux 6.18 arm64, 2 vCPUs, 20,000 idle
+            // loopback IPv4 sockets): 18.8-19.5 ms of CPU per TCP dump against 20.4-20.7 ms
+            // for the two per-family requests (23.1-23.5 ms when they also asked for
+            // bound-inactive sockets, as before).
+            if self.tcp_compat != Some(false) {
+                let seq = self.next_seq();
+                match self.dump_into(&tcp_compat_dump_request(seq), true) {
+                    Ok(()) => {
+                        self.tcp_compat = Some(true);
+                        read_any = true;
+                    }
+                    Err(e) => {
+                        if self.tcp_compat.is_none() {
+                            log::info!("sock_diag: TCP dumped per family ({e})");
+                            self.tcp_compat = Some(false);
+                        }
+                        dumps.extend([(v4, tcp), (v6, tcp)]);
                     }
                 }
             } else {
-                // Forget ownerless inodes that left the dump: an inode number can come back.
-                if !self.ownerless.is_empty() {
-                    let present: std::collections::HashSet<u32> =
-                        raw.iter().map(|(_, s)| s.inode).collect();
-                    self.ownerless.retain(|i| present.contains(i));
+                dumps.extend([(v4, tcp), (v6, tcp)]);
+            }
+            dumps.extend([(v4, udp), (v6, udp)]);
+            for (family, protocol) in dumps {
+                let seq = self.next_seq();
+                match self.dump_into(&dump_request(family, protocol, seq), protocol == tcp) {
+                    Ok(()) => read_any = true,
+                    Err(e) => errors.push(e),
                 }
             }
-            Ok(raw
-                .into_iter()
-                .map(|(tcp, s)| self.socket_sample(tcp, s))
+            let warning = (!errors.is_empty()).then(|| errors.join("; "));
+            if !read_any {
+                return Err(warning.unwrap_or_else(|| "nothing to read".into()));
+            }
+            self.warning = warning;
+            // Each inode is looked up once: its owner, kept for the sample below.
+            let mut owner: Vec<Option<i64>> = Vec::with_capacity(self.raw.len());
+            let mut unknown = false;
+            for (_, s) in &self.raw {
+                let pid = (s.inode != 0)
+                    .then(|| self.owners.get(&s.inode).copied())
+                    .flatten();
+                unknown |= s.inode != 0 && pid.is_none() && !self.ownerless.contains(&s.inode);
+                owner.push(pid);
+            }
+            if unknown {
+                self.owners = socket_owners();
+                self.ownerless.clear();
+                owner.clear();
+                for (_, s) in &self.raw {
+                    let pid = (s.inode != 0)
+                        .then(|| self.owners.get(&s.inode).copied())
+                        .flatten();
+                    if s.inode != 0 && pid.is_none() {
+                        self.ownerless.insert(s.inode);
+                    }
+                    owner.push(pid);
+                }
+            } else if !self.ownerless.is_empty() {
+                // Forget ownerless inodes that left the dump: an inode number can come back.
+                let present: FastSet<u32> = self.raw.iter().map(|(_, s)| s.inode).collect();
+                self.ownerless.retain(|i| present.contains(i));
+            }
+            Ok(self
+                .raw
+                .iter()
+                .zip(owner)
+                .map(|(&(tcp, s), pid)| socket_sample_of(tcp, s, pid))
                 .collect())
         }
 
-        fn socket_sample(&self, tcp: bool, s: super::DiagSocket) -> SocketSample {
-            SocketSample {
-                protocol: if tcp { "tcp" } else { "udp" },
-                local: s.local,
-                local_port: s.local_port,
-                remote: s.remote,
-                remote_port: s.remote_port,
-                // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
-                state: if tcp { tcp_state_name(s.state) } else { None },
-                listening: tcp && s.state == 10,
-                pid: (s.inode != 0)
-                    .then(|| self.owners.get(&s.inode).copied())
-                    .flatten(),
-                delegate_pid: None,
-                socket_id: s.inode as u64,
-                // tcpi_bytes_acked: the connecting side's SYN counts as one byte (the
-                // accepting side's SYN-ACK does not), so it can exceed the payload by one.
-                bytes_sent: s.bytes_acked.map(|b| b as i64),
-                bytes_received: s.bytes_received.map(|b| b as i64),
-            }
+        fn socket_sample(&self, tcp: bool, s: DiagSocket) -> SocketSample {
+            let pid = (s.inode != 0)
+                .then(|| self.owners.get(&s.inode).copied())
+                .flatten();
+            socket_sample_of(tcp, s, pid)
+        }
+    }
+
+    fn socket_sample_of(tcp: bool, s: DiagSocket, pid: Option<i64>) -> SocketSample {
+        SocketSample {
+            protocol: if tcp { "tcp" } else { "udp" },
+            local: s.local,
+            local_port: s.local_port,
+            remote: s.remote,
+            remote_port: s.remote_port,
+            // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
+            state: if tcp { tcp_state_name(s.state) } else { None },
+            listening: tcp && s.state == 10,
+            pid,
+            delegate_pid: None,
+            socket_id: s.inode as u64,
+            // tcpi_bytes_acked: the connecting side's SYN counts as one byte (the
+            // accepting side's SYN-ACK does not), so it can exceed the payload by one.
+            bytes_sent: s.bytes_acked.map(|b| b as i64),
+            bytes_received: s.bytes_received.map(|b| b as i64),
         }
     }
 
