@@ -109,6 +109,41 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn linux_dumps(runs: usize) {
     use launchwatch_tables::platform::linux::procfs::{processes_cached, WalkCache};
+    use launchwatch_tables::platform::linux::sock_diag::{
+        collector, dump_request, tcp_compat_dump_request,
+    };
+    let (v4, v6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
+    let tcp = libc::IPPROTO_TCP as u8;
+    let every_state = |family| {
+        // What the request asked for before: every state bit, bound-inactive included.
+        let mut r = dump_request(family, tcp, 1);
+        r[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+        r
+    };
+    let old = [every_state(v4), every_state(v6)];
+    let per_family = [dump_request(v4, tcp, 1), dump_request(v6, tcp, 1)];
+    let compat = [tcp_compat_dump_request(1)];
+    for (what, reqs) in [
+        ("TCP dump, per family, every state bit (before)", &old[..]),
+        (
+            "TCP dump, per family, bound-inactive left out",
+            &per_family[..],
+        ),
+        ("TCP dump, one compat request, both families", &compat[..]),
+    ] {
+        print(
+            what,
+            measure(runs, || {
+                reqs.iter()
+                    .map(|r| collector::dump(r).map(|s| s.len()).unwrap_or(0))
+                    .sum()
+            }),
+        );
+    }
+    print(
+        "socket owner scan (/proc/*/fd), on a new inode",
+        measure(runs.min(5), || collector::socket_owners().len()),
+    );
     for (what, mut cache) in [
         (
             "process walk, stat files kept open (pread)",
