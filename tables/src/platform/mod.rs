@@ -154,6 +154,12 @@ impl SocketCollector {
     ) -> Result<Vec<SocketSample>, String> {
         self.sample()
     }
+    pub fn sample_with(
+        &mut self,
+        _attributed: &dyn Fn(crate::facts::FlowTuple) -> bool,
+    ) -> Result<Vec<SocketSample>, String> {
+        self.sample()
+    }
     pub fn take_warning(&mut self) -> Option<String> {
         None
     }

@@ -339,7 +339,16 @@ impl Sampler {
             let partial = self.between_full_scans(now);
             let read = match &partial {
                 Some(targets) => self.sockets.sample_connections(targets),
-                None => self.sockets.sample(),
+                None => {
+                    // Connections the kernel events attributed need no descriptor scan.
+                    let table = self.kernel.table();
+                    let attributed = |t: crate::facts::FlowTuple| {
+                        table
+                            .as_ref()
+                            .is_some_and(|tb| tb.lookup_directed(t, now).is_some())
+                    };
+                    self.sockets.sample_with(&attributed)
+                }
             };
             if partial.is_none() && read.is_ok() {
                 let drops = self.kernel.status().iter().map(|s| s.drops).sum();

@@ -865,6 +865,49 @@ mod tests {
     }
 
     /// The collector's sample: TCP of both families and UDP, each with this process as owner,
+    /// A connection the kernel events attributed is not looked for in every process's
+    /// descriptors (its pid comes from the events); others are, once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn connections_the_events_attributed_cost_no_descriptor_scan() {
+        let sock = |inode: u32, port: u16| DiagSocket {
+            family: 2,
+            state: 1,
+            local: "10.0.0.1".parse().unwrap(),
+            local_port: port,
+            remote: "192.0.2.1".parse().unwrap(),
+            remote_port: 443,
+            uid: 0,
+            inode,
+            bytes_acked: None,
+            bytes_received: None,
+            bytes_sent: None,
+            bytes_retrans: None,
+        };
+        let raw = vec![
+            (true, sock(11, 50001)),  // attributed by the events
+            (true, sock(12, 50002)),  // unknown
+            (false, sock(13, 50001)), // UDP: the events never attribute it
+            (true, sock(14, 50003)),  // owner known
+            (true, sock(15, 50004)),  // scanned for in vain before
+            (true, sock(0, 50005)),   // TIME_WAIT: no inode
+        ];
+        let owner = [None, None, None, Some(7), None, None];
+        let ownerless: std::collections::HashSet<u32, foldhash::fast::RandomState> =
+            [15].into_iter().collect();
+        let events = |t: crate::facts::FlowTuple| t.2 == 50001;
+        let mut want: Vec<u32> = super::collector::to_scan_for(&raw, &owner, &ownerless, &events)
+            .into_iter()
+            .collect();
+        want.sort_unstable();
+        assert_eq!(want, vec![12, 13]);
+        let none = |_: crate::facts::FlowTuple| false;
+        assert_eq!(
+            super::collector::to_scan_for(&raw, &owner, &ownerless, &none).len(),
+            3
+        );
+    }
+
     /// whether TCP comes in one request or per family (the fallback).
     #[cfg(target_os = "linux")]
     #[test]
@@ -1065,18 +1108,37 @@ pub mod collector {
     /// inode → pid, from every `/proc/<pid>/fd/*` that reads `socket:[inode]`.
     pub fn socket_owners() -> FastMap<u32, i64> {
         let mut owners = FastMap::default();
+        owners_of(&mut owners, None);
+        owners
+    }
+
+    /// Adds to `owners` the pid of each socket inode found in `/proc/*/fd`, newest process
+    /// first, stopping once every inode in `wanted` is found (all of them when `None`): a
+    /// socket that appeared since the last scan most likely belongs to a recent process, and
+    /// the scan is the costliest part of a sample on a host of thousands of processes.
+    fn owners_of(owners: &mut FastMap<u32, i64>, wanted: Option<&FastSet<u32>>) {
         let Ok(procs) = std::fs::read_dir("/proc") else {
-            return owners;
+            return;
         };
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
-                continue;
-            };
+        let mut pids: Vec<i64> = procs
+            .flatten()
+            .filter_map(|p| p.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect();
+        pids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut missing = wanted.map(FastSet::len);
+        for pid in pids {
             for_each_socket_fd(pid, |inode| {
+                if let (Some(w), Some(n)) = (wanted, missing.as_mut()) {
+                    if w.contains(&inode) && !owners.contains_key(&inode) {
+                        *n -= 1;
+                    }
+                }
                 owners.entry(inode).or_insert(pid);
             });
+            if missing == Some(0) {
+                return;
+            }
         }
-        owners
     }
 
     /// The socket inode behind each of `pid`'s descriptors. Each link is read relative to the
@@ -1234,6 +1296,17 @@ pub mod collector {
         }
 
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
+            self.sample_with(&|_| false)
+        }
+
+        /// A full sample; `attributed` says which TCP connections the kernel events already
+        /// know the owner of (their pid then comes from the events): those never cost a scan
+        /// of every process's descriptors, which a host opening connections all the time
+        /// would otherwise pay at every full sample.
+        pub fn sample_with(
+            &mut self,
+            attributed: &dyn Fn(crate::facts::FlowTuple) -> bool,
+        ) -> Result<Vec<SocketSample>, String> {
             // One family or protocol failing does not discard the others (its error waits in
             // take_warning); only all failing is an error.
             self.raw.clear();
@@ -1280,17 +1353,23 @@ pub mod collector {
             }
             self.warning = warning;
             // Each inode is looked up once: its owner, kept for the sample below.
-            let mut owner: Vec<Option<i64>> = Vec::with_capacity(self.raw.len());
-            let mut unknown = false;
-            for (_, s) in &self.raw {
-                let pid = (s.inode != 0)
-                    .then(|| self.owners.get(&s.inode).copied())
-                    .flatten();
-                unknown |= s.inode != 0 && pid.is_none() && !self.ownerless.contains(&s.inode);
-                owner.push(pid);
-            }
-            if unknown {
-                self.owners = socket_owners();
+            let owner: Vec<Option<i64>> = self
+                .raw
+                .iter()
+                .map(|(_, s)| {
+                    (s.inode != 0)
+                        .then(|| self.owners.get(&s.inode).copied())
+                        .flatten()
+                })
+                .collect();
+            let unknown = to_scan_for(&self.raw, &owner, &self.ownerless, attributed);
+            let mut owner = owner;
+            if !unknown.is_empty() {
+                // Owners of sockets gone from the dump go (an inode number can come back);
+                // the scan adds the new ones.
+                let present: FastSet<u32> = self.raw.iter().map(|(_, s)| s.inode).collect();
+                self.owners.retain(|i, _| present.contains(i));
+                owners_of(&mut self.owners, Some(&unknown));
                 self.ownerless.clear();
                 owner.clear();
                 for (_, s) in &self.raw {
@@ -1321,6 +1400,33 @@ pub mod collector {
                 .flatten();
             socket_sample_of(tcp, s, pid)
         }
+    }
+
+    /// The socket inodes a descriptor scan must look for: owned by no pid known yet, not
+    /// already scanned for in vain, and not a TCP connection the kernel events attributed.
+    pub(crate) fn to_scan_for(
+        raw: &[(bool, DiagSocket)],
+        owner: &[Option<i64>],
+        ownerless: &FastSet<u32>,
+        attributed: &dyn Fn(crate::facts::FlowTuple) -> bool,
+    ) -> FastSet<u32> {
+        raw.iter()
+            .zip(owner)
+            .filter(|((tcp, s), pid)| {
+                s.inode != 0
+                    && pid.is_none()
+                    && !ownerless.contains(&s.inode)
+                    && !(*tcp
+                        && attributed((
+                            libc::IPPROTO_TCP as u8,
+                            s.local,
+                            s.local_port,
+                            s.remote,
+                            s.remote_port,
+                        )))
+            })
+            .map(|((_, s), _)| s.inode)
+            .collect()
     }
 
     fn socket_sample_of(tcp: bool, s: DiagSocket, pid: Option<i64>) -> SocketSample {

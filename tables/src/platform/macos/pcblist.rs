@@ -769,6 +769,14 @@ pub mod collector {
             self.sample()
         }
 
+        /// pcblist names each socket's pid itself: nothing to skip.
+        pub fn sample_with(
+            &mut self,
+            _attributed: &dyn Fn(crate::facts::FlowTuple) -> bool,
+        ) -> Result<Vec<SocketSample>, String> {
+            self.sample()
+        }
+
         /// The sockets of every protocol that could be read. One protocol failing (a UDP
         /// sysctl or parse error) does not discard the others: its error waits in
         /// [`Collector::take_warning`]. Only when every protocol fails is it an error.
