@@ -45,7 +45,13 @@ def record_cost(binary, seconds, state):
     peak = 0
     hz = os.sysconf("SC_CLK_TCK")
     cpu = 0.0
+    started = time.monotonic()
     while p.poll() is None:
+        # The sampling window only: what `record` does after it (writing the JSON Lines
+        # export) is not something the extension does.
+        if time.monotonic() - started > seconds:
+            time.sleep(0.1)
+            continue
         try:
             with open(f"/proc/{p.pid}/status") as f:
                 for line in f:
@@ -57,7 +63,7 @@ def record_cost(binary, seconds, state):
         except (FileNotFoundError, ProcessLookupError, IndexError):
             pass
         time.sleep(0.5)
-    # The final export after the sampling window is included in cpu only up to the last read.
+    # CPU and RSS as last read within the sampling window (read every 0.5 s).
     return cpu / seconds * 100.0, peak / 1024.0
 
 
