@@ -151,27 +151,12 @@ pub struct ExactReplies {
 /// Parses one buffer of replies to exact requests. Unlike a dump, an error message answers
 /// one request and does not end the batch; malformed bytes are still an error.
 pub fn parse_exact_replies(buf: &[u8], out: &mut ExactReplies) -> Result<(), String> {
-    let mut off = 0;
-    while off < buf.len() {
-        if buf.len() - off < NLMSG_HDR_LEN {
-            return Err("truncated netlink header".into());
-        }
-        let len = u32_ne(buf, off) as usize;
-        let kind = u16_ne(buf, off + 4);
-        if len < NLMSG_HDR_LEN || off + len > buf.len() {
-            return Err(format!(
-                "netlink message length {len} does not fit the buffer"
-            ));
-        }
-        let body = &buf[off + NLMSG_HDR_LEN..off + len];
+    for message in messages(buf) {
+        let (kind, body) = message?;
         match kind {
             NLMSG_ERROR => {
                 out.answered += 1;
-                let errno = if body.len() >= 4 {
-                    (u32_ne(body, 0) as i32).saturating_neg()
-                } else {
-                    0
-                };
+                let errno = errno_of(body);
                 if errno != 0 && errno != libc::ENOENT && out.error.is_none() {
                     out.error = Some(format!(
                         "sock_diag: {}",
@@ -185,9 +170,44 @@ pub fn parse_exact_replies(buf: &[u8], out: &mut ExactReplies) -> Result<(), Str
             }
             _ => {}
         }
-        off += (len + 3) & !3;
     }
     Ok(())
+}
+
+/// The (type, body) of each netlink message in a buffer, 4-aligned; a header or length that
+/// does not fit is an error (and ends the walk), never a panic.
+fn messages(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), String>> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off >= buf.len() {
+            return None;
+        }
+        if buf.len() - off < NLMSG_HDR_LEN {
+            off = buf.len();
+            return Some(Err("truncated netlink header".into()));
+        }
+        let len = u32_ne(buf, off) as usize;
+        let kind = u16_ne(buf, off + 4);
+        if len < NLMSG_HDR_LEN || off + len > buf.len() {
+            off = buf.len();
+            return Some(Err(format!(
+                "netlink message length {len} does not fit the buffer"
+            )));
+        }
+        let body = &buf[off + NLMSG_HDR_LEN..off + len];
+        off += (len + 3) & !3;
+        Some(Ok((kind, body)))
+    })
+}
+
+/// The errno of an `nlmsgerr` body (0 for an acknowledgement). It is a negated errno; a
+/// hostile i32::MIN must not overflow.
+fn errno_of(body: &[u8]) -> i32 {
+    if body.len() >= 4 {
+        (u32_ne(body, 0) as i32).saturating_neg()
+    } else {
+        0
+    }
 }
 
 fn u16_ne(b: &[u8], o: usize) -> u16 {
@@ -234,28 +254,12 @@ pub fn parse_dump(buf: &[u8]) -> Result<DumpPart, String> {
 /// [`parse_dump`] handing each socket to `each` as it is parsed (no list per buffer);
 /// returns whether the dump is complete. On an error some sockets may have been handed over.
 pub fn parse_dump_each(buf: &[u8], mut each: impl FnMut(DiagSocket)) -> Result<bool, String> {
-    let mut off = 0;
-    while off < buf.len() {
-        if buf.len() - off < NLMSG_HDR_LEN {
-            return Err("truncated netlink header".into());
-        }
-        let len = u32_ne(buf, off) as usize;
-        let kind = u16_ne(buf, off + 4);
-        if len < NLMSG_HDR_LEN || off + len > buf.len() {
-            return Err(format!(
-                "netlink message length {len} does not fit the buffer"
-            ));
-        }
-        let body = &buf[off + NLMSG_HDR_LEN..off + len];
+    for message in messages(buf) {
+        let (kind, body) = message?;
         match kind {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
-                // nlmsgerr.error is a negated errno; a hostile i32::MIN must not overflow.
-                let errno = if body.len() >= 4 {
-                    (u32_ne(body, 0) as i32).saturating_neg()
-                } else {
-                    0
-                };
+                let errno = errno_of(body);
                 if errno == 0 {
                     // An acknowledgement, not an error.
                     return Ok(true);
@@ -268,7 +272,6 @@ pub fn parse_dump_each(buf: &[u8], mut each: impl FnMut(DiagSocket)) -> Result<b
             SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => each(parse_inet_diag_msg(body)?),
             _ => {}
         }
-        off += (len + 3) & !3;
     }
     Ok(false)
 }
