@@ -65,12 +65,12 @@ pub struct DiagSocket {
     pub bytes_retrans: Option<u64>,
 }
 
-fn request_header(kind: u16, body_len: usize, seq: u32) -> Vec<u8> {
+fn request_header(kind: u16, flags: u16, body_len: usize, seq: u32) -> Vec<u8> {
     let len = NLMSG_HDR_LEN + body_len;
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&(len as u32).to_ne_bytes());
     b.extend_from_slice(&kind.to_ne_bytes());
-    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b.extend_from_slice(&flags.to_ne_bytes());
     b.extend_from_slice(&seq.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
     b
@@ -79,7 +79,12 @@ fn request_header(kind: u16, body_len: usize, seq: u32) -> Vec<u8> {
 /// The dump request for one family and protocol, every state of [`DUMP_STATES`], asking for
 /// `tcp_info`.
 pub fn dump_request(family: u8, protocol: u8, seq: u32) -> Vec<u8> {
-    let mut b = request_header(SOCK_DIAG_BY_FAMILY, REQ_LEN, seq);
+    let mut b = request_header(
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        REQ_LEN,
+        seq,
+    );
     b.extend_from_slice(&[family, protocol, 1 << (INET_DIAG_INFO - 1), 0]);
     b.extend_from_slice(&DUMP_STATES.to_ne_bytes());
     b.resize(NLMSG_HDR_LEN + REQ_LEN, 0); // a zero sockid: no filter
@@ -89,7 +94,12 @@ pub fn dump_request(family: u8, protocol: u8, seq: u32) -> Vec<u8> {
 /// The compatibility dump request: TCP sockets of both families in one walk, every state of
 /// [`DUMP_STATES`], asking for `tcp_info`.
 pub fn tcp_compat_dump_request(seq: u32) -> Vec<u8> {
-    let mut b = request_header(TCPDIAG_GETSOCK, COMPAT_REQ_LEN, seq);
+    let mut b = request_header(
+        TCPDIAG_GETSOCK,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        COMPAT_REQ_LEN,
+        seq,
+    );
     // family (the kernel dumps AF_UNSPEC whatever is here), src_len, dst_len, ext
     b.extend_from_slice(&[0, 0, 0, 1 << (INET_DIAG_INFO - 1)]);
     b.extend_from_slice(&[0u8; 48]); // a zero sockid: no filter
@@ -109,13 +119,7 @@ pub fn exact_request(
     (local, local_port, remote, remote_port): (IpAddr, u16, IpAddr, u16),
     seq: u32,
 ) -> Vec<u8> {
-    let len = NLMSG_HDR_LEN + REQ_LEN;
-    let mut b = Vec::with_capacity(len);
-    b.extend_from_slice(&(len as u32).to_ne_bytes());
-    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    b.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
+    let mut b = request_header(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, REQ_LEN, seq);
     b.extend_from_slice(&[family, protocol, 1 << (INET_DIAG_INFO - 1), 0]);
     b.extend_from_slice(&u32::MAX.to_ne_bytes());
     b.extend_from_slice(&local_port.to_be_bytes());
@@ -134,7 +138,7 @@ pub fn exact_request(
     }
     b.extend_from_slice(&0u32.to_ne_bytes()); // any interface
     b.extend_from_slice(&NO_COOKIE);
-    debug_assert_eq!(b.len(), len);
+    debug_assert_eq!(b.len(), NLMSG_HDR_LEN + REQ_LEN);
     b
 }
 
@@ -1104,10 +1108,6 @@ pub mod collector {
         Ok(out)
     }
 
-    fn dump_family(family: u8, protocol: u8, seq: u32) -> Result<Vec<DiagSocket>, String> {
-        dump(&dump_request(family, protocol, seq))
-    }
-
     /// inode → pid, from every `/proc/<pid>/fd/*` that reads `socket:[inode]`.
     pub fn socket_owners() -> FastMap<u32, i64> {
         let mut owners = FastMap::default();
@@ -1243,13 +1243,23 @@ pub mod collector {
         /// Runs one dump into `raw`. On failure what it added is taken back and the netlink
         /// socket closed (a fresh one next time: no half-read dump is left in it).
         fn dump_into(&mut self, req: &[u8], tcp: bool) -> Result<(), String> {
+            self.read_into(tcp, |netlink, buf, each| dump_on(netlink, req, buf, each))
+        }
+
+        /// Runs one read on the kept netlink socket, its sockets into `raw`, with
+        /// [`Collector::dump_into`]'s clean-up on failure.
+        fn read_into(
+            &mut self,
+            tcp: bool,
+            read: impl FnOnce(&Netlink, &mut Vec<u8>, &mut dyn FnMut(DiagSocket)) -> Result<(), String>,
+        ) -> Result<(), String> {
             let kept = self.raw.len();
             let netlink = match self.netlink.take() {
                 Some(n) => n,
                 None => open_diag()?,
             };
             let raw = &mut self.raw;
-            match dump_on(&netlink, req, &mut self.buf, |s| raw.push((tcp, s))) {
+            match read(&netlink, &mut self.buf, &mut |s| raw.push((tcp, s))) {
                 Ok(()) => {
                     self.netlink = Some(netlink);
                     Ok(())
@@ -1278,24 +1288,37 @@ pub mod collector {
             &mut self,
             tcp: &[crate::facts::FlowTuple],
         ) -> Result<Vec<SocketSample>, String> {
-            let mut reads = Vec::new();
-            for family in [libc::AF_INET, libc::AF_INET6] {
-                self.seq = self.seq.wrapping_add(1);
-                reads.push(
-                    dump_family(family as u8, libc::IPPROTO_UDP as u8, self.seq)
-                        .map(|socks| socks.into_iter().map(|s| (false, s)).collect::<Vec<_>>()),
+            self.raw.clear();
+            let mut results = Vec::with_capacity(3);
+            for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+                let seq = self.next_seq();
+                results.push(
+                    self.dump_into(&dump_request(family, libc::IPPROTO_UDP as u8, seq), false),
                 );
             }
-            reads.push(
-                exact_tcp(tcp, &mut self.seq)
-                    .map(|socks| socks.into_iter().map(|s| (true, s)).collect()),
-            );
-            let (raw, warning) = crate::platform::keep_what_was_read(reads)?;
-            self.warning = warning;
-            Ok(raw
-                .into_iter()
-                .map(|(tcp, s)| self.socket_sample(tcp, s))
+            let batches = exact_batches(tcp, &mut self.seq);
+            results.push(self.read_into(true, |netlink, buf, each| {
+                exact_on(netlink, &batches, buf, each)
+            }));
+            self.keep_what_was_read(results)?;
+            Ok(self
+                .raw
+                .iter()
+                .map(|&(tcp, s)| self.socket_sample(tcp, s))
                 .collect())
+        }
+
+        /// One protocol or family failing does not discard the others (its error waits in
+        /// take_warning); only all failing is an error.
+        fn keep_what_was_read(&mut self, results: Vec<Result<(), String>>) -> Result<(), String> {
+            let read_any = results.iter().any(Result::is_ok);
+            let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+            let warning = (!errors.is_empty()).then(|| errors.join("; "));
+            if !read_any {
+                return Err(warning.unwrap_or_else(|| "nothing to read".into()));
+            }
+            self.warning = warning;
+            Ok(())
         }
 
         pub fn sample(&mut self) -> Result<Vec<SocketSample>, String> {
@@ -1310,11 +1333,8 @@ pub mod collector {
             &mut self,
             attributed: &dyn Fn(crate::facts::FlowTuple) -> bool,
         ) -> Result<Vec<SocketSample>, String> {
-            // One family or protocol failing does not discard the others (its error waits in
-            // take_warning); only all failing is an error.
             self.raw.clear();
-            let mut errors = Vec::new();
-            let mut read_any = false;
+            let mut results = Vec::with_capacity(4);
             let mut dumps: Vec<(u8, u8)> = Vec::with_capacity(4);
             let (v4, v6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
             let (tcp, udp) = (libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8);
@@ -1329,8 +1349,9 @@ pub mod collector {
                 match self.dump_into(&tcp_compat_dump_request(seq), true) {
                     Ok(()) => {
                         self.tcp_compat = Some(true);
-                        read_any = true;
+                        results.push(Ok(()));
                     }
+                    // Not an error of the sample: TCP is read per family instead.
                     Err(e) => {
                         if self.tcp_compat.is_none() {
                             log::info!("sock_diag: TCP dumped per family ({e})");
@@ -1345,16 +1366,9 @@ pub mod collector {
             dumps.extend([(v4, udp), (v6, udp)]);
             for (family, protocol) in dumps {
                 let seq = self.next_seq();
-                match self.dump_into(&dump_request(family, protocol, seq), protocol == tcp) {
-                    Ok(()) => read_any = true,
-                    Err(e) => errors.push(e),
-                }
+                results.push(self.dump_into(&dump_request(family, protocol, seq), protocol == tcp));
             }
-            let warning = (!errors.is_empty()).then(|| errors.join("; "));
-            if !read_any {
-                return Err(warning.unwrap_or_else(|| "nothing to read".into()));
-            }
-            self.warning = warning;
+            self.keep_what_was_read(results)?;
             // Each inode is looked up once: its owner, kept for the sample below.
             let owner: Vec<Option<i64>> = self
                 .raw
@@ -1452,16 +1466,12 @@ pub mod collector {
         }
     }
 
-    /// One batch of exact requests on one netlink socket: every TCP tuple as itself and, for
-    /// IPv4, as IPv4-mapped IPv6.
-    fn exact_tcp(
-        tuples: &[crate::facts::FlowTuple],
-        seq: &mut u32,
-    ) -> Result<Vec<super::DiagSocket>, String> {
+    /// The exact requests for these TCP tuples, in sends of at most `BATCH` (bytes, count):
+    /// each tuple as itself and, for IPv4, as IPv4-mapped IPv6.
+    fn exact_batches(tuples: &[crate::facts::FlowTuple], seq: &mut u32) -> Vec<(Vec<u8>, usize)> {
         // Requests per send: their replies (~400 bytes each) must fit the default receive
         // buffer, or the kernel drops them.
         const BATCH: usize = 128;
-        let sock = open_diag()?;
         let mut requests = Vec::new();
         for &(proto, local, local_port, remote, remote_port) in tuples {
             if proto != libc::IPPROTO_TCP as u8 {
@@ -1473,16 +1483,34 @@ pub mod collector {
             }
             requests.push((libc::AF_INET6 as u8, tuple));
         }
+        requests
+            .chunks(BATCH)
+            .map(|batch| {
+                let mut bytes = Vec::with_capacity(batch.len() * 72);
+                for &(family, tuple) in batch {
+                    *seq = seq.wrapping_add(1);
+                    bytes.extend(exact_request(family, libc::IPPROTO_TCP as u8, tuple, *seq));
+                }
+                (bytes, batch.len())
+            })
+            .collect()
+    }
+
+    /// Sends each batch of exact requests and hands every socket found to `each`; a
+    /// connection that closed meanwhile is skipped, another error fails the read only when
+    /// nothing was found.
+    fn exact_on(
+        sock: &Netlink,
+        batches: &[(Vec<u8>, usize)],
+        buf: &mut Vec<u8>,
+        each: &mut dyn FnMut(DiagSocket),
+    ) -> Result<(), String> {
+        buf.resize(64 * 1024, 0);
         let mut replies = ExactReplies::default();
-        let mut buf = vec![0u8; 64 * 1024];
-        for batch in requests.chunks(BATCH) {
-            let mut bytes = Vec::with_capacity(batch.len() * 72);
-            for &(family, tuple) in batch {
-                *seq = seq.wrapping_add(1);
-                bytes.extend(exact_request(family, libc::IPPROTO_TCP as u8, tuple, *seq));
-            }
-            send_to_kernel(&sock, &bytes)?;
-            let want = replies.answered + batch.len();
+        let mut found = 0;
+        for (bytes, count) in batches {
+            send_to_kernel(sock, bytes)?;
+            let want = replies.answered + count;
             while replies.answered < want {
                 // SAFETY: buf is valid for its length.
                 let n = unsafe { libc::recv(sock.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -1493,11 +1521,13 @@ pub mod collector {
                     ));
                 }
                 parse_exact_replies(&buf[..n as usize], &mut replies)?;
+                found += replies.sockets.len();
+                replies.sockets.drain(..).for_each(&mut *each);
             }
         }
         match replies.error {
-            Some(e) if replies.sockets.is_empty() => Err(e),
-            _ => Ok(replies.sockets),
+            Some(e) if found == 0 => Err(e),
+            _ => Ok(()),
         }
     }
 }
