@@ -130,3 +130,48 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Waits until a recorder writing the store `db` has committed a connection its kernel events
+/// saw close: a probe connection to a listener of its own, repeated each second. A fixed
+/// sleep raced the recorder's start on a slower machine, leaving the test's first
+/// connections to the poller alone. Panics after `timeout`.
+pub fn wait_for_kernel_events(db: &Path, timeout: std::time::Duration) {
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a probe listener");
+    let port = listener.local_addr().expect("bound").port();
+    let closed = |local_port: u16| {
+        let Ok(c) =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return false;
+        };
+        c.query_row(
+            "SELECT count(*) FROM flows WHERE local_port = ?1 AND remote_port = ?2
+             AND end IS NOT NULL",
+            [local_port, port],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n > 0)
+    };
+    let started = Instant::now();
+    loop {
+        let probe = TcpStream::connect(("127.0.0.1", port)).expect("probe connects");
+        let local_port = probe.local_addr().expect("bound").port();
+        let (accepted, _) = listener.accept().expect("probe accepted");
+        drop(probe);
+        drop(accepted);
+        let next = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < next {
+            if closed(local_port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the recorder did not commit a closed connection within {timeout:?}: its kernel \
+             connection events are not running (see launchwatch_status.sources)"
+        );
+    }
+}

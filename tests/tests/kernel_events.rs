@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use launchwatch_e2e::bin;
+use launchwatch_e2e::{bin, wait_for_kernel_events};
 
 const CONNECTIONS: usize = 20;
 const SENT: i64 = 250;
@@ -94,14 +94,14 @@ fn twenty_short_connections_of_an_exited_child_keep_pid_path_start_label_and_byt
             "--state-dir",
             state.to_str().unwrap(),
             "--duration",
-            &(CONNECTIONS as f64 * 3.0 + 8.0).to_string(),
+            &(CONNECTIONS as f64 * 3.0 + 12.0).to_string(),
             "--out",
             out.to_str().unwrap(),
         ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2)); // the recorder's collectors are up
+    wait_for_kernel_events(&state.join("launchwatch.db"), Duration::from_secs(60));
 
     // bash's /dev/tcp: connect, write 250 bytes, read the 100-byte reply, close, in the
     // shell process itself; it waits for "go" so it can be put in the unit's cgroup first.

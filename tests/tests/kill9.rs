@@ -10,9 +10,9 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use launchwatch_e2e::{bin, root_or_fail_in_ci};
+use launchwatch_e2e::{bin, root_or_fail_in_ci, wait_for_kernel_events};
 
 /// Payload of the i-th short connection: each is told apart by its size too.
 fn short_payload(i: usize) -> usize {
@@ -101,11 +101,7 @@ fn kill_9_loses_at_most_the_last_interval_and_never_a_closed_connection() {
         .spawn()
         .unwrap();
     let db = state.join("launchwatch.db");
-    let up = Instant::now();
-    while !db.exists() && up.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2)); // the kernel-event collector is up
+    wait_for_kernel_events(&db, Duration::from_secs(60));
 
     let short = |i: usize| {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();

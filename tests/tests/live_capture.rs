@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use launchwatch_e2e::{bin, json_rows};
+use launchwatch_e2e::{bin, json_rows, wait_for_kernel_events};
 use serde_json::{Map, Value};
 
 fn root_or_skip() -> bool {
@@ -199,6 +199,8 @@ fn live_loopback_flows_have_class_owner_and_names() {
         let _ = stderr.read_to_string(&mut rest);
         rest
     });
+    // Capture asks the kernel events for each flow's process: they must be running too.
+    wait_for_kernel_events(&state.join("launchwatch.db"), Duration::from_secs(60));
 
     let (random_port, random_srv) = server("127.0.0.1:0", None);
     let (tls_port, tls_srv) = server("127.0.0.1:0", None);

@@ -446,6 +446,15 @@ impl Tracker {
         let Some(f) = self.by_sk.get_mut(skaddr) else {
             return;
         };
+        if f.end.is_some() {
+            // A closed socket has no more transitions: this one is another socket in its
+            // freed memory (an accepted server-side socket, say, whose first event is
+            // SYN_RECV → ESTABLISHED). Taking its tuple would lose the closed connection's
+            // destroy notification; it waits for that by its own tuple instead.
+            let closed = self.by_sk.remove(skaddr).expect("just found");
+            self.closing.push(closed);
+            return;
+        }
         let had_port = f.local_port != 0;
         if *local_port != 0 {
             (f.local, f.local_port, f.remote, f.remote_port) =
@@ -1539,6 +1548,51 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(40011, None)]
         );
+    }
+
+    #[test]
+    fn a_closed_sockets_memory_reused_by_an_accepted_socket_keeps_its_tuple_and_counters() {
+        let mut t = Tracker::default();
+        let mut f = facts;
+        t.on_event(
+            &sock_event(100, 500, 0xd, TCP_CLOSE, TCP_SYN_SENT, 0),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(100, 0, 0xd, TCP_SYN_SENT, TCP_ESTABLISHED, 40020),
+            &mut f,
+        );
+        t.on_event(
+            &sock_event(100, 0, 0xd, TCP_FIN_WAIT2, TCP_CLOSE, 40020),
+            &mut f,
+        );
+        // The server side of the next connection is allocated where the client was, and
+        // its events are read before the client's destroy notification.
+        const TCP_SYN_RECV: i32 = 3;
+        let mut accepted = sock_event(100, 0, 0xd, TCP_SYN_RECV, TCP_ESTABLISHED, 9000);
+        if let Event::SockState { remote_port, .. } = &mut accepted {
+            *remote_port = 40021;
+        }
+        t.on_event(&accepted, &mut f);
+        t.on_destroy(destroy(40020, 302, 300, 0, 1), 100.2);
+        let done = t.take_finished();
+        assert_eq!(
+            done.iter()
+                .map(|k| (k.pid, k.local_port, k.remote_port, k.bytes_sent))
+                .collect::<Vec<_>>(),
+            vec![(500, 40020, 9000, Some(300))],
+            "the closed client keeps its own tuple and its final counters"
+        );
+        // The accepted socket was never followed: nothing is attributed to the client's pid.
+        let server_side = (
+            6,
+            "127.0.0.1".parse().unwrap(),
+            9000,
+            "127.0.0.1".parse().unwrap(),
+            40021,
+        );
+        assert!(t.table.lookup(server_side, 100.5).is_none());
+        assert_eq!(t.open(), 0);
     }
 
     #[test]
