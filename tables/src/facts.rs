@@ -135,6 +135,8 @@ pub struct KernelFlow {
     pub protocol: &'static str,
     pub source: &'static str,
     pub pid: i64,
+    /// The socket's own user when `pid` is the process it acted for (a delegated socket).
+    pub acting_pid: Option<i64>,
     pub local: IpAddr,
     pub local_port: u16,
     pub remote: IpAddr,

@@ -439,6 +439,7 @@ impl Sampler {
             // The event's facts were read while the process lived: they win. The start stays
             // what the store already has (it is part of the row's identity).
             f.pid = Some(k.pid);
+            f.acting_pid = k.acting_pid.or(f.acting_pid);
             if let Some(o) = owner {
                 f.process_start = Some(o.start_time);
                 if let Some(p) = &o.path {
@@ -498,8 +499,11 @@ impl Sampler {
                 bytes_sent: s.bytes_sent,
                 bytes_received: s.bytes_received,
             };
-            if s.socket_id == 0 && self.kernel_closed.contains_key(&key) {
-                // The TIME_WAIT remnant of a connection the kernel events already closed.
+            let remnant = s.socket_id == 0 || s.state == Some("CLOSE");
+            if remnant && self.kernel_closed.contains_key(&key) {
+                // What is left of a connection the kernel events already closed: its
+                // TIME_WAIT entry, or the socket itself while its program still holds the
+                // descriptor (reset, say). Taken for a flow, it would reopen the closed row.
                 continue;
             }
             // The common case: the same socket, its owner known. One lookup, no allocation.
@@ -908,6 +912,7 @@ mod tests {
             protocol: "udp",
             source: "ntstat",
             pid: 88,
+            acting_pid: Some(77),
             local: "127.0.0.1".parse().unwrap(),
             local_port: 5353,
             remote: "127.0.0.1".parse().unwrap(),
@@ -930,10 +935,49 @@ mod tests {
             (f.bytes_sent, f.bytes_received, f.end),
             (Some(300), Some(40), Some(now))
         );
+        assert_eq!((f.pid, f.acting_pid), (Some(88), Some(77)));
         assert!(
             s.flows.is_empty(),
             "the polled flow was the one that closed"
         );
+    }
+
+    #[test]
+    fn what_is_left_of_a_connection_the_kernel_events_closed_does_not_reopen_it() {
+        let mut s = Sampler::new();
+        let now = crate::env::wall_clock();
+        let ended = KernelFlow {
+            owner: None,
+            protocol: "tcp",
+            source: "tracepoint",
+            pid: 88,
+            acting_pid: None,
+            local: "127.0.0.1".parse().unwrap(),
+            local_port: 40200,
+            remote: "127.0.0.1".parse().unwrap(),
+            remote_port: 9000,
+            start: now - 2.0,
+            end: Some(now - 1.0),
+            state: 7,
+            bytes_sent: Some(10),
+            bytes_received: Some(10),
+            peer_fin: false,
+        };
+        assert_eq!(s.apply_kernel(vec![ended], now).len(), 1);
+        // Reset, its descriptor still open: the socket lingers in CLOSE; then TIME_WAIT.
+        for remnant in [
+            sock(31, 40200, Some(10), Some(88), "CLOSE"),
+            sock(0, 40200, None, None, "TIME_WAIT"),
+        ] {
+            let (f, open, _) = s.track_obs(vec![remnant], now + 1.0);
+            assert!(f.is_empty() && open == 0, "{f:?}");
+        }
+        // A new connection on the same tuple is a flow.
+        let (f, open, _) = s.track_obs(
+            vec![sock(32, 40200, Some(5), Some(88), "ESTABLISHED")],
+            now + 2.0,
+        );
+        assert_eq!((f.len(), open), (1, 1));
     }
 
     #[test]

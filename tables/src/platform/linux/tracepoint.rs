@@ -429,6 +429,7 @@ impl Tracker {
                     protocol: "tcp",
                     source: "tracepoint",
                     pid: *pid as i64,
+                    acting_pid: None,
                     local: *local,
                     local_port: *local_port,
                     remote: *remote,
@@ -562,6 +563,26 @@ impl Tracker {
             self.finish(f);
         }
         self.table.prune(now - 600.0);
+    }
+
+    /// The kernel dropped destroy notifications (the socket's buffer overflowed): every
+    /// closed connection still waiting may have lost its own, so each is finished now
+    /// without counters (the poller's last reading stands) rather than after the wait,
+    /// which a kill in between would lose.
+    pub fn destroys_lost(&mut self) {
+        let closed: Vec<u64> = self
+            .by_sk
+            .iter()
+            .filter(|(_, f)| f.end.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in closed {
+            let f = self.by_sk.remove(&k).expect("listed");
+            self.finish(f);
+        }
+        for f in std::mem::take(&mut self.closing) {
+            self.finish(f);
+        }
     }
 
     /// Connections that ended, with whatever final counters arrived.
@@ -883,6 +904,25 @@ mod live {
         {
             return Err(os_err("bind sock_diag socket"));
         }
+        // Room for a burst of closes between two reads (200 ms apart): the default buffer
+        // (net.core.rmem_default, about 200 KiB) holds roughly a thousand notifications.
+        // FORCE lifts net.core.rmem_max for root; without it the plain option is capped.
+        let bytes: libc::c_int = DESTROY_BUFFER_BYTES;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: valid option buffer.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         for group in [SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY] {
             // SAFETY: valid option buffer.
             let rc = unsafe {
@@ -900,6 +940,8 @@ mod live {
         }
         Ok(fd)
     }
+
+    const DESTROY_BUFFER_BYTES: libc::c_int = 4 << 20;
 
     #[derive(Default)]
     struct Counters {
@@ -1141,6 +1183,7 @@ mod live {
                     }
                 }
                 // Destroy notifications after the events they close.
+                let mut lost = false;
                 loop {
                     // SAFETY: nlbuf is valid for its length; the socket is non-blocking.
                     let n = unsafe {
@@ -1149,6 +1192,7 @@ mod live {
                     if n < 0 {
                         if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
                             c.destroy_drops.fetch_add(1, Ordering::Relaxed);
+                            lost = true;
                             continue;
                         }
                         break;
@@ -1167,6 +1211,9 @@ mod live {
                             c.malformed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                }
+                if lost {
+                    tracker.destroys_lost();
                 }
                 tracker.settle(now);
             }
@@ -1593,6 +1640,36 @@ mod tests {
         );
         assert!(t.table.lookup(server_side, 100.5).is_none());
         assert_eq!(t.open(), 0);
+    }
+
+    #[test]
+    fn lost_destroy_notifications_finish_the_closed_connections_at_once() {
+        let mut t = Tracker::default();
+        let mut f = facts;
+        for (sk, port) in [(0xe1, 40030), (0xe2, 40031)] {
+            t.on_event(
+                &sock_event(100, 500, sk, TCP_CLOSE, TCP_SYN_SENT, 0),
+                &mut f,
+            );
+            t.on_event(
+                &sock_event(100, 0, sk, TCP_SYN_SENT, TCP_ESTABLISHED, port),
+                &mut f,
+            );
+        }
+        t.on_event(
+            &sock_event(101, 0, 0xe1, TCP_ESTABLISHED, TCP_CLOSE, 40030),
+            &mut f,
+        );
+        t.destroys_lost();
+        let done = t.take_finished();
+        assert_eq!(
+            done.iter()
+                .map(|k| (k.local_port, k.end, k.bytes_sent))
+                .collect::<Vec<_>>(),
+            vec![(40030, Some(101.0), None)],
+            "the closed one at once, without counters; the open one stays"
+        );
+        assert_eq!(t.open(), 1);
     }
 
     #[test]

@@ -126,6 +126,37 @@ pub struct NtstatFlow {
     /// Executable path and process start, looked up when the flow was first described.
     pub path: Option<String>,
     pub process_start: Option<f64>,
+    /// The same for `epid` when it differs (a delegated socket), else `None`.
+    pub effective_path: Option<String>,
+    pub effective_start: Option<f64>,
+}
+
+/// Whom a flow is attributed to: the process it acts for when the socket was delegated
+/// (`epid`, as nsurlsessiond does for apps) and that process already ran when the flow
+/// started (a later start means the pid was reused), else the socket's last user. The other
+/// pid is kept as the acting one, as the poller keeps `so_e_pid`.
+struct Attribution<'a> {
+    pid: u32,
+    path: Option<&'a String>,
+    process_start: Option<f64>,
+    acting_pid: Option<u32>,
+}
+
+fn attribution(f: &NtstatFlow) -> Attribution<'_> {
+    match f.effective_start {
+        Some(st) if f.epid > 0 && f.epid != f.pid && st <= f.start => Attribution {
+            pid: f.epid,
+            path: f.effective_path.as_ref(),
+            process_start: Some(st),
+            acting_pid: Some(f.pid).filter(|p| *p > 0),
+        },
+        _ => Attribution {
+            pid: f.pid,
+            path: f.path.as_ref(),
+            process_start: f.process_start,
+            acting_pid: None,
+        },
+    }
 }
 
 /// What the client saw happen.
@@ -157,6 +188,8 @@ struct Source {
     desc: Option<Descriptor>,
     counts: Counts,
     owner: Option<(Option<String>, Option<f64>)>,
+    /// The process a delegated socket acts for (`epid`), looked up at the same moment.
+    effective_owner: Option<(Option<String>, Option<f64>)>,
 }
 
 /// The protocol state: bytes in, requests and events out. No I/O of its own.
@@ -289,6 +322,7 @@ impl Client {
                         desc: None,
                         counts: Counts::default(),
                         owner: None,
+                        effective_owner: None,
                     },
                 );
                 let c = self.context();
@@ -369,6 +403,7 @@ impl Client {
             desc: None,
             counts: Counts::default(),
             owner: None,
+            effective_owner: None,
         });
         if let Some(c) = counts {
             s.counts = c;
@@ -378,6 +413,9 @@ impl Client {
         // Once, while the flow is new: asking again later could name a reused pid.
         if first {
             s.owner = (self.identify)(desc.pid);
+            if desc.epid > 0 && desc.epid != desc.pid {
+                s.effective_owner = (self.identify)(desc.epid);
+            }
         }
         s.desc = Some(desc);
         if first {
@@ -398,6 +436,7 @@ impl Client {
             return None;
         }
         let (path, process_start) = s.owner.clone().unwrap_or((None, None));
+        let (effective_path, effective_start) = s.effective_owner.clone().unwrap_or((None, None));
         Some(NtstatFlow {
             srcref,
             provider: s.provider,
@@ -422,6 +461,8 @@ impl Client {
             end: None,
             path,
             process_start,
+            effective_path,
+            effective_start,
         })
     }
 
@@ -488,25 +529,31 @@ pub fn run<D: Datagrams>(
 /// The flow as the facts the sampler takes from every kernel-event collector: a connection
 /// that ended, with its final counters and the process seen while it lived.
 pub fn kernel_flow(f: &NtstatFlow) -> crate::facts::KernelFlow {
-    let owner = f.process_start.map(|start| crate::observation::ProcessObs {
-        ts: f.start,
-        pid: f.pid as i64,
-        start_time: start,
-        ppid: None,
-        uid: f.uid.map(i64::from),
-        path: f.path.clone(),
-        name: Some(f.process_name.clone()),
-        cpu_time: 0.0,
-        launchd_label: None,
-        pgid: None,
-        label_source: None,
-        responsible_pid: None,
-    });
+    let who = attribution(f);
+    // The descriptor's name and uid are the last user's: kept only for that process.
+    let own = who.acting_pid.is_none();
+    let owner = who
+        .process_start
+        .map(|start| crate::observation::ProcessObs {
+            ts: f.start,
+            pid: i64::from(who.pid),
+            start_time: start,
+            ppid: None,
+            uid: f.uid.filter(|_| own).map(i64::from),
+            path: who.path.cloned(),
+            name: own.then(|| f.process_name.clone()),
+            cpu_time: 0.0,
+            launchd_label: None,
+            pgid: None,
+            label_source: None,
+            responsible_pid: None,
+        });
     crate::facts::KernelFlow {
         owner,
         protocol: f.protocol,
         source: "ntstat",
-        pid: f.pid as i64,
+        pid: i64::from(who.pid),
+        acting_pid: who.acting_pid.map(i64::from),
         local: f.local,
         local_port: f.local_port,
         remote: f.remote,
@@ -523,12 +570,13 @@ pub fn kernel_flow(f: &NtstatFlow) -> crate::facts::KernelFlow {
 /// The flow table key and owner of a flow (what packet capture and the poller ask).
 pub fn table_entry(f: &NtstatFlow) -> (crate::facts::FlowTuple, crate::facts::FlowOwner) {
     let proto = if f.protocol == "udp" { 17 } else { 6 };
+    let who = attribution(f);
     (
         (proto, f.local, f.local_port, f.remote, f.remote_port),
         crate::facts::FlowOwner {
-            pid: f.pid as i64,
-            process_start: f.process_start,
-            path: f.path.clone(),
+            pid: i64::from(who.pid),
+            process_start: who.process_start,
+            path: who.path.cloned(),
             launchd_label: None,
             label_source: None,
             start: f.start,
@@ -1257,6 +1305,39 @@ mod tests {
     }
 
     #[test]
+    fn a_delegated_socket_s_effective_process_is_identified_while_the_flow_is_new() {
+        let layout = &wire::LAYOUT_MACOS_14_15;
+        let mut c = Client::new(
+            layout,
+            time(),
+            Box::new(|pid| Some((Some(format!("/bin/p{pid}")), Some(1_699_999_000.0)))),
+        );
+        let delegated = Flow {
+            epid: 4242,
+            ..flow(88, 40100, 4)
+        };
+        let d = descriptor_bytes(layout, Provider::TcpKernel, &delegated);
+        c.handle(
+            &[
+                src_added(1, Provider::TcpKernel),
+                src_desc(0, 1, Provider::TcpKernel, &d, 0),
+            ]
+            .concat(),
+        );
+        let Some(Event::Opened(f)) = c.take_events().pop() else {
+            panic!("opened")
+        };
+        assert_eq!(
+            (f.path.as_deref(), f.effective_path.as_deref()),
+            (Some("/bin/p88"), Some("/bin/p4242"))
+        );
+        assert_eq!(
+            (kernel_flow(&f).pid, kernel_flow(&f).acting_pid),
+            (4242, Some(88))
+        );
+    }
+
+    #[test]
     fn a_kernel_refusing_every_provider_leaves_the_client_unsubscribed() {
         let mut c = Client::new(&wire::LAYOUT_MACOS_12_13, time(), Box::new(|_| None));
         let reqs = c.subscribe();
@@ -1298,7 +1379,40 @@ mod tests {
             end: Some(101.0),
             path: Some("/usr/libexec/nsurlsessiond".into()),
             process_start: Some(50.0),
+            effective_path: None,
+            effective_start: None,
         }
+    }
+
+    #[test]
+    fn a_delegated_flow_is_the_effective_process_s_when_it_predates_the_flow() {
+        let mut f = closed_flow();
+        (f.effective_path, f.effective_start) =
+            (Some("/Applications/Up.app/Up".into()), Some(90.0));
+        let k = kernel_flow(&f);
+        assert_eq!((k.pid, k.acting_pid), (4242, Some(88)));
+        let owner = k.owner.unwrap();
+        assert_eq!(
+            (
+                owner.pid,
+                owner.start_time,
+                owner.path.as_deref(),
+                owner.name,
+                owner.uid
+            ),
+            (4242, 90.0, Some("/Applications/Up.app/Up"), None, None),
+            "the descriptor's name and uid are nsurlsessiond's, not the app's"
+        );
+        let (_, o) = table_entry(&f);
+        assert_eq!(
+            (o.pid, o.path.as_deref()),
+            (4242, Some("/Applications/Up.app/Up"))
+        );
+        // A process under that pid that started after the flow is not the one it acted for.
+        f.effective_start = Some(100.5);
+        let k = kernel_flow(&f);
+        assert_eq!((k.pid, k.acting_pid), (88, None));
+        assert_eq!(table_entry(&f).1.pid, 88);
     }
 
     #[test]
