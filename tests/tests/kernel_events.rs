@@ -94,7 +94,7 @@ fn twenty_short_connections_of_an_exited_child_keep_pid_path_start_label_and_byt
             "--state-dir",
             state.to_str().unwrap(),
             "--duration",
-            &(CONNECTIONS as f64 * 3.0 + 12.0).to_string(),
+            "300",
             "--out",
             out.to_str().unwrap(),
         ])
@@ -122,6 +122,10 @@ fn twenty_short_connections_of_an_exited_child_keep_pid_path_start_label_and_byt
     writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
     assert!(child.wait().unwrap().success());
     server.join().unwrap();
+    // The child's last connection closed at least 3 s ago (its loop sleeps after each):
+    // committed by now. SIGTERM ends the recording and writes the file.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
     let status = rec.wait_with_output().unwrap();
     let _ = std::fs::remove_dir(&cgroup);
     assert!(

@@ -174,7 +174,7 @@ fn live_loopback_flows_have_class_owner_and_names() {
     )
     .unwrap();
     let mut record = Command::new(bin())
-        .args(["record", "--verbose", "--duration", "20", "--config"])
+        .args(["record", "--verbose", "--duration", "120", "--config"])
         .arg(&config)
         .arg("--state-dir")
         .arg(&state)

@@ -201,19 +201,32 @@ fn a_closed_connection_keeps_its_bytes_from_history() {
             "--config",
             &cfg,
             "--duration",
-            "3",
+            "120",
             "--out",
             file.to_str().unwrap(),
         ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Sampling before the connection opens: the kernel events (root, as in CI) see it
+    // connect; unprivileged, the poller's first ticks must have run.
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        launchwatch_e2e::wait_for_kernel_events(
+            &dir.path().join("store/launchwatch.db"),
+            Duration::from_secs(60),
+        );
+    } else {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let n = 77_777;
     let (client, server, port) = connection(n, 10);
     std::thread::sleep(Duration::from_millis(900)); // several socket ticks
     drop(client);
     drop(server);
+    std::thread::sleep(Duration::from_millis(1500)); // the close is sampled and committed
+                                                     // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
     let status = rec.wait().unwrap();
     assert!(status.success());
     let out = launchwatch(&[

@@ -1185,8 +1185,9 @@ mod live_tests {
         let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (_idle_server, _) = listener.accept().unwrap();
         let idle_port = idle.local_addr().unwrap().port();
-        // Enough other connections that reading two by tuple is the cheaper tick.
-        let crowd: Vec<_> = (0..30)
+        // Enough other connections that reading a few by tuple is the cheaper tick, even
+        // with connections other tests open at the same time (the events see the host).
+        let crowd: Vec<_> = (0..150)
             .map(|_| {
                 let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
                 (c, listener.accept().unwrap().0)
@@ -1227,7 +1228,23 @@ mod live_tests {
         let mut got = [0u8; 100];
         fresh_server.read_exact(&mut got).unwrap();
         idle.write_all(&[2u8; 50]).unwrap();
-        std::thread::sleep(Duration::from_millis(600));
+        // The events' reader thread has the new connection (it reads every 200 ms).
+        let tuple = (
+            6,
+            fresh.local_addr().unwrap().ip(),
+            fresh_port,
+            fresh.peer_addr().unwrap().ip(),
+            port,
+        );
+        let table = s.kernel.table().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while table
+            .lookup_directed(tuple, crate::env::wall_clock())
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "the events never saw it open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let full_at = s.last_full_scan.unwrap().0;
         s.tick(&env, SOCKETS).unwrap();
         assert_eq!(s.last_full_scan.unwrap().0, full_at, "a partial tick");
