@@ -345,39 +345,46 @@ fn busy_and_idle_children_have_the_cpu_proc_says() {
     let busy = Reaped::spawn(Command::new("sh").args(["-c", "while :; do :; done"]));
     let idle = Reaped::spawn(Command::new("sleep").arg("60"));
     std::thread::sleep(Duration::from_millis(300));
-    let (t0, c0) = (Instant::now(), proc_cpu_seconds(busy.id()));
     let sql = format!(
         "SELECT pid, cpu_pct_1m, window_seconds FROM launchwatch_process_cpu WHERE pid IN ({}, {})",
         busy.id(),
         idle.id()
     );
-    let out = launchwatch(&[
-        "query",
-        "--json",
-        "--config",
-        &cfg,
-        "--state-dir",
-        dir.path().join("s").to_str().unwrap(),
-        &sql,
-    ]);
-    let (t1, c1) = (Instant::now(), proc_cpu_seconds(busy.id()));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows = json_rows(&out);
-    let pct = |pid: u32| {
-        let r = rows
-            .iter()
-            .find(|r| num_f(r, "pid") as u32 == pid)
-            .unwrap_or_else(|| panic!("{pid} in {rows:?}"));
-        num_f(r, "cpu_pct_1m")
-    };
-    let expected = (c1 - c0) / (t1 - t0).as_secs_f64() * 100.0;
-    let (busy_pct, idle_pct) = (pct(busy.id()), pct(idle.id()));
-    println!("busy child: launchwatch {busy_pct:.1} %, /proc {expected:.1} %; idle child {idle_pct:.1} %");
-    assert!(
-        (busy_pct - expected).abs() <= 15.0,
-        "busy: launchwatch {busy_pct} vs /proc {expected}"
-    );
-    assert!(idle_pct <= 5.0, "idle: {idle_pct}");
+    // A contended machine (other tests, a 2-core VM, CPU steal) can give the busy child a
+    // different share in launchwatch's window than in the longer /proc one around it: up to
+    // three tries, each compared with its own /proc figure.
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let (t0, c0) = (Instant::now(), proc_cpu_seconds(busy.id()));
+        let out = launchwatch(&[
+            "query",
+            "--json",
+            "--config",
+            &cfg,
+            "--state-dir",
+            dir.path().join("s").to_str().unwrap(),
+            &sql,
+        ]);
+        let (t1, c1) = (Instant::now(), proc_cpu_seconds(busy.id()));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rows = json_rows(&out);
+        let pct = |pid: u32| {
+            let r = rows
+                .iter()
+                .find(|r| num_f(r, "pid") as u32 == pid)
+                .unwrap_or_else(|| panic!("{pid} in {rows:?}"));
+            num_f(r, "cpu_pct_1m")
+        };
+        let expected = (c1 - c0) / (t1 - t0).as_secs_f64() * 100.0;
+        let (busy_pct, idle_pct) = (pct(busy.id()), pct(idle.id()));
+        println!("busy child: launchwatch {busy_pct:.1} %, /proc {expected:.1} %; idle child {idle_pct:.1} %");
+        assert!(idle_pct <= 5.0, "idle: {idle_pct}");
+        tries.push((busy_pct, expected));
+        if (busy_pct - expected).abs() <= 15.0 {
+            return;
+        }
+    }
+    panic!("busy child, launchwatch vs /proc, each try: {tries:?}");
 }
 
 fn num_f(row: &Map<String, Value>, col: &str) -> f64 {
