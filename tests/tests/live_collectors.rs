@@ -435,14 +435,24 @@ fn check_ins_inside_one_live_connection_are_kept_and_timed() {
             "--state-dir",
             state.to_str().unwrap(),
             "--duration",
-            "25",
+            "120",
             "--out",
             file.to_str().unwrap(),
         ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The sampler runs before the first check-in (as root, as in CI: proven by a committed
+    // probe connection; unprivileged, its first ticks are given time).
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        launchwatch_e2e::wait_for_kernel_events(
+            &state.join("launchwatch.db"),
+            Duration::from_secs(60),
+        );
+    } else {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
     let mut client = TcpStream::connect((ip, port)).unwrap();
     let (mut server, _) = listener.accept().unwrap();
     let reader = std::thread::spawn(move || {
@@ -468,6 +478,9 @@ fn check_ins_inside_one_live_connection_are_kept_and_timed() {
     let client_port = client.local_addr().unwrap().port();
     drop(client);
     assert_eq!(reader.join().unwrap(), 11);
+    std::thread::sleep(Duration::from_secs(3)); // the close is sampled and committed
+                                                // SAFETY: signalling our own child.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
     let out = rec.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -1468,6 +1468,18 @@ mod tests {
         }
     }
 
+    /// `connect()` in pid 500 at `sk`, established from local port `port`.
+    fn connected(t: &mut Tracker, sk: u64, port: u16) {
+        t.on_event(
+            &sock_event(100, 500, sk, TCP_CLOSE, TCP_SYN_SENT, 0),
+            &mut facts,
+        );
+        t.on_event(
+            &sock_event(100, 0, sk, TCP_SYN_SENT, TCP_ESTABLISHED, port),
+            &mut facts,
+        );
+    }
+
     fn facts(pid: u32) -> Option<ProcessObs> {
         Some(ProcessObs {
             ts: 0.0,
@@ -1544,26 +1556,12 @@ mod tests {
         let mut f = facts;
         // Connection 1 closes; the next connect() reuses its freed memory (same skaddr)
         // before connection 1's destroy notification is read.
-        t.on_event(
-            &sock_event(100, 500, 0xc, TCP_CLOSE, TCP_SYN_SENT, 0),
-            &mut f,
-        );
-        t.on_event(
-            &sock_event(100, 0, 0xc, TCP_SYN_SENT, TCP_ESTABLISHED, 40010),
-            &mut f,
-        );
+        connected(&mut t, 0xc, 40010);
         t.on_event(
             &sock_event(100, 0, 0xc, TCP_ESTABLISHED, TCP_CLOSE, 40010),
             &mut f,
         );
-        t.on_event(
-            &sock_event(100, 500, 0xc, TCP_CLOSE, TCP_SYN_SENT, 0),
-            &mut f,
-        );
-        t.on_event(
-            &sock_event(100, 0, 0xc, TCP_SYN_SENT, TCP_ESTABLISHED, 40011),
-            &mut f,
-        );
+        connected(&mut t, 0xc, 40011);
         assert!(
             t.take_finished().is_empty(),
             "connection 1 still waits for its counters"
@@ -1601,14 +1599,7 @@ mod tests {
     fn a_closed_sockets_memory_reused_by_an_accepted_socket_keeps_its_tuple_and_counters() {
         let mut t = Tracker::default();
         let mut f = facts;
-        t.on_event(
-            &sock_event(100, 500, 0xd, TCP_CLOSE, TCP_SYN_SENT, 0),
-            &mut f,
-        );
-        t.on_event(
-            &sock_event(100, 0, 0xd, TCP_SYN_SENT, TCP_ESTABLISHED, 40020),
-            &mut f,
-        );
+        connected(&mut t, 0xd, 40020);
         t.on_event(
             &sock_event(100, 0, 0xd, TCP_FIN_WAIT2, TCP_CLOSE, 40020),
             &mut f,
@@ -1646,16 +1637,8 @@ mod tests {
     fn lost_destroy_notifications_finish_the_closed_connections_at_once() {
         let mut t = Tracker::default();
         let mut f = facts;
-        for (sk, port) in [(0xe1, 40030), (0xe2, 40031)] {
-            t.on_event(
-                &sock_event(100, 500, sk, TCP_CLOSE, TCP_SYN_SENT, 0),
-                &mut f,
-            );
-            t.on_event(
-                &sock_event(100, 0, sk, TCP_SYN_SENT, TCP_ESTABLISHED, port),
-                &mut f,
-            );
-        }
+        connected(&mut t, 0xe1, 40030);
+        connected(&mut t, 0xe2, 40031);
         t.on_event(
             &sock_event(101, 0, 0xe1, TCP_ESTABLISHED, TCP_CLOSE, 40030),
             &mut f,
