@@ -33,6 +33,8 @@ pub const NLM_F_DUMP: u16 = 0x300;
 pub const INET_DIAG_INFO: u16 = 2;
 const INET_DIAG_MSG_LEN: usize = 72;
 const REQ_LEN: usize = 56;
+/// `tcp_states.h`: a listening socket.
+const TCP_LISTEN: u8 = 10;
 const COMPAT_REQ_LEN: usize = 60;
 /// Every socket state a dump returns (TCP_ESTABLISHED 1 … TCP_NEW_SYN_RECV 12; UDP uses 1
 /// and 7) but `TCP_BOUND_INACTIVE` (13, Linux ≥ 6.6, include/net/tcp_states.h): asking for
@@ -891,6 +893,18 @@ mod tests {
             bytes_sent: None,
             bytes_retrans: None,
         };
+        let listener = |inode: u32| DiagSocket {
+            state: super::TCP_LISTEN,
+            remote: "0.0.0.0".parse().unwrap(),
+            remote_port: 0,
+            ..sock(inode, 8080)
+        };
+        let unconnected = |inode: u32| DiagSocket {
+            state: 7,
+            remote: "0.0.0.0".parse().unwrap(),
+            remote_port: 0,
+            ..sock(inode, 5353)
+        };
         let raw = vec![
             (true, sock(11, 50001)),  // attributed by the events
             (true, sock(12, 50002)),  // unknown
@@ -898,8 +912,10 @@ mod tests {
             (true, sock(14, 50003)),  // owner known
             (true, sock(15, 50004)),  // scanned for in vain before
             (true, sock(0, 50005)),   // TIME_WAIT: no inode
+            (true, listener(16)),     // no flow: its owner is never needed
+            (false, unconnected(17)), // no flow either
         ];
-        let owner = [None, None, None, Some(7), None, None];
+        let owner = [None, None, None, Some(7), None, None, None, None];
         let ownerless: std::collections::HashSet<u32, foldhash::fast::RandomState> =
             [15].into_iter().collect();
         let events = |t: crate::facts::FlowTuple| t.2 == 50001;
@@ -919,10 +935,15 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_sample_holds_tcp_and_udp_of_both_families_owned_by_this_process() {
+        // Connected UDP sockets: an unconnected one is no flow, and its owner is not sought.
+        let udp = |at: &str, peer: &str| -> std::io::Result<std::net::UdpSocket> {
+            let u = std::net::UdpSocket::bind(at)?;
+            u.connect(peer)?;
+            Ok(u)
+        };
         let v4 = exchanged("127.0.0.1:0", 10, 10).unwrap();
-        let udp4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let six = exchanged("[::1]:0", 10, 10)
-            .and_then(|t| Ok((t, std::net::UdpSocket::bind("[::1]:0")?)));
+        let udp4 = udp("127.0.0.1:0", "127.0.0.1:9").unwrap();
+        let six = exchanged("[::1]:0", 10, 10).and_then(|t| Ok((t, udp("[::1]:0", "[::1]:9")?)));
         let six = match six {
             Ok(s) => Some(s),
             Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
@@ -1419,8 +1440,12 @@ pub mod collector {
         }
     }
 
-    /// The socket inodes a descriptor scan must look for: owned by no pid known yet, not
-    /// already scanned for in vain, and not a TCP connection the kernel events attributed.
+    /// The socket inodes a descriptor scan must look for: connections (a listener or an
+    /// unconnected UDP socket is no flow, so its owner is never asked for) owned by no pid
+    /// known yet, not already scanned for in vain, and not a TCP connection the kernel
+    /// events attributed. Leaving the others out lets the scan, which walks the newest
+    /// processes first, stop early: an old daemon's listener no longer sends it through
+    /// every process on the host.
     pub(crate) fn to_scan_for(
         raw: &[(bool, DiagSocket)],
         owner: &[Option<i64>],
@@ -1431,6 +1456,9 @@ pub mod collector {
             .zip(owner)
             .filter(|((tcp, s), pid)| {
                 s.inode != 0
+                    && !(*tcp && s.state == super::TCP_LISTEN)
+                    && s.remote_port != 0
+                    && !s.remote.is_unspecified()
                     && pid.is_none()
                     && !ownerless.contains(&s.inode)
                     && !(*tcp
@@ -1455,7 +1483,7 @@ pub mod collector {
             remote_port: s.remote_port,
             // UDP "state" 7 (CLOSE) means unconnected, not closed: no TCP state for UDP.
             state: if tcp { tcp_state_name(s.state) } else { None },
-            listening: tcp && s.state == 10,
+            listening: tcp && s.state == super::TCP_LISTEN,
             pid,
             delegate_pid: None,
             socket_id: s.inode as u64,
