@@ -367,6 +367,13 @@ impl Sampler {
                     report.sockets = open;
                     report.closed += closed;
                     flow_writes = writes;
+                    // In the store's identity-index order: a big tick (a host's first scan)
+                    // is written in pieces, and unsorted each piece would touch most of the
+                    // index's pages again. Closes keep their order, after the rest.
+                    flow_writes.sort_by_key(|w| match w {
+                        FlowWrite::Open { key, .. } => (false, Some(*key)),
+                        FlowWrite::Closed(_) => (true, None),
+                    });
                 }
                 Err(e) => errors.push(format!("sockets: {e}")),
             }
