@@ -33,7 +33,8 @@ pub const NLM_F_DUMP: u16 = 0x300;
 pub const INET_DIAG_INFO: u16 = 2;
 const INET_DIAG_MSG_LEN: usize = 72;
 const REQ_LEN: usize = 56;
-/// `tcp_states.h`: a listening socket.
+/// `tcp_states.h`: a listening socket (used by the Linux collector only).
+#[cfg(target_os = "linux")]
 const TCP_LISTEN: u8 = 10;
 const COMPAT_REQ_LEN: usize = 60;
 /// Every socket state a dump returns (TCP_ESTABLISHED 1 … TCP_NEW_SYN_RECV 12; UDP uses 1
