@@ -126,6 +126,12 @@ pub struct SocketSample {
     pub bytes_received: Option<i64>,
 }
 
+/// Whether a socket is a connection, which is what a flow is: listeners and unconnected UDP
+/// sockets have no destination.
+pub fn is_connection(listening: bool, remote: std::net::IpAddr, remote_port: u16) -> bool {
+    !listening && remote_port != 0 && !remote.is_unspecified()
+}
+
 /// Whether the socket collector can read a few named connections (and every UDP socket)
 /// instead of every socket: Linux's sock_diag answers per-tuple requests; macOS's pcblist
 /// sysctl is all or nothing (ntstat already reports counters as they move there).

@@ -489,8 +489,7 @@ impl Sampler {
         let generation = self.generation;
         let policy = self.policy;
         for s in sample {
-            // Listeners and unconnected UDP sockets have no destination: not flows.
-            if s.listening || s.remote_port == 0 || s.remote.is_unspecified() {
+            if !platform::is_connection(s.listening, s.remote, s.remote_port) {
                 continue;
             }
             let key = (

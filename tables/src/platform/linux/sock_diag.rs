@@ -1457,9 +1457,11 @@ pub mod collector {
             .zip(owner)
             .filter(|((tcp, s), pid)| {
                 s.inode != 0
-                    && !(*tcp && s.state == super::TCP_LISTEN)
-                    && s.remote_port != 0
-                    && !s.remote.is_unspecified()
+                    && crate::platform::is_connection(
+                        *tcp && s.state == super::TCP_LISTEN,
+                        s.remote,
+                        s.remote_port,
+                    )
                     && pid.is_none()
                     && !ownerless.contains(&s.inode)
                     && !(*tcp

@@ -544,24 +544,7 @@ impl Tracker {
                 self.pending_destroys.push((at, d));
             }
         }
-        let expired: Vec<u64> = self
-            .by_sk
-            .iter()
-            .filter(|(_, f)| f.end.is_some_and(|e| now - e > JOIN_WAIT_S))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            let f = self.by_sk.remove(&k).expect("listed");
-            self.finish(f);
-        }
-        let (expired, waiting): (Vec<KernelFlow>, Vec<KernelFlow>) =
-            std::mem::take(&mut self.closing)
-                .into_iter()
-                .partition(|f| f.end.is_some_and(|e| now - e > JOIN_WAIT_S));
-        self.closing = waiting;
-        for f in expired {
-            self.finish(f);
-        }
+        self.stop_waiting(|end| now - end > JOIN_WAIT_S);
         self.table.prune(now - 600.0);
     }
 
@@ -570,17 +553,27 @@ impl Tracker {
     /// without counters (the poller's last reading stands) rather than after the wait,
     /// which a kill in between would lose.
     pub fn destroys_lost(&mut self) {
+        self.stop_waiting(|_| true);
+    }
+
+    /// Finishes, without counters, every closed connection still waiting for its destroy
+    /// notification whose close time `due` accepts.
+    fn stop_waiting(&mut self, due: impl Fn(f64) -> bool) {
         let closed: Vec<u64> = self
             .by_sk
             .iter()
-            .filter(|(_, f)| f.end.is_some())
+            .filter(|(_, f)| f.end.is_some_and(&due))
             .map(|(k, _)| *k)
             .collect();
         for k in closed {
             let f = self.by_sk.remove(&k).expect("listed");
             self.finish(f);
         }
-        for f in std::mem::take(&mut self.closing) {
+        let (done, waiting): (Vec<KernelFlow>, Vec<KernelFlow>) = std::mem::take(&mut self.closing)
+            .into_iter()
+            .partition(|f| f.end.is_some_and(&due));
+        self.closing = waiting;
+        for f in done {
             self.finish(f);
         }
     }
