@@ -10,6 +10,9 @@ pub struct ProcStat {
     pub pgrp: i64,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
+    /// Threads in the group (field 20): while there is one, its scheduler runtime stands
+    /// for the whole process's CPU.
+    pub threads: i64,
     /// Process start, clock ticks after boot.
     pub start_ticks: u64,
 }
@@ -46,6 +49,7 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
     let pgrp: i64 = num(5, field(5)?)?;
     let utime: u64 = num(14, field(14)?)?;
     let stime: u64 = num(15, field(15)?)?;
+    let threads = num(20, field(20)?)?;
     let start_ticks = num(22, field(22)?)?;
     Ok(ProcStat {
         pid,
@@ -53,8 +57,23 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
         ppid,
         pgrp,
         cpu_ticks: utime.saturating_add(stime),
+        threads,
         start_ticks,
     })
+}
+
+/// The first figure of `/proc/<pid>/schedstat`: nanoseconds the task (the thread, not its
+/// group) has run. It changes whenever the task has run since it was last read, which makes
+/// it a cheap test of whether the costlier `stat` line can have changed.
+pub fn parse_schedstat_runtime(text: &[u8]) -> Option<u64> {
+    let end = text
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    if end == 0 || text.get(end).is_some_and(|b| *b != b' ' && *b != b'\n') {
+        return None;
+    }
+    std::str::from_utf8(&text[..end]).ok()?.parse().ok()
 }
 
 /// `btime` (boot time, epoch seconds) from `/proc/stat`.
@@ -113,9 +132,27 @@ mod tests {
         assert_eq!(s.pid, 4242);
         assert_eq!(s.comm, "evil) (x y");
         assert_eq!(
-            (s.ppid, s.pgrp, s.cpu_ticks, s.start_ticks),
-            (1, 4242, 300, 123456)
+            (s.ppid, s.pgrp, s.cpu_ticks, s.threads, s.start_ticks),
+            (1, 4242, 300, 1, 123456)
         );
+    }
+
+    #[test]
+    fn schedstat_runtime_is_the_first_figure() {
+        assert_eq!(
+            parse_schedstat_runtime(b"123456789 5000 17\n"),
+            Some(123_456_789)
+        );
+        assert_eq!(parse_schedstat_runtime(b"0 72129 1\n"), Some(0));
+        for bad in [
+            &b""[..],
+            b" 1 2 3",
+            b"12x 3 4",
+            b"-1 2 3",
+            b"99999999999999999999999 1 1",
+        ] {
+            assert_eq!(parse_schedstat_runtime(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

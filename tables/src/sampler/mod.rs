@@ -485,6 +485,10 @@ impl Sampler {
     ) -> (Vec<FlowWrite>, usize, usize) {
         let mut out = Vec::new();
         let mut closed = 0;
+        // A host's first scan adds tens of thousands of flows: grown one doubling at a time,
+        // the table would copy itself over and over.
+        self.flows
+            .reserve(sample.len().saturating_sub(self.flows.len()));
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         let policy = self.policy;

@@ -4,7 +4,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use crate::observation::ProcessObs;
-use crate::platform::parse::{parse_boot_time, parse_proc_stat, systemd_unit_from_cgroup};
+use crate::platform::parse::{
+    parse_boot_time, parse_proc_stat, parse_schedstat_runtime, systemd_unit_from_cgroup, ProcStat,
+};
 
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
@@ -110,26 +112,26 @@ fn instance_key(pid: i64, start_time: f64) -> (i64, u64) {
     (pid, (start_time * 100.0) as u64)
 }
 
-/// Kept `/proc/<pid>/stat` descriptors: at most this many across the process, each costing
-/// about 4 KiB of kernel memory (the seq_file's page buffer stays allocated while the file is
-/// open; measured as SUnreclaim growth), so 16 MiB at most. Processes beyond it are read by
-/// path as before.
-const MAX_KEPT_STAT_FDS: usize = 4096;
+/// Kept procfs descriptors (`stat` and `schedstat`): at most this many across the process,
+/// each costing about 4 KiB of kernel memory (the seq_file's page buffer stays allocated
+/// while the file is open; measured as SUnreclaim growth), so 16 MiB at most. Processes
+/// beyond it are read by path as before.
+const MAX_KEPT_FDS: usize = 4096;
 /// Kept descriptors take at most half the soft limit less this, so the rest of the process
 /// (store, sockets, osquery's thrift) keeps more than half of it, whatever the limit.
 const FDS_LEFT_TO_OTHERS: usize = 64;
 
-/// Kept stat descriptors open across every walk cache of the process, against the budget.
-static KEPT_STAT_FDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Kept procfs descriptors open across every walk cache of the process, against the budget.
+static KEPT_FDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// How many stat descriptors may be kept open, decided once. The soft `RLIMIT_NOFILE` is
+/// How many procfs descriptors may be kept open, decided once. The soft `RLIMIT_NOFILE` is
 /// raised as far as the budget needs (never past the hard limit, and not to the hard limit
 /// itself: programs this process starts inherit the soft limit, and some close or poll every
 /// descriptor up to it).
-fn stat_fd_budget() -> usize {
+fn kept_fd_budget() -> usize {
     static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BUDGET.get_or_init(|| {
-        let want = ((MAX_KEPT_STAT_FDS + FDS_LEFT_TO_OTHERS) * 2) as libc::rlim_t;
+        let want = ((MAX_KEPT_FDS + FDS_LEFT_TO_OTHERS) * 2) as libc::rlim_t;
         // SAFETY: getrlimit/setrlimit on a valid struct.
         let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
@@ -148,36 +150,36 @@ fn stat_fd_budget() -> usize {
         let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
         (soft / 2)
             .saturating_sub(FDS_LEFT_TO_OTHERS)
-            .min(MAX_KEPT_STAT_FDS)
+            .min(MAX_KEPT_FDS)
     })
 }
 
-/// One process's `/proc/<pid>/stat`, kept open: the descriptor pins that task (its `struct
+/// One of a process's procfs files, kept open: the descriptor pins that task (its `struct
 /// pid`), so it reads the same process until it is reaped, then fails with ESRCH — a new
 /// process given the same pid is never read through it.
 #[derive(Debug)]
-struct KeptStat(std::os::fd::OwnedFd);
+struct KeptFile(std::os::fd::OwnedFd);
 
-impl KeptStat {
+impl KeptFile {
     /// Keeps `fd` if fewer than `budget` are kept across the process (else it is closed).
-    fn within(fd: std::os::fd::OwnedFd, budget: usize) -> Option<KeptStat> {
+    fn within(fd: std::os::fd::OwnedFd, budget: usize) -> Option<KeptFile> {
         use std::sync::atomic::Ordering::Relaxed;
-        KEPT_STAT_FDS
+        KEPT_FDS
             .fetch_update(Relaxed, Relaxed, |n| (n < budget).then_some(n + 1))
             .ok()
-            .map(|_| KeptStat(fd))
+            .map(|_| KeptFile(fd))
     }
 }
 
-impl Drop for KeptStat {
+impl Drop for KeptFile {
     fn drop(&mut self) {
-        KEPT_STAT_FDS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        KEPT_FDS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// The stat line of a kept descriptor: `pread` at offset 0, where the seq_file renders the
-/// line afresh. `None` when the process is gone (ESRCH, or an empty read).
-fn pread_stat(fd: &std::os::fd::OwnedFd, buf: &mut Vec<u8>) -> Option<usize> {
+/// A procfs file's text through an open descriptor: `pread` at offset 0, where the seq_file
+/// renders it afresh. `None` when the process is gone (ESRCH, or an empty read).
+fn pread_file(fd: &std::os::fd::OwnedFd, buf: &mut Vec<u8>) -> Option<usize> {
     use std::os::fd::AsRawFd;
     loop {
         // SAFETY: buf is valid for its length; fd is open.
@@ -197,10 +199,14 @@ fn pread_stat(fd: &std::os::fd::OwnedFd, buf: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
-/// Opens `/proc/<pid>/stat` and reads it; the descriptor comes back for keeping.
-fn open_stat(pid: i64, buf: &mut Vec<u8>) -> Option<(std::os::fd::OwnedFd, usize)> {
+/// Opens `/proc/<pid>/<name>` and reads it; the descriptor comes back for keeping.
+fn open_proc_file(
+    pid: i64,
+    name: &str,
+    buf: &mut Vec<u8>,
+) -> Option<(std::os::fd::OwnedFd, usize)> {
     use std::os::fd::FromRawFd;
-    let path = std::ffi::CString::new(format!("/proc/{pid}/stat")).ok()?;
+    let path = std::ffi::CString::new(format!("/proc/{pid}/{name}")).ok()?;
     // SAFETY: a NUL-terminated path; the result is checked and then owned.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -208,18 +214,124 @@ fn open_stat(pid: i64, buf: &mut Vec<u8>) -> Option<(std::os::fd::OwnedFd, usize
     }
     // SAFETY: fd was just opened and is owned by nothing else.
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    let n = pread_stat(&fd, buf)?;
+    let n = pread_file(&fd, buf)?;
     Some((fd, n))
+}
+
+/// A stat line as the walk reads it: comm is whatever bytes a process set, so a name that is
+/// not UTF-8 is shown lossily rather than hiding the process.
+fn parse_stat_bytes(line: &[u8]) -> Option<ProcStat> {
+    parse_proc_stat(&String::from_utf8_lossy(line)).ok()
+}
+
+/// The runtime in a `schedstat` file, read through its kept descriptor.
+fn read_runtime(file: &KeptFile, buf: &mut Vec<u8>) -> Option<u64> {
+    let n = pread_file(&file.0, buf)?;
+    parse_schedstat_runtime(&buf[..n])
+}
+
+/// One listed process's kept files, and what its stat line said last.
+#[derive(Debug)]
+struct KeptProcess {
+    stat: KeptFile,
+    /// `/proc/<pid>/schedstat`, where the kernel has it (`CONFIG_SCHED_INFO`) and the budget
+    /// allows: about a sixth of a stat read, so it is the test of whether stat must be read.
+    sched: Option<KeptFile>,
+    /// The last stat line read, with the runtime read just before it.
+    last: Option<(u64, ProcStat)>,
+    /// Stat lines read from the kernel through these files (tests).
+    reads: u32,
+}
+
+/// How a walk came by a process's stat line.
+enum StatRead {
+    /// Read from the kernel now.
+    Fresh(ProcStat),
+    /// The last reading again: the process has one thread, which has not run since.
+    Unchanged(ProcStat),
+    /// The kept files no longer read (the process is gone), or the line did not parse.
+    Gone,
+}
+
+impl KeptProcess {
+    /// The stat line, read again only if it can have changed. A single-threaded process whose
+    /// scheduler runtime is what it was when its stat line was last read has not run since:
+    /// its CPU time, name and process group are the same. Only its parent can change without
+    /// it running (reparenting when the parent exits), which the walk checks after.
+    fn read(&mut self, buf: &mut Vec<u8>) -> StatRead {
+        let runtime = match &self.sched {
+            Some(f) => match read_runtime(f, buf) {
+                Some(r) => Some(r),
+                None => return StatRead::Gone,
+            },
+            None => None,
+        };
+        if let (Some(now), Some((then, stat))) = (runtime, &self.last) {
+            if now == *then && stat.threads == 1 {
+                return StatRead::Unchanged(stat.clone());
+            }
+        }
+        let Some(stat) = pread_file(&self.stat.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))
+        else {
+            return StatRead::Gone;
+        };
+        self.last = runtime.map(|r| (r, stat.clone()));
+        self.reads += 1;
+        StatRead::Fresh(stat)
+    }
+
+    /// Opens a process's files and reads them, keeping the files when `keep` and within
+    /// `budget` (then `kept` is `Some`). The runtime is read before the stat line, so a run
+    /// in between shows as a changed runtime at the next walk.
+    fn open(pid: i64, keep: bool, budget: usize, buf: &mut Vec<u8>) -> Option<OpenedProcess> {
+        // Both files or neither: a schedstat file without its stat file is no use.
+        let keep = keep
+            && KEPT_FDS
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_add(2)
+                <= budget;
+        let sched = if keep {
+            open_proc_file(pid, "schedstat", buf).and_then(|(fd, n)| {
+                let runtime = parse_schedstat_runtime(&buf[..n])?;
+                Some((KeptFile::within(fd, budget)?, runtime))
+            })
+        } else {
+            None
+        };
+        let (fd, n) = open_proc_file(pid, "stat", buf)?;
+        let stat = parse_stat_bytes(&buf[..n])?;
+        let kept = keep
+            .then(|| KeptFile::within(fd, budget))
+            .flatten()
+            .map(|stat_file| {
+                let (sched, last) = match sched {
+                    Some((f, runtime)) => (Some(f), Some((runtime, stat.clone()))),
+                    None => (None, None),
+                };
+                KeptProcess {
+                    stat: stat_file,
+                    sched,
+                    last,
+                    reads: 1,
+                }
+            });
+        Some(OpenedProcess { stat, kept })
+    }
+}
+
+struct OpenedProcess {
+    stat: ProcStat,
+    kept: Option<KeptProcess>,
 }
 
 /// Per-instance facts kept between process walks.
 #[derive(Debug)]
 pub struct WalkCache {
     known: std::collections::HashMap<(i64, u64), KnownInstance>,
-    /// Each listed process's open stat file, by pid.
-    stat_fds: std::collections::HashMap<i64, KeptStat>,
-    /// How many stat files this cache may keep open between walks (a one-off walk: none),
-    /// within the process-wide budget.
+    /// Each listed process's open files, by pid.
+    kept: std::collections::HashMap<i64, KeptProcess>,
+    /// How many processes this cache may keep files open for between walks (a one-off walk:
+    /// none), within the process-wide budget of descriptors.
     max_kept: usize,
     buf: Vec<u8>,
     /// Pids whose executable and uid must be read again on the next walk (the kernel events
@@ -228,17 +340,23 @@ pub struct WalkCache {
     /// Whether a known instance's executable and uid may be taken from the cache: only while
     /// exec events are followed (else an exec that keeps the name would go unseen).
     pub trust_known: bool,
+    /// Stat lines read from the kernel and taken unchanged, over the cache's life (tests,
+    /// benchmarks).
+    pub stat_reads: u64,
+    pub stat_unchanged: u64,
 }
 
 impl Default for WalkCache {
     fn default() -> Self {
         WalkCache {
             known: Default::default(),
-            stat_fds: Default::default(),
+            kept: Default::default(),
             max_kept: usize::MAX,
             buf: vec![0; 1024],
             stale: Default::default(),
             trust_known: false,
+            stat_reads: 0,
+            stat_unchanged: 0,
         }
     }
 }
@@ -254,7 +372,7 @@ impl WalkCache {
         Self::keeping(0)
     }
 
-    /// A cache that keeps at most `max` stat files open (and reads the rest by path).
+    /// A cache that keeps files open for at most `max` processes (and reads the rest by path).
     pub fn keeping(max: usize) -> Self {
         WalkCache {
             max_kept: max,
@@ -262,29 +380,37 @@ impl WalkCache {
         }
     }
 
-    /// How many stat files this cache holds open.
-    pub fn kept_stat_fds(&self) -> usize {
-        self.stat_fds.len()
+    /// For how many processes this cache holds files open.
+    pub fn kept_processes(&self) -> usize {
+        self.kept.len()
     }
 }
 
-/// Every process instance now. `/proc/<pid>/stat` is read for every process (CPU time,
-/// parent, name, and the start time that keys the instance) — through the descriptor kept
-/// from the last walk where there is one, which saves the path lookup, open and close of
-/// each process on every walk; the `/proc` listing still finds new pids. The executable and
-/// uid are read only for instances not seen before, whose name changed, or that the kernel
-/// events flagged — unless `cache.trust_known` is off, when they are read every time. The
-/// systemd unit is read once per instance.
+/// Every process instance now. The stat line gives CPU time, parent, name, and the start
+/// time that keys the instance. It is read through the descriptor kept from the last walk
+/// where there is one (saving the path lookup, open and close of each process on every walk),
+/// and not at all for a single-threaded process that has not run since the last walk (its
+/// `schedstat` runtime, a sixth of the cost, says so): on a host of thousands of mostly
+/// sleeping processes that was most of a walk. The `/proc` listing still finds new pids. The
+/// executable and uid are read only for instances not seen before, whose name changed, or
+/// that the kernel events flagged — unless `cache.trust_known` is off, when they are read
+/// every time. The systemd unit is read once per instance.
+///
+/// A parent can change without its child running: when the parent exits the kernel
+/// reparents the child. So a process whose unchanged line names a parent missing from this
+/// walk has its line read again; one whose parent exits during the walk shows the old parent
+/// until the next walk.
 pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessObs>, String> {
     let clock = Clock::read()?;
     let budget = if cache.max_kept > 0 {
-        stat_fd_budget()
+        kept_fd_budget()
     } else {
         0
     };
     let mut out = Vec::with_capacity(cache.known.len());
     let mut live = std::collections::HashMap::with_capacity(cache.known.len());
-    let mut kept = std::collections::HashMap::with_capacity(cache.stat_fds.len());
+    let mut kept = std::collections::HashMap::with_capacity(cache.kept.len());
+    let mut unchanged = Vec::new();
     let mut buf = std::mem::take(&mut cache.buf);
     for entry in fs::read_dir("/proc")
         .map_err(|e| format!("/proc: {e}"))?
@@ -294,34 +420,41 @@ pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessOb
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else {
             continue;
         };
-        // The kept file reads the instance it was opened on; when that one is gone the pid
-        // may name a new process, which is opened afresh (and is a new key).
-        let mut fd = None;
-        let mut len = 0;
-        if let Some(k) = cache.stat_fds.remove(&pid) {
-            if let Some(n) = pread_stat(&k.0, &mut buf) {
-                (fd, len) = (Some(k), n);
+        // The kept files read the instance they were opened on; when that one is gone the
+        // pid may name a new process, which is opened afresh (and is a new key).
+        let mut files = None;
+        let mut stat = None;
+        if let Some(mut k) = cache.kept.remove(&pid) {
+            match k.read(&mut buf) {
+                StatRead::Fresh(s) => {
+                    cache.stat_reads += 1;
+                    (files, stat) = (Some(k), Some(s));
+                }
+                StatRead::Unchanged(s) => {
+                    cache.stat_unchanged += 1;
+                    unchanged.push(out.len());
+                    (files, stat) = (Some(k), Some(s));
+                }
+                StatRead::Gone => {}
             }
         }
-        if fd.is_none() {
-            // The process may exit between readdir and here: skip it.
-            let Some((f, n)) = open_stat(pid, &mut buf) else {
-                continue;
-            };
-            len = n;
-            // Beyond either budget the file is closed again (read by path next walk too).
-            if kept.len() + cache.stat_fds.len() < cache.max_kept {
-                fd = KeptStat::within(f, budget);
+        let stat = match stat {
+            Some(s) => s,
+            None => {
+                // Beyond either budget the files are closed again (read by path next walk
+                // too). The process may exit between readdir and here: skip it.
+                let keep = kept.len() + cache.kept.len() < cache.max_kept;
+                let Some(opened) = KeptProcess::open(pid, keep, budget, &mut buf) else {
+                    continue;
+                };
+                cache.stat_reads += 1;
+                files = opened.kept;
+                opened.stat
             }
-        }
-        // comm is whatever bytes a process set: a name that is not UTF-8 is shown lossily
-        // rather than hiding the process.
-        let Ok(stat) = parse_proc_stat(&String::from_utf8_lossy(&buf[..len])) else {
-            continue;
         };
         let start_time = clock.start_time(stat.start_ticks);
         let key = instance_key(pid, start_time);
-        if let Some(f) = fd {
+        if let Some(f) = files {
             kept.insert(pid, f);
         }
         let known = cache.known.remove(&key);
@@ -362,13 +495,54 @@ pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessOb
         });
         live.insert(key, k);
     }
+    reread_orphans(
+        &mut out,
+        &unchanged,
+        &mut kept,
+        &mut buf,
+        &mut cache.stat_reads,
+    );
     // Instances gone from /proc are forgotten and their files closed (what is left in the
     // old map drops here); the flags were all served by this walk.
     cache.known = live;
-    cache.stat_fds = kept;
+    cache.kept = kept;
     cache.stale.clear();
     cache.buf = buf;
     Ok(out)
+}
+
+/// Reads again the stat line of each process taken unchanged whose parent is not among this
+/// walk's processes: the parent exited and the kernel gave the child another one.
+fn reread_orphans(
+    out: &mut [ProcessObs],
+    unchanged: &[usize],
+    kept: &mut std::collections::HashMap<i64, KeptProcess>,
+    buf: &mut Vec<u8>,
+    stat_reads: &mut u64,
+) {
+    if unchanged.is_empty() {
+        return;
+    }
+    let listed: std::collections::HashSet<i64> = out.iter().map(|p| p.pid).collect();
+    for &i in unchanged {
+        let p = &mut out[i];
+        let Some(_) = p.ppid.filter(|pp| *pp > 0 && !listed.contains(pp)) else {
+            continue;
+        };
+        let Some(k) = kept.get_mut(&p.pid) else {
+            continue;
+        };
+        let Some(stat) = pread_file(&k.stat.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))
+        else {
+            continue; // gone meanwhile: the next walk drops it
+        };
+        *stat_reads += 1;
+        p.ppid = Some(stat.ppid);
+        p.pgid = Some(stat.pgrp);
+        if let Some((_, last)) = k.last.as_mut() {
+            *last = stat;
+        }
+    }
 }
 
 pub fn processes(now: f64) -> Result<Vec<ProcessObs>, String> {
@@ -453,7 +627,7 @@ mod tests {
     /// files, so the process-wide count is not this cache's.)
     fn kept(cache: &WalkCache, pid: u32) -> Option<(i32, u64)> {
         use std::os::fd::AsRawFd;
-        let fd = cache.stat_fds.get(&(pid as i64))?.0.as_raw_fd();
+        let fd = cache.kept.get(&(pid as i64))?.stat.0.as_raw_fd();
         let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         assert_eq!(link, std::path::PathBuf::from(format!("/proc/{pid}/stat")));
         Some((fd, fstat_ino(fd).unwrap()))
@@ -532,6 +706,162 @@ mod tests {
         sleeper.wait().unwrap();
     }
 
+    /// A child killed and reaped however the test ends: a burner left behind by a failed
+    /// assertion would keep a core busy and the test runner's output pipe open.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn spawn(program: &str, args: &[&str]) -> Reaped {
+        Reaped(
+            std::process::Command::new(program)
+                .args(args)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// How many times a walk has read `pid`'s stat line from the kernel through its kept file.
+    fn stat_reads_of(cache: &WalkCache, pid: u32) -> u32 {
+        cache.kept.get(&(pid as i64)).expect("files kept").reads
+    }
+
+    /// A sleeping single-threaded process has its stat line read once: later walks see from
+    /// its scheduler runtime that it has not run and take the line unchanged. A burner's line
+    /// is read on every walk, and its CPU time moves.
+    #[test]
+    fn a_sleeper_is_read_once_and_a_burner_every_walk() {
+        if !std::path::Path::new("/proc/self/schedstat").exists() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "CI's kernel has CONFIG_SCHED_INFO"
+            );
+            log::warn!("skipped: no /proc/<pid>/schedstat on this kernel");
+            return;
+        }
+        let burner = spawn("sh", &["-c", "while :; do :; done"]);
+        let sleeper = spawn("sleep", &["30"]);
+        let (b, s) = (burner.0.id(), sleeper.0.id());
+        // Until the sleeper has gone to sleep for good (its first walks may catch it starting).
+        let mut cache = WalkCache::default();
+        let first = processes_cached(0.0, &mut cache).unwrap();
+        let cpu0 = find(&first, b).unwrap().cpu_time;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        processes_cached(0.0, &mut cache).unwrap();
+        let settled = stat_reads_of(&cache, s);
+        let mut cpu = cpu0;
+        for walk in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let procs = processes_cached(0.0, &mut cache).unwrap();
+            let sl = find(&procs, s).expect("sleeper listed");
+            assert_eq!(sl.name.as_deref(), Some("sleep"));
+            assert_eq!(sl.ppid, Some(std::process::id() as i64));
+            assert_eq!(
+                stat_reads_of(&cache, s),
+                settled,
+                "walk {walk}: the sleeper's line taken unchanged"
+            );
+            cpu = find(&procs, b).expect("burner listed").cpu_time;
+        }
+        assert!(
+            stat_reads_of(&cache, b) >= 6,
+            "the burner read each walk: {}",
+            stat_reads_of(&cache, b)
+        );
+        assert!(cpu > cpu0, "burner CPU moved: {cpu0} -> {cpu}");
+        assert!(cache.stat_unchanged >= 5);
+    }
+
+    /// A process of several threads is read every walk, even when its first thread sleeps:
+    /// the others' CPU time counts in its line but not in the first thread's runtime.
+    #[test]
+    fn a_process_burning_in_a_second_thread_is_read_every_walk() {
+        let child = spawn(
+            "python3",
+            &[
+                "-c",
+                "import threading\ndef burn():\n    while True: pass\n\
+                 t = threading.Thread(target=burn); t.start(); t.join()",
+            ],
+        );
+        let pid = child.0.id();
+        let mut cache = WalkCache::default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut first = None;
+        let cpu = loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let procs = processes_cached(0.0, &mut cache).unwrap();
+            let cpu = find(&procs, pid).expect("listed").cpu_time;
+            let first = *first.get_or_insert(cpu);
+            if cpu >= first + 0.3 || std::time::Instant::now() > deadline {
+                break cpu - first;
+            }
+        };
+        assert!(cpu >= 0.3, "the second thread's CPU is seen: {cpu} s");
+    }
+
+    /// A sleeping child whose parent exits is given a new parent by the kernel without
+    /// running: the walk reads its line again because the old parent is gone.
+    #[test]
+    fn an_orphan_shows_its_new_parent_though_it_never_ran() {
+        // The shell starts a sleeper, says its pid, and waits to be told to exit.
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        let mut shell = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                // (and exits if the test fails first: its directory is removed)
+                "sleep 30 & echo $!; while [ -d {} ] && [ ! -e {} ]; do sleep 0.05; done",
+                dir.path().display(),
+                go.display()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let orphan: i64 = line.trim().parse().unwrap();
+        struct KillOnDrop(i32);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                // SAFETY: kill on a pid this test started (reaped by its new parent).
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+            }
+        }
+        let _orphan = KillOnDrop(orphan as i32);
+        let mut cache = WalkCache::default();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        for _ in 0..2 {
+            let procs = processes_cached(0.0, &mut cache).unwrap();
+            let p = procs.iter().find(|p| p.pid == orphan).expect("listed");
+            assert_eq!(p.ppid, Some(shell.id() as i64));
+        }
+        std::fs::write(&go, b"").unwrap();
+        shell.wait().unwrap();
+        let now_parent = |pid: i64| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            parse_proc_stat(&text).unwrap().ppid
+        };
+        let procs = processes_cached(0.0, &mut cache).unwrap();
+        let p = procs
+            .iter()
+            .find(|p| p.pid == orphan)
+            .expect("still listed");
+        let real = now_parent(orphan);
+        assert_ne!(real, shell.id() as i64, "the kernel reparented it");
+        assert_eq!(p.ppid, Some(real), "the walk shows the new parent");
+    }
+
     /// Past its budget a walk reads stat files by path and closes them: every process is
     /// still listed, only the budgeted number stay open. A one-off walk keeps none.
     #[test]
@@ -550,14 +880,14 @@ mod tests {
             for k in &kids {
                 assert!(find(&procs, k.id()).is_some(), "{} listed", k.id());
             }
-            assert_eq!(cache.kept_stat_fds(), 2);
+            assert_eq!(cache.kept_processes(), 2);
         }
         let mut one_off = WalkCache::one_off();
         let procs = processes_cached(0.0, &mut one_off).unwrap();
         for k in &kids {
             assert!(find(&procs, k.id()).is_some());
         }
-        assert_eq!(one_off.kept_stat_fds(), 0);
+        assert_eq!(one_off.kept_processes(), 0);
         for k in &mut kids {
             k.kill().unwrap();
             k.wait().unwrap();
