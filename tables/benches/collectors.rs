@@ -150,7 +150,7 @@ fn linux_dumps(runs: usize) {
     );
     for (what, mut cache) in [
         (
-            "process walk, files kept open (pread), stat only if run",
+            "process walk, a file kept open each, stat only if run",
             WalkCache::default(),
         ),
         (

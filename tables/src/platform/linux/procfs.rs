@@ -112,7 +112,8 @@ fn instance_key(pid: i64, start_time: f64) -> (i64, u64) {
     (pid, (start_time * 100.0) as u64)
 }
 
-/// Kept procfs descriptors (`stat` and `schedstat`): at most this many across the process,
+/// Kept procfs descriptors (one per process: `schedstat`, or `stat` where the kernel has no
+/// schedstat): at most this many across the process,
 /// each costing about 4 KiB of kernel memory (the seq_file's page buffer stays allocated
 /// while the file is open; measured as SUnreclaim growth), so 16 MiB at most. Processes
 /// beyond it are read by path as before.
@@ -230,16 +231,29 @@ fn read_runtime(file: &KeptFile, buf: &mut Vec<u8>) -> Option<u64> {
     parse_schedstat_runtime(&buf[..n])
 }
 
-/// One listed process's kept files, and what its stat line said last.
+/// The file a walk keeps open for one listed process.
+#[derive(Debug)]
+enum KeptFileOf {
+    /// `/proc/<pid>/schedstat` (kernels with `CONFIG_SCHED_INFO`): its first figure, about a
+    /// sixth of a stat line to read, says whether the stat line must be read at all; when it
+    /// must, the line is read by path. One kept file per process, and most processes of a
+    /// loaded host sleep through a walk.
+    Sched {
+        file: KeptFile,
+        /// The last stat line read, with the run time read just before it.
+        last: (u64, ProcStat),
+    },
+    /// `/proc/<pid>/stat` itself, where there is no schedstat: read every walk, but without
+    /// the path lookup, open and close.
+    Stat(KeptFile),
+}
+
+/// One listed process's kept file.
 #[derive(Debug)]
 struct KeptProcess {
-    stat: KeptFile,
-    /// `/proc/<pid>/schedstat`, where the kernel has it (`CONFIG_SCHED_INFO`) and the budget
-    /// allows: about a sixth of a stat read, so it is the test of whether stat must be read.
-    sched: Option<KeptFile>,
-    /// The last stat line read, with the runtime read just before it.
-    last: Option<(u64, ProcStat)>,
-    /// Stat lines read from the kernel through these files (tests).
+    pid: i64,
+    file: KeptFileOf,
+    /// Stat lines read from the kernel for it (tests).
     reads: u32,
 }
 
@@ -249,72 +263,98 @@ enum StatRead {
     Fresh(ProcStat),
     /// The last reading again: the process has one thread, which has not run since.
     Unchanged(ProcStat),
-    /// The kept files no longer read (the process is gone), or the line did not parse.
+    /// The kept file no longer reads (the process is gone), or the line did not parse.
     Gone,
+}
+
+/// `/proc/<pid>/stat` read by path, its file closed again.
+fn stat_by_path(pid: i64, buf: &mut Vec<u8>) -> Option<ProcStat> {
+    let (_, n) = open_proc_file(pid, "stat", buf)?;
+    parse_stat_bytes(&buf[..n])
 }
 
 impl KeptProcess {
     /// The stat line, read again only if it can have changed. A single-threaded process whose
-    /// scheduler runtime is what it was when its stat line was last read has not run since:
-    /// its CPU time, name and process group are the same. Only its parent can change without
-    /// it running (reparenting when the parent exits), which the walk checks after.
+    /// run time is what it was when its stat line was last read has not run since: its CPU
+    /// time, name and process group are the same. Only its parent can change without it
+    /// running (reparenting when the parent exits), which the walk checks after.
     fn read(&mut self, buf: &mut Vec<u8>) -> StatRead {
-        let runtime = match &self.sched {
-            Some(f) => match read_runtime(f, buf) {
-                Some(r) => Some(r),
-                None => return StatRead::Gone,
-            },
-            None => None,
-        };
-        if let (Some(now), Some((then, stat))) = (runtime, &self.last) {
-            if now == *then && stat.threads == 1 {
-                return StatRead::Unchanged(stat.clone());
+        let stat = match &mut self.file {
+            KeptFileOf::Sched { file, last } => {
+                let Some(runtime) = read_runtime(file, buf) else {
+                    return StatRead::Gone;
+                };
+                if runtime == last.0 && last.1.threads == 1 {
+                    return StatRead::Unchanged(last.1.clone());
+                }
+                // By path: the kept file pins the process, so while it reads the pid is
+                // still this process's (a reuse in the instant between shows as another
+                // start time, a new instance, and the next walk reopens).
+                let Some(stat) = stat_by_path(self.pid, buf) else {
+                    return StatRead::Gone;
+                };
+                *last = (runtime, stat.clone());
+                stat
             }
-        }
-        let Some(stat) = pread_file(&self.stat.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))
-        else {
-            return StatRead::Gone;
+            KeptFileOf::Stat(file) => {
+                let Some(stat) = pread_file(&file.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))
+                else {
+                    return StatRead::Gone;
+                };
+                stat
+            }
         };
-        self.last = runtime.map(|r| (r, stat.clone()));
         self.reads += 1;
         StatRead::Fresh(stat)
     }
 
-    /// Opens a process's files and reads them, keeping the files when `keep` and within
-    /// `budget` (then `kept` is `Some`). The runtime is read before the stat line, so a run
-    /// in between shows as a changed runtime at the next walk.
-    fn open(pid: i64, keep: bool, budget: usize, buf: &mut Vec<u8>) -> Option<OpenedProcess> {
-        // Both files or neither: a schedstat file without its stat file is no use.
-        let keep = keep
-            && KEPT_FDS
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .saturating_add(2)
-                <= budget;
-        let sched = if keep {
-            open_proc_file(pid, "schedstat", buf).and_then(|(fd, n)| {
-                let runtime = parse_schedstat_runtime(&buf[..n])?;
-                Some((KeptFile::within(fd, budget)?, runtime))
-            })
+    /// The stat line now, whatever the run time says (a reparented child).
+    fn read_stat(&mut self, buf: &mut Vec<u8>) -> Option<ProcStat> {
+        let stat = match &mut self.file {
+            KeptFileOf::Sched { last, .. } => {
+                let stat = stat_by_path(self.pid, buf)?;
+                last.1 = stat.clone();
+                stat
+            }
+            KeptFileOf::Stat(file) => {
+                pread_file(&file.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))?
+            }
+        };
+        self.reads += 1;
+        Some(stat)
+    }
+
+    /// Opens and reads a process's files, keeping one open when `keep` and within `budget`
+    /// (then `kept` is `Some`). The run time is read before the stat line, so a run in
+    /// between shows as a changed run time at the next walk.
+    fn open(
+        pid: i64,
+        keep: bool,
+        with_sched: bool,
+        budget: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<OpenedProcess> {
+        let sched = if keep && with_sched {
+            open_proc_file(pid, "schedstat", buf)
+                .and_then(|(fd, n)| Some((fd, parse_schedstat_runtime(&buf[..n])?)))
         } else {
             None
         };
-        let (fd, n) = open_proc_file(pid, "stat", buf)?;
+        let (stat_fd, n) = open_proc_file(pid, "stat", buf)?;
         let stat = parse_stat_bytes(&buf[..n])?;
-        let kept = keep
-            .then(|| KeptFile::within(fd, budget))
-            .flatten()
-            .map(|stat_file| {
-                let (sched, last) = match sched {
-                    Some((f, runtime)) => (Some(f), Some((runtime, stat.clone()))),
-                    None => (None, None),
-                };
-                KeptProcess {
-                    stat: stat_file,
-                    sched,
-                    last,
-                    reads: 1,
-                }
-            });
+        let file = match sched {
+            Some((fd, runtime)) => KeptFile::within(fd, budget).map(|file| KeptFileOf::Sched {
+                file,
+                last: (runtime, stat.clone()),
+            }),
+            None if keep => KeptFile::within(stat_fd, budget).map(KeptFileOf::Stat),
+            None => None,
+        };
+        let kept = file.map(|file| KeptProcess {
+            pid,
+            file,
+            reads: 1,
+        });
         Some(OpenedProcess { stat, kept })
     }
 }
@@ -340,6 +380,8 @@ pub struct WalkCache {
     /// Whether a known instance's executable and uid may be taken from the cache: only while
     /// exec events are followed (else an exec that keeps the name would go unseen).
     pub trust_known: bool,
+    /// Whether schedstat files are used (a test turns them off, as on a kernel without them).
+    with_sched: bool,
     /// Stat lines read from the kernel and taken unchanged, over the cache's life (tests,
     /// benchmarks).
     pub stat_reads: u64,
@@ -355,6 +397,7 @@ impl Default for WalkCache {
             buf: vec![0; 1024],
             stale: Default::default(),
             trust_known: false,
+            with_sched: true,
             stat_reads: 0,
             stat_unchanged: 0,
         }
@@ -387,14 +430,15 @@ impl WalkCache {
 }
 
 /// Every process instance now. The stat line gives CPU time, parent, name, and the start
-/// time that keys the instance. It is read through the descriptor kept from the last walk
-/// where there is one (saving the path lookup, open and close of each process on every walk),
-/// and not at all for a single-threaded process that has not run since the last walk (its
-/// `schedstat` runtime, a sixth of the cost, says so): on a host of thousands of mostly
-/// sleeping processes that was most of a walk. The `/proc` listing still finds new pids. The
-/// executable and uid are read only for instances not seen before, whose name changed, or
-/// that the kernel events flagged — unless `cache.trust_known` is off, when they are read
-/// every time. The systemd unit is read once per instance.
+/// time that keys the instance. Each listed process keeps one procfs file open between walks
+/// (its `schedstat`, else its `stat`), which saves the path lookup, open and close of every
+/// process on every walk and pins the process, so a reused pid is never read as the old one.
+/// The stat line is not read at all for a single-threaded process that has not run since the
+/// last walk (its schedstat run time, a sixth of the cost, says so): on a host of thousands
+/// of mostly sleeping processes that was most of a walk. The `/proc` listing still finds new
+/// pids. The executable and uid are read only for instances not seen before, whose name
+/// changed, or that the kernel events flagged — unless `cache.trust_known` is off, when they
+/// are read every time. The systemd unit is read once per instance.
 ///
 /// A parent can change without its child running: when the parent exits the kernel
 /// reparents the child. So a process whose unchanged line names a parent missing from this
@@ -444,7 +488,8 @@ pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessOb
                 // Beyond either budget the files are closed again (read by path next walk
                 // too). The process may exit between readdir and here: skip it.
                 let keep = kept.len() + cache.kept.len() < cache.max_kept;
-                let Some(opened) = KeptProcess::open(pid, keep, budget, &mut buf) else {
+                let Some(opened) = KeptProcess::open(pid, keep, cache.with_sched, budget, &mut buf)
+                else {
                     continue;
                 };
                 cache.stat_reads += 1;
@@ -532,16 +577,12 @@ fn reread_orphans(
         let Some(k) = kept.get_mut(&p.pid) else {
             continue;
         };
-        let Some(stat) = pread_file(&k.stat.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))
-        else {
+        let Some(stat) = k.read_stat(buf) else {
             continue; // gone meanwhile: the next walk drops it
         };
         *stat_reads += 1;
         p.ppid = Some(stat.ppid);
         p.pgid = Some(stat.pgrp);
-        if let Some((_, last)) = k.last.as_mut() {
-            *last = stat;
-        }
     }
 }
 
@@ -623,14 +664,23 @@ mod tests {
     }
 
     /// The descriptor `cache` keeps for `pid`, with the inode it is open on, checked to be
-    /// that pid's stat file. (Other tests' caches hold their own descriptors on the same
-    /// files, so the process-wide count is not this cache's.)
+    /// that pid's schedstat file (or stat, on a kernel without schedstat). (Other tests'
+    /// caches hold their own descriptors on the same files, so the process-wide count is not
+    /// this cache's.)
     fn kept(cache: &WalkCache, pid: u32) -> Option<(i32, u64)> {
         use std::os::fd::AsRawFd;
-        let fd = cache.kept.get(&(pid as i64))?.stat.0.as_raw_fd();
-        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
-        assert_eq!(link, std::path::PathBuf::from(format!("/proc/{pid}/stat")));
+        let fd = match &cache.kept.get(&(pid as i64))?.file {
+            KeptFileOf::Sched { file, .. } | KeptFileOf::Stat(file) => file.0.as_raw_fd(),
+        };
+        assert!(is_procfs_file_of(fd, pid), "fd {fd} is {pid}'s");
         Some((fd, fstat_ino(fd).unwrap()))
+    }
+
+    fn is_procfs_file_of(fd: i32, pid: u32) -> bool {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        ["schedstat", "stat"]
+            .iter()
+            .any(|name| link == Some(format!("/proc/{pid}/{name}").into()))
     }
 
     fn fstat_ino(fd: i32) -> Option<u64> {
@@ -639,11 +689,9 @@ mod tests {
         (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
     }
 
-    /// Whether descriptor `fd` of this process is still open on `pid`'s stat file `ino`.
+    /// Whether descriptor `fd` of this process is still open on `pid`'s procfs file `ino`.
     fn still_open(fd: i32, pid: u32, ino: u64) -> bool {
-        std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
-            == Some(format!("/proc/{pid}/stat").into())
-            && fstat_ino(fd) == Some(ino)
+        is_procfs_file_of(fd, pid) && fstat_ino(fd) == Some(ino)
     }
 
     fn find(procs: &[ProcessObs], pid: u32) -> Option<&ProcessObs> {
@@ -654,7 +702,7 @@ mod tests {
     /// time moves); when the process exits the walk drops it and closes the file; dropping
     /// the cache closes the rest.
     #[test]
-    fn a_process_is_read_through_its_kept_stat_file_until_it_exits() {
+    fn a_process_is_read_through_its_kept_file_until_it_exits() {
         let mut burner = std::process::Command::new("sh")
             .args(["-c", "while :; do :; done"])
             .spawn()
@@ -776,6 +824,28 @@ mod tests {
         );
         assert!(cpu > cpu0, "burner CPU moved: {cpu0} -> {cpu}");
         assert!(cache.stat_unchanged >= 5);
+    }
+
+    /// On a kernel without schedstat the stat file itself is kept, and every walk reads it.
+    #[test]
+    fn without_schedstat_the_stat_file_is_kept_and_read_every_walk() {
+        let sleeper = spawn("sleep", &["30"]);
+        let s = sleeper.0.id();
+        let mut cache = WalkCache {
+            with_sched: false,
+            ..Default::default()
+        };
+        for walk in 1..=3 {
+            let procs = processes_cached(0.0, &mut cache).unwrap();
+            assert_eq!(find(&procs, s).unwrap().name.as_deref(), Some("sleep"));
+            assert_eq!(stat_reads_of(&cache, s), walk, "read on walk {walk}");
+        }
+        let (fd, _) = kept(&cache, s).unwrap();
+        assert_eq!(
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap(),
+            std::path::PathBuf::from(format!("/proc/{s}/stat"))
+        );
+        assert_eq!(cache.stat_unchanged, 0);
     }
 
     /// A process of several threads is read every walk, even when its first thread sleeps:
