@@ -131,6 +131,33 @@ impl Drop for Reaped {
     }
 }
 
+/// Waits until `ready` holds for the store `db` (opened read-only, again on every try, as a
+/// recorder may still be creating it), polling every 100 ms: what a test asserts is there once
+/// the recorder has committed it, however long the machine takes. Panics after `timeout`,
+/// naming `what`.
+pub fn wait_until_stored(
+    db: &Path,
+    timeout: std::time::Duration,
+    what: &str,
+    ready: impl Fn(&rusqlite::Connection) -> rusqlite::Result<bool>,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        let ok =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| ready(&c))
+                .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the recorder did not store {what} within {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Waits until a recorder writing the store `db` has committed a connection its kernel events
 /// saw close: a probe connection to a listener of its own, repeated each second. A fixed
 /// sleep raced the recorder's start on a slower machine, leaving the test's first

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use launchwatch_e2e::{bin, json_rows, wait_for_kernel_events};
+use launchwatch_e2e::{bin, json_rows, wait_for_kernel_events, wait_until_stored};
 use serde_json::{Map, Value};
 
 fn root_or_skip() -> bool {
@@ -230,8 +230,36 @@ fn live_loopback_flows_have_class_owner_and_names() {
     http_srv.join().unwrap();
     named_srv.join().unwrap();
     dns_thread.join().unwrap();
-    // Let a few capture flushes and socket samples pass, then stop the recorder.
-    std::thread::sleep(Duration::from_secs(3));
+    // Stop the recorder once it has stored what is asserted below: each payload row (the
+    // HTTP one with the server's reply), the DNS answer, and the named client's socket.
+    let client_pid: i64 = pids[3].parse().unwrap();
+    wait_until_stored(
+        &state.join("launchwatch.db"),
+        Duration::from_secs(60),
+        "the payload rows, the DNS answer and the named client's socket",
+        |c| {
+            let exists = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
+                c.query_row(&format!("SELECT EXISTS ({sql})"), params, |r| {
+                    r.get::<_, bool>(0)
+                })
+            };
+            let payload = "SELECT 1 FROM payloads WHERE protocol = ?1 AND remote_port = ?2";
+            let replied = format!("{payload} AND server_payload_class IS NOT NULL");
+            Ok(exists(payload, &[&"tcp", &random_port])?
+                && exists(payload, &[&"tcp", &tls_port])?
+                && exists(&replied, &[&"tcp", &http_port])?
+                && exists(payload, &[&"udp", &dns_port])?
+                && exists(payload, &[&"tcp", &named_port])?
+                && exists(
+                    "SELECT 1 FROM dns WHERE name = 'beacon.lwtest.example'",
+                    &[],
+                )?
+                && exists(
+                    "SELECT 1 FROM flows WHERE remote_port = ?1 AND pid = ?2",
+                    &[&named_port, &client_pid],
+                )?)
+        },
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(record.id() as i32, libc::SIGTERM) };
     assert!(record.wait().unwrap().success());

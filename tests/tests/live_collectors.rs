@@ -224,8 +224,21 @@ fn a_closed_connection_keeps_its_bytes_from_history() {
     std::thread::sleep(Duration::from_millis(900)); // several socket ticks
     drop(client);
     drop(server);
-    std::thread::sleep(Duration::from_millis(1500)); // the close is sampled and committed
-                                                     // SAFETY: signalling our own child.
+    // The close is sampled and committed.
+    launchwatch_e2e::wait_until_stored(
+        &dir.path().join("store/launchwatch.db"),
+        Duration::from_secs(60),
+        "the closed connection",
+        |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM flows WHERE remote_port = ?1
+                 AND state IN ('TIME_WAIT', 'CLOSED'))",
+                [port],
+                |r| r.get(0),
+            )
+        },
+    );
+    // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
     let status = rec.wait().unwrap();
     assert!(status.success());
@@ -478,8 +491,21 @@ fn check_ins_inside_one_live_connection_are_kept_and_timed() {
     let client_port = client.local_addr().unwrap().port();
     drop(client);
     assert_eq!(reader.join().unwrap(), 11);
-    std::thread::sleep(Duration::from_secs(3)); // the close is sampled and committed
-                                                // SAFETY: signalling our own child.
+    // The close is sampled and committed.
+    launchwatch_e2e::wait_until_stored(
+        &state.join("launchwatch.db"),
+        Duration::from_secs(60),
+        "the client's closed connection",
+        |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM flows WHERE local_port = ?1 AND remote_port = ?2
+                 AND end IS NOT NULL)",
+                [client_port, port],
+                |r| r.get(0),
+            )
+        },
+    );
+    // SAFETY: signalling our own child.
     unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
     let out = rec.wait_with_output().unwrap();
     assert!(
