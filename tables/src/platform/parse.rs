@@ -5,6 +5,8 @@
 pub struct ProcStat {
     pub pid: i64,
     pub comm: String,
+    /// The state letter (field 3): `Z` for a zombie, which no longer parents anything alive.
+    pub state: u8,
     pub ppid: i64,
     /// Process group (field 5).
     pub pgrp: i64,
@@ -45,6 +47,7 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
         f.parse().map_err(|_| format!("field {n} is not a number"))
     }
     // In field order: each read moves past the ones before it.
+    let state = *field(3)?.as_bytes().first().ok_or("field 3 is empty")?;
     let ppid: i64 = num(4, field(4)?)?;
     let pgrp: i64 = num(5, field(5)?)?;
     let utime: u64 = num(14, field(14)?)?;
@@ -54,6 +57,7 @@ pub fn parse_proc_stat(text: &str) -> Result<ProcStat, String> {
     Ok(ProcStat {
         pid,
         comm,
+        state,
         ppid,
         pgrp,
         cpu_ticks: utime.saturating_add(stime),
@@ -132,8 +136,15 @@ mod tests {
         assert_eq!(s.pid, 4242);
         assert_eq!(s.comm, "evil) (x y");
         assert_eq!(
-            (s.ppid, s.pgrp, s.cpu_ticks, s.threads, s.start_ticks),
-            (1, 4242, 300, 1, 123456)
+            (
+                s.state,
+                s.ppid,
+                s.pgrp,
+                s.cpu_ticks,
+                s.threads,
+                s.start_ticks
+            ),
+            (b'S', 1, 4242, 300, 1, 123456)
         );
     }
 
