@@ -35,7 +35,7 @@ def run_cpu(cmd, env=None):
     return child_cpu() - before
 
 
-def record_cost(binary, seconds, state):
+def record_cost(binary, seconds, state, split=None):
     out = os.path.join(state, "rec.jsonl")
     p = subprocess.Popen(
         [binary, "record", "--config", "/dev/null", "--state-dir", state, "--duration", str(seconds), "--out", out],
@@ -45,6 +45,7 @@ def record_cost(binary, seconds, state):
     peak = 0
     hz = os.sysconf("SC_CLK_TCK")
     cpu = 0.0
+    at_split = None
     started = time.monotonic()
     while p.poll() is None:
         # The sampling window only: what `record` does after it (writing the JSON Lines
@@ -60,10 +61,14 @@ def record_cost(binary, seconds, state):
             with open(f"/proc/{p.pid}/stat") as f:
                 rest = f.read().rsplit(")", 1)[1].split()
                 cpu = (int(rest[11]) + int(rest[12])) / hz
+            if split is not None and at_split is None and time.monotonic() - started >= split:
+                at_split = cpu
         except (FileNotFoundError, ProcessLookupError, IndexError):
             pass
         time.sleep(0.5)
     # CPU and RSS as last read within the sampling window (read every 0.5 s).
+    if split is not None:
+        return cpu / seconds * 100.0, peak / 1024.0, at_split, cpu
     return cpu / seconds * 100.0, peak / 1024.0
 
 
