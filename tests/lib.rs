@@ -143,11 +143,7 @@ pub fn wait_until_stored(
 ) {
     let started = std::time::Instant::now();
     loop {
-        let ok =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .and_then(|c| ready(&c))
-                .unwrap_or(false);
-        if ok {
+        if store_holds(db, &ready) {
             return;
         }
         assert!(
@@ -156,6 +152,14 @@ pub fn wait_until_stored(
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Whether `ready` holds for the store `db` now, opened read-only (a store not created yet,
+/// or a failing query, holds nothing).
+fn store_holds(db: &Path, ready: impl Fn(&rusqlite::Connection) -> rusqlite::Result<bool>) -> bool {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| ready(&c))
+        .unwrap_or(false)
 }
 
 /// Waits until a recorder writing the store `db` has committed a connection its kernel events
@@ -168,18 +172,14 @@ pub fn wait_for_kernel_events(db: &Path, timeout: std::time::Duration) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a probe listener");
     let port = listener.local_addr().expect("bound").port();
     let closed = |local_port: u16| {
-        let Ok(c) =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        else {
-            return false;
-        };
-        c.query_row(
-            "SELECT count(*) FROM flows WHERE local_port = ?1 AND remote_port = ?2
-             AND end IS NOT NULL",
-            [local_port, port],
-            |r| r.get::<_, i64>(0),
-        )
-        .is_ok_and(|n| n > 0)
+        store_holds(db, |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM flows WHERE local_port = ?1 AND remote_port = ?2
+                 AND end IS NOT NULL)",
+                [local_port, port],
+                |r| r.get(0),
+            )
+        })
     };
     let started = Instant::now();
     loop {

@@ -66,10 +66,9 @@ def record_cost(binary, seconds, state, split=None):
         except (FileNotFoundError, ProcessLookupError, IndexError):
             pass
         time.sleep(0.5)
-    # CPU and RSS as last read within the sampling window (read every 0.5 s).
-    if split is not None:
-        return cpu / seconds * 100.0, peak / 1024.0, at_split, cpu
-    return cpu / seconds * 100.0, peak / 1024.0
+    # CPU and RSS as last read within the sampling window (read every 0.5 s), and the CPU
+    # seconds used by `split` seconds in (None unless asked for).
+    return cpu / seconds * 100.0, peak / 1024.0, at_split
 
 
 class LoadedHost:
@@ -141,12 +140,12 @@ def main():
 
     env = dict(os.environ, LAUNCHWATCH_CONFIG="/dev/null")
     with tempfile.TemporaryDirectory() as d:
-        pct, rss = record_cost(a.binary, a.seconds, os.path.join(d, "idle"))
+        pct, rss, _ = record_cost(a.binary, a.seconds, os.path.join(d, "idle"))
         print(f"idle host:   extension sampler {pct:.2f} % of one core, peak RSS {rss:.1f} MiB")
 
         with LoadedHost(a.procs, a.sockets) as host:
             print(f"loader:      {host.describe()}")
-            pct, rss = record_cost(a.binary, a.seconds, os.path.join(d, "loaded"))
+            pct, rss, _ = record_cost(a.binary, a.seconds, os.path.join(d, "loaded"))
             print(f"loaded host: extension sampler {pct:.2f} % of one core, peak RSS {rss:.1f} MiB "
                   f"(targets: <= 1 %, <= 40 MiB)")
             q = run_cpu([a.binary, "query", "--state-dir", os.path.join(d, "q"),

@@ -30,7 +30,8 @@ def main():
         print(f"loader: {host.describe()}")
         for r in range(a.rounds):
             for i, b in enumerate(a.binaries):
-                pct, rss, first, total = record_cost(b, a.seconds, os.path.join(d, f"{r}-{i}"), split=3)
+                pct, rss, first = record_cost(b, a.seconds, os.path.join(d, f"{r}-{i}"), split=3)
+                total = pct * a.seconds / 100.0
                 print(
                     f"round {r + 1}: {b}: {pct:.2f} % of one core, peak RSS {rss:.1f} MiB "
                     f"(CPU s: first 3 s {first:.2f}, the rest {total - first:.2f})",

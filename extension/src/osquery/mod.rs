@@ -445,22 +445,22 @@ fn listen(path: &Path) -> std::io::Result<UnixListener> {
     // Bound, listening and private under a temporary name, then renamed into place: binding
     // creates the path before listen(2), and a manager that connects as soon as the path
     // exists would be refused in between (or find it with the umask's permissions).
+    let private = |p: &Path| -> std::io::Result<UnixListener> {
+        let listener = UnixListener::bind(p)?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+        Ok(listener)
+    };
     let mut staged = path.as_os_str().to_owned();
     staged.push(".new");
     let staged = PathBuf::from(staged);
     let _ = std::fs::remove_file(&staged);
-    match UnixListener::bind(&staged) {
+    match private(&staged) {
         Ok(listener) => {
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
             std::fs::rename(&staged, path)?;
             Ok(listener)
         }
         // The longer name may not fit a socket address (104 bytes on macOS): bind in place.
-        Err(_) => {
-            let listener = UnixListener::bind(path)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            Ok(listener)
-        }
+        Err(_) => private(path),
     }
 }
 

@@ -281,43 +281,35 @@ impl KeptProcess {
     /// its parent moves it before it execs (`setpgid` on a forked child), which shows at the
     /// child's next run.
     fn read(&mut self, buf: &mut Vec<u8>) -> StatRead {
-        let stat = match &mut self.file {
-            KeptFileOf::Sched { file, last } => {
-                let Some(runtime) = read_runtime(file, buf) else {
-                    return StatRead::Gone;
-                };
-                // A run time of 0 is never trusted: some kernels print "0 0 0" for every
-                // task (scheduler statistics off), which would freeze every reading.
-                if runtime == last.0 && runtime > 0 && last.1.threads == 1 {
-                    return StatRead::Unchanged(last.1.clone());
-                }
-                // By path: the kept file pins the process, so while it reads the pid is
-                // still this process's (a reuse in the instant between shows as another
-                // start time, a new instance, and the next walk reopens).
-                let Some(stat) = stat_by_path(self.pid, buf) else {
-                    return StatRead::Gone;
-                };
-                *last = (runtime, stat.clone());
-                stat
+        let mut runtime = None;
+        if let KeptFileOf::Sched { file, last } = &self.file {
+            let Some(now) = read_runtime(file, buf) else {
+                return StatRead::Gone;
+            };
+            // A run time of 0 is never trusted: some kernels print "0 0 0" for every task
+            // (scheduler statistics off), which would freeze every reading.
+            if now == last.0 && now > 0 && last.1.threads == 1 {
+                return StatRead::Unchanged(last.1.clone());
             }
-            KeptFileOf::Stat(file) => {
-                let Some(stat) = pread_file(&file.0, buf).and_then(|n| parse_stat_bytes(&buf[..n]))
-                else {
-                    return StatRead::Gone;
-                };
-                stat
-            }
-        };
-        self.reads += 1;
-        StatRead::Fresh(stat)
+            runtime = Some(now);
+        }
+        match self.read_stat(buf, runtime) {
+            Some(stat) => StatRead::Fresh(stat),
+            None => StatRead::Gone,
+        }
     }
 
-    /// The stat line now, whatever the run time says (a reparented child).
-    fn read_stat(&mut self, buf: &mut Vec<u8>) -> Option<ProcStat> {
+    /// The stat line now, whatever the run time says; `runtime`, read just before, becomes
+    /// the one the line is paired with (else the pairing's run time stays: a reparented
+    /// child's re-read).
+    fn read_stat(&mut self, buf: &mut Vec<u8>, runtime: Option<u64>) -> Option<ProcStat> {
         let stat = match &mut self.file {
             KeptFileOf::Sched { last, .. } => {
+                // By path: the kept file pins the process, so while it reads the pid is still
+                // this process's (a reuse in the instant between shows as another start time,
+                // a new instance, and the next walk reopens).
                 let stat = stat_by_path(self.pid, buf)?;
-                last.1 = stat.clone();
+                *last = (runtime.unwrap_or(last.0), stat.clone());
                 stat
             }
             KeptFileOf::Stat(file) => {
@@ -447,9 +439,9 @@ impl WalkCache {
 /// are read every time. The systemd unit is read once per instance.
 ///
 /// A parent can change without its child running: when the parent exits the kernel
-/// reparents the child. So a process whose unchanged line names a parent missing from this
-/// walk has its line read again; one whose parent exits during the walk shows the old parent
-/// until the next walk.
+/// reparents the child. So a process whose unchanged line names a parent that has left (see
+/// `reread_orphans`) has its line read again; one whose parent exits during the walk shows
+/// the old parent until the next walk.
 pub fn processes_cached(now: f64, cache: &mut WalkCache) -> Result<Vec<ProcessObs>, String> {
     let clock = Clock::read()?;
     let budget = if cache.max_kept > 0 {
@@ -598,7 +590,7 @@ fn reread_orphans(
         let Some(k) = kept.get_mut(&p.pid) else {
             continue;
         };
-        let Some(stat) = k.read_stat(buf) else {
+        let Some(stat) = k.read_stat(buf, None) else {
             continue; // gone meanwhile: the next walk drops it
         };
         *stat_reads += 1;
