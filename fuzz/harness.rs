@@ -66,6 +66,8 @@ pub fn kernel_buffers(data: &[u8]) {
         let _ = parse::systemd_unit_from_cgroup(text);
     }
     tracepoint(data);
+    let _ = lw::platform::linux::btf::iter_facts(std::io::Cursor::new(data));
+    let _ = lw::platform::linux::fd_iter::parse_records(data, |_, _| {});
 }
 
 /// perf ring-buffer records of the three tracepoints, decoded against this kernel family's

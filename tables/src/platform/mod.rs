@@ -169,6 +169,9 @@ impl SocketCollector {
     pub fn take_warning(&mut self) -> Option<String> {
         None
     }
+    pub fn owner_fallback(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Executable path and start time of one process, for socket owners the last process sample

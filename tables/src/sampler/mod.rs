@@ -183,7 +183,7 @@ impl Sampler {
         v.push(crate::facts::SourceStatus {
             name: platform::SOCKET_SOURCE.into(),
             running: true,
-            reason: None,
+            reason: self.sockets.owner_fallback(),
             events_per_s: 0.0,
             drops: 0,
         });

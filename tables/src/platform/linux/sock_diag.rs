@@ -1137,6 +1137,16 @@ pub mod collector {
         owners
     }
 
+    /// (inode, pid) of every socket descriptor of these processes, from `/proc/<pid>/fd`.
+    #[cfg(test)]
+    pub(crate) fn socket_owners_of_pids(pids: &[i64]) -> Vec<(u32, i64)> {
+        let mut out = Vec::new();
+        for &pid in pids {
+            for_each_socket_fd(pid, |inode| out.push((inode, pid)));
+        }
+        out
+    }
+
     /// Adds to `owners` the pid of each socket inode found in `/proc/*/fd`, newest process
     /// first, stopping once every inode in `wanted` is found (all of them when `None`): a
     /// socket that appeared since the last scan most likely belongs to a recent process, and
@@ -1239,6 +1249,19 @@ pub mod collector {
         /// Whether the one-request TCP dump of both families works on this kernel: `None`
         /// until tried; after a first failure TCP is dumped per family, as UDP always is.
         tcp_compat: Option<bool>,
+        /// The BPF descriptor iterator, once tried.
+        owner_iter: OwnerIter,
+    }
+
+    /// Where socket owners come from: the kernel's descriptor tables through a BPF iterator
+    /// where it loads (one walk inside the kernel), else every `/proc/<pid>/fd` link.
+    #[derive(Default)]
+    enum OwnerIter {
+        #[default]
+        Untried,
+        Ready(crate::platform::linux::fd_iter::SocketOwnerIter),
+        /// Why not: said once in the log and in `launchwatch_status.sources`.
+        Unavailable(String),
     }
 
     impl Collector {
@@ -1408,7 +1431,7 @@ pub mod collector {
                 // the scan adds the new ones.
                 let present: FastSet<u32> = self.raw.iter().map(|(_, s)| s.inode).collect();
                 self.owners.retain(|i, _| present.contains(i));
-                owners_of(&mut self.owners, Some(&unknown));
+                self.find_owners(&unknown, &present);
                 self.ownerless.clear();
                 owner.clear();
                 for (_, s) in &self.raw {
@@ -1431,6 +1454,58 @@ pub mod collector {
                 .zip(owner)
                 .map(|(&(tcp, s), pid)| socket_sample_of(tcp, s, pid))
                 .collect())
+        }
+
+        /// Adds the owners of the `wanted` inodes (and of any other socket in `present` the
+        /// walk meets on the way). Through the BPF iterator every socket descriptor on the
+        /// host comes back at once, costing about what reading a few hundred `/proc` links
+        /// does; a socket several processes hold goes to the newest (highest pid), as the
+        /// `/proc` walk, newest first, gives it.
+        fn find_owners(&mut self, wanted: &FastSet<u32>, present: &FastSet<u32>) {
+            if matches!(self.owner_iter, OwnerIter::Untried) {
+                self.owner_iter = match crate::platform::linux::fd_iter::SocketOwnerIter::load() {
+                    Ok(it) => OwnerIter::Ready(it),
+                    Err(e) => {
+                        log::info!("sock_diag: socket owners from /proc/<pid>/fd ({e})");
+                        OwnerIter::Unavailable(e)
+                    }
+                };
+            }
+            if let OwnerIter::Ready(it) = &self.owner_iter {
+                let mut found: FastMap<u32, i64> = FastMap::default();
+                let scanned = it.scan(|inode, pid| {
+                    if present.contains(&inode) {
+                        let owner = found.entry(inode).or_insert(pid);
+                        *owner = (*owner).max(pid);
+                    }
+                });
+                match scanned {
+                    Ok(()) => {
+                        for (inode, pid) in found {
+                            self.owners.entry(inode).or_insert(pid);
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "sock_diag: socket owners from /proc/<pid>/fd from now on ({e})"
+                        );
+                        self.owner_iter = OwnerIter::Unavailable(e);
+                    }
+                }
+            }
+            owners_of(&mut self.owners, Some(wanted));
+        }
+
+        /// Why socket owners come from `/proc/<pid>/fd` rather than the kernel's descriptor
+        /// iterator (`None` while the iterator works or before it was needed).
+        pub fn owner_fallback(&self) -> Option<String> {
+            match &self.owner_iter {
+                OwnerIter::Unavailable(why) => {
+                    Some(format!("socket owners from /proc/<pid>/fd: {why}"))
+                }
+                _ => None,
+            }
         }
 
         fn socket_sample(&self, tcp: bool, s: DiagSocket) -> SocketSample {

@@ -800,5 +800,10 @@ pub mod collector {
         pub fn take_warning(&mut self) -> Option<String> {
             self.warning.take()
         }
+
+        /// Owners come with each pcblist entry (`so_last_pid`): nothing to fall back from.
+        pub fn owner_fallback(&self) -> Option<String> {
+            None
+        }
     }
 }
