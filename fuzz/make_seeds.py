@@ -104,8 +104,8 @@ except OSError as e:
     print(f"no sock_diag capture here ({e}); keeping the committed one")
 put("kernel_buffers", "proc_stat.txt", "12345 (agent (x) y) S 1 12345 12345 0 -1 4194560 800 0 0 0 150 42 0 0 20 0 3 0 987654 12345678 900 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
 put("kernel_buffers", "launchctl_list.txt", "PID\tStatus\tLabel\n-\t0\tcom.apple.SafariHistoryServiceAgent\n412\t0\tcom.apple.Finder\n-\t-9\tcom.example.killed\ngarbage line\n501\t-\tcom.example.running\n")
-# A small BTF blob with what the descriptor iterator reads (struct file/inode/task_struct
-# members, the bpf_iter_task_file function), in the kernel's order: types, then strings.
+# A small BTF blob with what the descriptor iterator reads (struct file/inode/super_block/
+# task_struct members, the bpf_iter_task_file function), in the kernel's order: types, then strings.
 def btf_blob():
     strings, types = bytearray(b"\0"), bytearray()
     def name(s):
@@ -119,12 +119,15 @@ def btf_blob():
     add("int", 1, 0, 4, struct.pack("<I", 32))                  # 3
     add("umode_t", 8, 0, 2)                                      # 4
     add("pid_t", 8, 0, 3)                                        # 5
-    add("inode", 4, 2, 600, struct.pack("<III", name("i_mode"), 4, 0) + struct.pack("<III", name("i_ino"), 1, 512))  # 6
+    add("super_block", 4, 1, 1400, struct.pack("<III", name("s_magic"), 1, 768))  # 6
     add("", 2, 0, 6)                                             # 7
-    add("file", 4, 1, 232, struct.pack("<III", name("f_inode"), 7, 256))  # 8
-    add("task_struct", 4, 1, 9000, struct.pack("<III", name("tgid"), 5, 10144))  # 9
-    add("", 13, 0, 0)                                            # 10
-    add("bpf_iter_task_file", 12, 1, 10)                         # 11
+    add("inode", 4, 3, 600, struct.pack("<III", name("i_mode"), 4, 0) + struct.pack("<III", name("i_sb"), 7, 320)
+        + struct.pack("<III", name("i_ino"), 1, 512))           # 8
+    add("", 2, 0, 8)                                             # 9
+    add("file", 4, 1, 232, struct.pack("<III", name("f_inode"), 9, 256))  # 10
+    add("task_struct", 4, 1, 9000, struct.pack("<III", name("tgid"), 5, 10144))  # 11
+    add("", 13, 0, 0)                                            # 12
+    add("bpf_iter_task_file", 12, 1, 12)                         # 13
     return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings)) + bytes(types) + bytes(strings)
 put("kernel_buffers", "btf_iter_members.bin", btf_blob())
 put("kernel_buffers", "cgroup.txt", "12:pids:/\n1:name=systemd:/system.slice/ssh.service\n0::/system.slice/cron.service\n")

@@ -1,7 +1,8 @@
 //! The few facts of the running kernel's BTF (`/sys/kernel/btf/vmlinux`) the descriptor
 //! iterator needs ([`super::fd_iter`]): where `struct file` keeps its inode, where `struct
-//! inode` keeps its mode and number, where `struct task_struct` keeps its tgid, and the type id
-//! of the `bpf_iter_task_file` iterator function. Pure: reads from any `Read + Seek`, so tests
+//! inode` keeps its mode, number and superblock, where `struct super_block` keeps its magic,
+//! where `struct task_struct` keeps its tgid, and the type id of the `bpf_iter_task_file`
+//! iterator function. Pure: reads from any `Read + Seek`, so tests
 //! feed built bytes. No I/O of its own.
 //!
 //! Format (Documentation/bpf/btf.rst, include/uapi/linux/btf.h): a header `{ u16 magic 0xeb9f;
@@ -50,6 +51,12 @@ pub struct IterFacts {
     pub inode_mode: Member,
     /// `struct inode.i_ino` (unsigned long, or u64).
     pub inode_number: Member,
+    /// `struct inode.i_sb` (a pointer).
+    pub inode_sb: Member,
+    /// `struct super_block.s_magic` (unsigned long): sockfs's tells a socket from a socket
+    /// *file* on disk (an `O_PATH` descriptor of a Unix socket's path), whose mode is
+    /// `S_IFSOCK` too.
+    pub sb_magic: Member,
     /// `struct task_struct.tgid` (pid_t).
     pub task_tgid: Member,
 }
@@ -58,15 +65,21 @@ pub struct IterFacts {
 const STRUCT_FILE: &str = "file";
 const STRUCT_INODE: &str = "inode";
 const STRUCT_TASK: &str = "task_struct";
+const STRUCT_SB: &str = "super_block";
 const ITER_FUNC: &str = "bpf_iter_task_file";
 const F_INODE: &str = "f_inode";
 const I_MODE: &str = "i_mode";
 const I_INO: &str = "i_ino";
 const TGID: &str = "tgid";
-const NAMES: [&str; 8] = [
+const I_SB: &str = "i_sb";
+const S_MAGIC: &str = "s_magic";
+const NAMES: [&str; 11] = [
     STRUCT_FILE,
     STRUCT_INODE,
     STRUCT_TASK,
+    STRUCT_SB,
+    I_SB,
+    S_MAGIC,
     ITER_FUNC,
     F_INODE,
     I_MODE,
@@ -177,15 +190,18 @@ pub fn iter_facts(mut r: impl Read + Seek) -> Result<IterFacts, String> {
         let (kind, vlen, kind_flag) = (((info >> 24) & 0x1f) as u8, info & 0xffff, info >> 31 == 1);
         let name = names.get(&name_off).copied();
         let extra = extra_len(kind, vlen)?;
-        let wanted_struct =
-            kind == KIND_STRUCT && matches!(name, Some(STRUCT_FILE | STRUCT_INODE | STRUCT_TASK));
+        let wanted_struct = kind == KIND_STRUCT
+            && matches!(
+                name,
+                Some(STRUCT_FILE | STRUCT_INODE | STRUCT_TASK | STRUCT_SB)
+            );
         if wanted_struct {
             let mut members = Found::new();
             for _ in 0..vlen {
                 r.read_exact(&mut rec)
                     .map_err(|e| format!("BTF members of {}: {e}", name.unwrap_or("")))?;
                 let member = names.get(&u32_at(&rec, 0)).copied();
-                if let Some(m @ (F_INODE | I_MODE | I_INO | TGID)) = member {
+                if let Some(m @ (F_INODE | I_MODE | I_INO | TGID | I_SB | S_MAGIC)) = member {
                     let off = u32_at(&rec, 8);
                     let (bits, bitfield) = if kind_flag {
                         (off & 0x00ff_ffff, off >> 24 != 0)
@@ -268,6 +284,8 @@ pub fn iter_facts(mut r: impl Read + Seek) -> Result<IterFacts, String> {
         file_inode: member(STRUCT_FILE, F_INODE, true)?,
         inode_mode: member(STRUCT_INODE, I_MODE, false)?,
         inode_number: member(STRUCT_INODE, I_INO, false)?,
+        inode_sb: member(STRUCT_INODE, I_SB, true)?,
+        sb_magic: member(STRUCT_SB, S_MAGIC, false)?,
         task_tgid: member(STRUCT_TASK, TGID, false)?,
     };
     // The program loads these with fixed widths: anything else is a kernel this was not
@@ -281,11 +299,10 @@ pub fn iter_facts(mut r: impl Read + Seek) -> Result<IterFacts, String> {
             return Err(format!("BTF: {what} is {got} bytes, expected {want}"));
         }
     }
-    if !matches!(facts.inode_number.size, 4 | 8) {
-        return Err(format!(
-            "BTF: {I_INO} is {} bytes, expected 4 or 8",
-            facts.inode_number.size
-        ));
+    for (m, what) in [(facts.inode_number, I_INO), (facts.sb_magic, S_MAGIC)] {
+        if !matches!(m.size, 4 | 8) {
+            return Err(format!("BTF: {what} is {} bytes, expected 4 or 8", m.size));
+        }
     }
     Ok(facts)
 }
@@ -399,7 +416,35 @@ pub(crate) mod tests {
         }
     }
 
-    /// A kernel-like BTF: what 6.x's vmlinux says of these members (offsets from a 6.18 build).
+    /// Adds the structs and the function the iterator needs, with these member types.
+    pub(crate) fn add_iter_types(b: &mut Builder, mode: u32, ino: u32, tgid: u32, magic: u32) {
+        let sb = b.structure("super_block", 1400, &[("s_magic", magic, 768)]);
+        let sb_ptr = b.ptr(sb);
+        let inode = b.structure(
+            "inode",
+            600,
+            &[
+                ("i_mode", mode, 0),
+                ("i_sb", sb_ptr, 320),
+                ("i_ino", ino, 512),
+            ],
+        );
+        let inode_ptr = b.ptr(inode);
+        b.structure(
+            "file",
+            232,
+            &[("f_count", ino, 0), ("f_inode", inode_ptr, 256)],
+        );
+        b.structure(
+            "task_struct",
+            9000,
+            &[("pid", tgid, 10112), ("tgid", tgid, 10144)],
+        );
+        b.func("bpf_iter_task_file");
+    }
+
+    /// A kernel-like BTF: what Linux 6.18's vmlinux says of these members (offsets read from
+    /// its /sys/kernel/btf/vmlinux), with types of other kinds around them.
     pub(crate) fn kernel_like() -> Builder {
         let mut b = Builder::new();
         let ulong = b.int("long unsigned int", 8);
@@ -408,58 +453,26 @@ pub(crate) mod tests {
         let umode = b.typedef("umode_t", ushort);
         let pid_t = b.typedef("pid_t", int);
         b.enumeration("noise", 3);
-        let inode = b.structure(
-            "inode",
-            600,
-            &[
-                ("i_mode", umode, 0),
-                ("i_opflags", ushort, 16),
-                ("i_ino", ulong, 512),
-            ],
-        );
-        let inode_ptr = b.ptr(inode);
-        b.structure(
-            "file",
-            232,
-            &[("f_count", ulong, 0), ("f_inode", inode_ptr, 256)],
-        );
-        b.structure(
-            "task_struct",
-            9000,
-            &[("pid", pid_t, 10112), ("tgid", pid_t, 10144)],
-        );
-        b.func("bpf_iter_task_file");
+        add_iter_types(&mut b, umode, ulong, pid_t, ulong);
         b
+    }
+
+    fn at(m: Member) -> (u32, u32) {
+        (m.offset, m.size)
     }
 
     #[test]
     fn finds_the_members_and_the_attach_point() {
-        let facts = iter_facts(Cursor::new(kernel_like().bytes())).unwrap();
-        assert_eq!(
-            facts.file_inode,
-            Member {
-                offset: 32,
-                size: 8
-            }
-        );
-        assert_eq!(facts.inode_mode, Member { offset: 0, size: 2 });
-        assert_eq!(
-            facts.inode_number,
-            Member {
-                offset: 64,
-                size: 8
-            }
-        );
-        assert_eq!(
-            facts.task_tgid,
-            Member {
-                offset: 1268,
-                size: 4
-            }
-        );
-        // Types 1..: three ints, two typedefs, the enum, inode, its pointer, file, task_struct,
-        // the prototype, then the function.
-        assert_eq!(facts.attach_btf_id, 12);
+        let f = iter_facts(Cursor::new(kernel_like().bytes())).unwrap();
+        assert_eq!(at(f.file_inode), (32, 8));
+        assert_eq!(at(f.inode_mode), (0, 2));
+        assert_eq!(at(f.inode_sb), (40, 8));
+        assert_eq!(at(f.inode_number), (64, 8));
+        assert_eq!(at(f.sb_magic), (96, 8));
+        assert_eq!(at(f.task_tgid), (1268, 4));
+        // Types 1..: three ints, two typedefs, the enum, super_block and its pointer, inode
+        // and its pointer, file, task_struct, the prototype, then the function.
+        assert_eq!(f.attach_btf_id, 14);
     }
 
     /// The fuzz seed (fuzz/make_seeds.py) is laid out as the kernel writes it, types before
@@ -468,10 +481,11 @@ pub(crate) mod tests {
     fn the_fuzz_seed_in_kernel_order_reads_the_same() {
         let seed = include_bytes!("../../../../fuzz/corpus/kernel_buffers/btf_iter_members.bin");
         let f = iter_facts(Cursor::new(&seed[..])).unwrap();
-        let at = |m: Member| (m.offset, m.size);
-        assert_eq!(f.attach_btf_id, 11);
+        assert_eq!(f.attach_btf_id, 13);
         assert_eq!(at(f.file_inode), (32, 8));
+        assert_eq!(at(f.inode_sb), (40, 8));
         assert_eq!(at(f.inode_number), (64, 8));
+        assert_eq!(at(f.sb_magic), (96, 8));
         assert_eq!(at(f.task_tgid), (1268, 4));
     }
 
@@ -492,13 +506,38 @@ pub(crate) mod tests {
         let mut b = Builder::new();
         let ulong = b.int("long unsigned int", 8);
         let int = b.int("int", 4);
-        let inode = b.structure("inode", 600, &[("i_mode", int, 0), ("i_ino", ulong, 512)]);
-        let p = b.ptr(inode);
-        b.structure("file", 232, &[("f_inode", p, 256)]);
-        b.structure("task_struct", 9000, &[("tgid", int, 64)]);
-        b.func("bpf_iter_task_file");
+        add_iter_types(&mut b, int, ulong, int, ulong);
         let err = iter_facts(Cursor::new(b.bytes())).unwrap_err();
         assert!(err.contains("i_mode is 4 bytes"), "{err}");
+        let mut b = Builder::new();
+        let ushort = b.int("short unsigned int", 2);
+        let int = b.int("int", 4);
+        add_iter_types(&mut b, ushort, ushort, int, int);
+        let err = iter_facts(Cursor::new(b.bytes())).unwrap_err();
+        assert!(err.contains("i_ino is 2 bytes"), "{err}");
+    }
+
+    /// With `kind_flag`, a member's offset holds a bitfield size in its top byte: an offset
+    /// with size 0 is read as an offset, a bitfield is refused.
+    #[test]
+    fn kind_flag_offsets_are_read_and_bitfields_refused() {
+        let flagged = |bitfield: u32| {
+            let mut b = kernel_like();
+            let int = b.int("int", 4);
+            // A second task_struct, flagged: the one holding the members wins.
+            let members = [("tgid", int, (bitfield << 24) | 10176)];
+            let mut extra = Vec::new();
+            for (m, ty, off) in members {
+                let n = b.name(m);
+                for w in [n, ty, off] {
+                    extra.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            b.add("task_struct", KIND_STRUCT, 1, true, 9000, &extra);
+            iter_facts(Cursor::new(b.bytes()))
+        };
+        assert_eq!(at(flagged(0).unwrap().task_tgid), (1272, 4));
+        assert!(flagged(3).unwrap_err().contains("tgid is a bitfield"));
     }
 
     #[test]
@@ -529,12 +568,9 @@ pub(crate) mod tests {
         let mut b = Builder::new();
         let t = b.typedef("loop", 2);
         b.typedef("loop2", t);
-        let inode = b.structure("inode", 600, &[("i_mode", t, 0), ("i_ino", t, 512)]);
-        let p = b.ptr(inode);
-        b.structure("file", 232, &[("f_inode", p, 256)]);
-        b.structure("task_struct", 9000, &[("tgid", t, 64)]);
-        b.func("bpf_iter_task_file");
-        assert!(iter_facts(Cursor::new(b.bytes())).is_err());
+        add_iter_types(&mut b, t, t, t, t);
+        let err = iter_facts(Cursor::new(b.bytes())).unwrap_err();
+        assert!(err.contains("size of"), "{err}");
     }
 
     /// The running kernel's own BTF, where it has one: the widths the program assumes.
@@ -549,7 +585,7 @@ pub(crate) mod tests {
             return;
         };
         let facts = iter_facts(f).unwrap();
-        assert_eq!(facts.file_inode.size, 8);
+        assert_eq!(facts.file_inode.size as usize, std::mem::size_of::<usize>());
         assert!(facts.attach_btf_id > 0);
         assert!(facts.task_tgid.offset > 0);
     }

@@ -987,6 +987,74 @@ mod tests {
         assert_eq!(per_family.tcp_path(), Some(false));
     }
 
+    /// The newest holder wins, and sockets not in the dump are not kept.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_shared_socket_goes_to_its_newest_holder() {
+        use super::collector::newest_holder;
+        let present = [1u32, 2].into_iter().collect();
+        let mut found = Default::default();
+        for (inode, pid) in [(1, 300), (1, 900), (1, 500), (2, 40), (3, 7)] {
+            newest_holder(&mut found, &present, inode, pid);
+        }
+        let mut found: Vec<_> = found.into_iter().collect();
+        found.sort();
+        assert_eq!(found, [(1, 900), (2, 40)]);
+    }
+
+    /// A full sample as root: a connection this process holds and one only a child holds
+    /// get their owners from the kernel's descriptor walk, and status has nothing to say.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_sample_owns_each_connection_by_its_holder() {
+        use std::os::fd::OwnedFd;
+        let ci = std::env::var("CI").as_deref() == Ok("true");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                !ci,
+                "CI runs as root: the descriptor iterator must be tested"
+            );
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mine = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(OwnedFd::from(accepted))
+            .spawn()
+            .unwrap();
+        let (me, them) = (i64::from(std::process::id()), i64::from(child.id()));
+        let (port, server_port) = (
+            mine.local_addr().unwrap().port(),
+            listener.local_addr().unwrap().port(),
+        );
+        let mut c = super::collector::Collector::default();
+        let owner_of = |samples: &[crate::platform::SocketSample], local: u16| {
+            samples
+                .iter()
+                .find(|s| s.protocol == "tcp" && s.local_port == local && s.remote_port != 0)
+                .and_then(|s| s.pid)
+        };
+        // Our copy of the accepted socket is gone once the child has exec'd.
+        let started = std::time::Instant::now();
+        let samples = loop {
+            let samples = c.sample().unwrap();
+            if owner_of(&samples, server_port) == Some(them) || started.elapsed().as_secs() >= 5 {
+                break samples;
+            }
+            c = super::collector::Collector::default();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(owner_of(&samples, port), Some(me));
+        assert_eq!(owner_of(&samples, server_port), Some(them));
+        let fallback = c.owner_fallback();
+        assert!(!ci || fallback.is_none(), "{fallback:?}");
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn every_socket_this_process_holds_is_owned_by_it() {
@@ -1259,7 +1327,8 @@ pub mod collector {
     enum OwnerIter {
         #[default]
         Untried,
-        Ready(crate::platform::linux::fd_iter::SocketOwnerIter),
+        /// With the number of scans in a row that failed (each falls back for its sample).
+        Ready(crate::platform::linux::fd_iter::SocketOwnerIter, u32),
         /// Why not: said once in the log and in `launchwatch_status.sources`.
         Unavailable(String),
     }
@@ -1464,27 +1533,29 @@ pub mod collector {
         fn find_owners(&mut self, wanted: &FastSet<u32>, present: &FastSet<u32>) {
             if matches!(self.owner_iter, OwnerIter::Untried) {
                 self.owner_iter = match crate::platform::linux::fd_iter::SocketOwnerIter::load() {
-                    Ok(it) => OwnerIter::Ready(it),
+                    Ok(it) => OwnerIter::Ready(it, 0),
                     Err(e) => {
                         log::info!("sock_diag: socket owners from /proc/<pid>/fd ({e})");
                         OwnerIter::Unavailable(e)
                     }
                 };
             }
-            if let OwnerIter::Ready(it) = &self.owner_iter {
+            if let OwnerIter::Ready(it, failures) = &mut self.owner_iter {
                 let mut found: FastMap<u32, i64> = FastMap::default();
-                let scanned = it.scan(|inode, pid| {
-                    if present.contains(&inode) {
-                        let owner = found.entry(inode).or_insert(pid);
-                        *owner = (*owner).max(pid);
-                    }
-                });
+                let scanned = it.scan(|inode, pid| newest_holder(&mut found, present, inode, pid));
                 match scanned {
                     Ok(()) => {
+                        *failures = 0;
                         for (inode, pid) in found {
                             self.owners.entry(inode).or_insert(pid);
                         }
                         return;
+                    }
+                    // Out of descriptors or memory for a moment: this sample walks /proc;
+                    // after three failures in a row the iterator is given up.
+                    Err(e) if *failures < 2 => {
+                        *failures += 1;
+                        log::info!("sock_diag: this sample's socket owners from /proc ({e})");
                     }
                     Err(e) => {
                         log::warn!(
@@ -1513,6 +1584,20 @@ pub mod collector {
                 .then(|| self.owners.get(&s.inode).copied())
                 .flatten();
             socket_sample_of(tcp, s, pid)
+        }
+    }
+
+    /// Keeps, per socket in `present`, its holder with the highest pid: the newest process,
+    /// which the `/proc` walk (newest first, first holder kept) gives it too.
+    pub(crate) fn newest_holder(
+        found: &mut FastMap<u32, i64>,
+        present: &FastSet<u32>,
+        inode: u32,
+        pid: i64,
+    ) {
+        if present.contains(&inode) {
+            let owner = found.entry(inode).or_insert(pid);
+            *owner = (*owner).max(pid);
         }
     }
 
