@@ -249,3 +249,62 @@ fn status_names_each_collector_and_replayed_rows_say_where_they_came_from() {
         .unwrap()
         .contains("\"replay\""));
 }
+
+/// Where socket owners come from, in `launchwatch_status.sources`: as root the kernel's
+/// descriptor iterator (the `sock_diag` entry has no reason to give); as an unprivileged user
+/// (nobody here) the program cannot be loaded, owners come from `/proc/<pid>/fd` and the
+/// entry says so and why.
+#[test]
+fn status_says_where_socket_owners_come_from() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!in_ci(), "CI runs as root: both sides must be tested");
+        return;
+    }
+    // A connection each live query must find the owner of.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_server, _) = listener.accept().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The binary where nobody can run it, whatever the checkout's permissions.
+    let binary = dir.path().join("launchwatch");
+    std::fs::copy(bin(), &binary).unwrap();
+    let sock_diag_entry = |uid: Option<u32>| -> serde_json::Value {
+        let state = dir.path().join(format!("state-{}", uid.unwrap_or(0)));
+        std::fs::create_dir(&state).unwrap();
+        let mut cmd = Command::new(&binary);
+        cmd.args(["query", "--json", "--state-dir"])
+            .arg(&state)
+            .arg("SELECT sources FROM launchwatch_status")
+            .env("LAUNCHWATCH_CONFIG", "/dev/null");
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(&state, Some(uid), Some(uid)).unwrap();
+            cmd.uid(uid).gid(uid).env("HOME", &state);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let sources: serde_json::Value =
+            serde_json::from_str(rows[0]["sources"].as_str().unwrap()).unwrap();
+        sources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "sock_diag")
+            .cloned()
+            .unwrap_or_else(|| panic!("no sock_diag in {sources}"))
+    };
+    let root = sock_diag_entry(None);
+    assert_eq!(root["running"], true);
+    assert!(root.get("reason").is_none(), "as root: {root}");
+    let nobody = sock_diag_entry(Some(65534));
+    assert_eq!(nobody["running"], true);
+    let reason = nobody["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("socket owners from /proc/<pid>/fd: ") && reason.len() > 36,
+        "as nobody: {nobody}"
+    );
+}
