@@ -252,8 +252,9 @@ fn status_names_each_collector_and_replayed_rows_say_where_they_came_from() {
 
 /// Where socket owners come from, in `launchwatch_status.sources`: as root the kernel's
 /// descriptor iterator (the `sock_diag` entry has no reason to give); as an unprivileged user
-/// (nobody here) the program cannot be loaded, owners come from `/proc/<pid>/fd` and the
-/// entry says so and why.
+/// (nobody here) the program cannot be loaded, and in a pid namespace of its own the program's
+/// pids would not be this `/proc`'s: owners come from `/proc/<pid>/fd` and the entry says so
+/// and why.
 #[test]
 fn status_says_where_socket_owners_come_from() {
     use std::os::unix::fs::PermissionsExt;
@@ -272,10 +273,19 @@ fn status_says_where_socket_owners_come_from() {
     // The binary where nobody can run it, whatever the checkout's permissions.
     let binary = dir.path().join("launchwatch");
     std::fs::copy(bin(), &binary).unwrap();
-    let sock_diag_entry = |uid: Option<u32>| -> serde_json::Value {
-        let state = dir.path().join(format!("state-{}", uid.unwrap_or(0)));
+    // As root, as nobody, or as root in a pid namespace of its own (`unshare`, util-linux).
+    let sock_diag_entry = |uid: Option<u32>, own_pid_namespace: bool| -> serde_json::Value {
+        let state = dir
+            .path()
+            .join(format!("state-{}-{own_pid_namespace}", uid.unwrap_or(0)));
         std::fs::create_dir(&state).unwrap();
-        let mut cmd = Command::new(&binary);
+        let mut cmd = if own_pid_namespace {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc"]).arg(&binary);
+            c
+        } else {
+            Command::new(&binary)
+        };
         cmd.args(["query", "--json", "--state-dir"])
             .arg(&state)
             .arg("SELECT sources FROM launchwatch_status")
@@ -297,10 +307,17 @@ fn status_says_where_socket_owners_come_from() {
             .cloned()
             .unwrap_or_else(|| panic!("no sock_diag in {sources}"))
     };
-    let root = sock_diag_entry(None);
+    let root = sock_diag_entry(None, false);
     assert_eq!(root["running"], true);
     assert!(root.get("reason").is_none(), "as root: {root}");
-    let nobody = sock_diag_entry(Some(65534));
+    let nested = sock_diag_entry(None, true);
+    assert!(
+        nested["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not in the initial pid namespace")),
+        "in a pid namespace of its own: {nested}"
+    );
+    let nobody = sock_diag_entry(Some(65534), false);
     assert_eq!(nobody["running"], true);
     let reason = nobody["reason"].as_str().unwrap_or_default();
     assert!(

@@ -220,7 +220,9 @@ mod live {
                 .map_err(|e| format!("cannot read /proc/self/ns/pid: {e}"))?;
             if ns.ino() != INIT_PID_NS_INODE {
                 return Err(
-                    "not in the initial pid namespace (the kernel walk speaks its pids)".into(),
+                    "not in the initial pid namespace (the program reports that \
+                     namespace's pids, which this /proc does not show)"
+                        .into(),
                 );
             }
             let btf = std::fs::File::open("/sys/kernel/btf/vmlinux")
