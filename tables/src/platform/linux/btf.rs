@@ -236,19 +236,15 @@ pub fn iter_facts(mut r: impl Read + Seek) -> Result<IterFacts, String> {
         return Err(format!("BTF types: {read} bytes of {}", h.type_len));
     }
 
-    let size_of = |mut id: u32| -> Option<u32> {
-        // Qualifiers and typedefs name another type; a chain longer than this is malformed.
+    // The type a member's type names once typedefs and qualifiers are stripped; a chain
+    // longer than this is malformed (or a loop).
+    let resolve = |mut id: u32| -> Option<u32> {
         for _ in 0..32 {
-            let kind = *kinds.get(id as usize)?;
-            match kind {
-                KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_STRUCT => {
-                    return Some(size_or_type[id as usize])
-                }
-                KIND_PTR => return Some(std::mem::size_of::<usize>() as u32),
+            match *kinds.get(id as usize)? {
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     id = size_or_type[id as usize]
                 }
-                _ => return None,
+                _ => return Some(id),
             }
         }
         None
@@ -261,17 +257,14 @@ pub fn iter_facts(mut r: impl Read + Seek) -> Result<IterFacts, String> {
         if *bitfield || bits % 8 != 0 {
             return Err(format!("BTF: {s}.{m} is a bitfield"));
         }
-        let size = size_of(*ty).ok_or_else(|| format!("BTF: size of {s}.{m} unknown"))?;
-        // size_of found an end to the chain, so this walk ends too.
-        let mut resolved = *ty;
-        while matches!(
-            kinds.get(resolved as usize),
-            Some(&(KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG))
-        ) {
-            resolved = size_or_type[resolved as usize];
-        }
-        let is_pointer = kinds.get(resolved as usize) == Some(&KIND_PTR);
-        if is_pointer != pointer {
+        let unknown = || format!("BTF: size of {s}.{m} unknown");
+        let resolved = resolve(*ty).ok_or_else(unknown)?;
+        let size = match kinds[resolved as usize] {
+            KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_STRUCT => size_or_type[resolved as usize],
+            KIND_PTR => std::mem::size_of::<usize>() as u32,
+            _ => return Err(unknown()),
+        };
+        if (kinds[resolved as usize] == KIND_PTR) != pointer {
             return Err(format!("BTF: {s}.{m} is not the type expected"));
         }
         Ok(Member {
@@ -290,18 +283,20 @@ pub fn iter_facts(mut r: impl Read + Seek) -> Result<IterFacts, String> {
     };
     // The program loads these with fixed widths: anything else is a kernel this was not
     // written for.
-    let sizes = [
-        (facts.inode_mode.size, 2, I_MODE),
-        (facts.task_tgid.size, 4, TGID),
+    let widths: [(Member, &[u32], &str); 4] = [
+        (facts.inode_mode, &[2], I_MODE),
+        (facts.task_tgid, &[4], TGID),
+        (facts.inode_number, &[4, 8], I_INO),
+        (facts.sb_magic, &[4, 8], S_MAGIC),
     ];
-    for (got, want, what) in sizes {
-        if got != want {
-            return Err(format!("BTF: {what} is {got} bytes, expected {want}"));
-        }
-    }
-    for (m, what) in [(facts.inode_number, I_INO), (facts.sb_magic, S_MAGIC)] {
-        if !matches!(m.size, 4 | 8) {
-            return Err(format!("BTF: {what} is {} bytes, expected 4 or 8", m.size));
+    for (m, allowed, what) in widths {
+        if !allowed.contains(&m.size) {
+            let allowed: Vec<String> = allowed.iter().map(u32::to_string).collect();
+            return Err(format!(
+                "BTF: {what} is {} bytes, expected {}",
+                m.size,
+                allowed.join(" or ")
+            ));
         }
     }
     Ok(facts)
